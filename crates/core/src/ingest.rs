@@ -1,0 +1,50 @@
+use crate::{ErrorCode, SampleFamilies};
+
+/// Decoded OTLP metrics of one request: one [`SampleFamilies`] per `ResourceMetrics`, processed
+/// independently as OAP does.
+#[derive(Debug, Clone, Default)]
+pub struct MetricBatch {
+    /// One entry per `ResourceMetrics`.
+    pub resources: Vec<SampleFamilies>,
+    /// Data points the receiver skipped (no data type, NaN, no recorded value), for counting.
+    pub skipped_points: u64,
+}
+
+/// What ingestion did with a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Items (samples, log records, segments) accepted.
+    pub accepted: u64,
+    /// Items dropped with a reason (expired timestamps, skipped points, ...).
+    pub rejected: u64,
+}
+
+/// Why ingestion refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The server cannot take more now; the client should retry.
+    #[error("server is busy: {0}")]
+    Busy(String),
+    /// Processing failed.
+    #[error("ingestion failed: {0}")]
+    Internal(String),
+}
+
+impl IngestError {
+    /// The category used for status codes.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IngestError::Busy(_) => ErrorCode::Unavailable,
+            IngestError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Where receivers hand decoded data. The receiver only decodes; everything after (write-ahead
+/// log, rules, aggregation, storage) sits behind this trait, so the receiver never depends on
+/// storage.
+#[async_trait::async_trait]
+pub trait IngestSink: Send + Sync + 'static {
+    /// Takes the metrics of one request. Returning `Ok` is the acknowledgement.
+    async fn ingest_metrics(&self, batch: MetricBatch) -> Result<IngestReport, IngestError>;
+}

@@ -1,0 +1,32 @@
+//! Skylark's model: the types every other crate speaks.
+//!
+//! Wire formats (OTLP, SkyWalking protobuf/JSON) are decoded by `skylark-receiver` into these
+//! types; rules (`skylark-mal`, `skylark-lal`) compute on them; `skylark-storage` keeps them and
+//! `skylark-query` answers from them. Nothing here does IO.
+#![warn(missing_docs, unreachable_pub)]
+
+mod error;
+mod id;
+mod ingest;
+mod layer;
+mod metric;
+mod sample;
+mod time;
+
+pub use error::ErrorCode;
+pub use id::{
+    base64_encode, split_child_id, EndpointId, InstanceId, ServiceId, ENDPOINT_NAME_MAX,
+    SERVICE_NAME_MAX,
+};
+pub use ingest::{IngestError, IngestReport, IngestSink, MetricBatch};
+pub use layer::Layer;
+pub use metric::{
+    to_long, HistogramGroup, MeterEntity, MeterValue, MetricCatalog, MetricDefinition,
+    MetricEmission, MetricFunction, MetricState, MetricValue, Scope,
+};
+pub use sample::{Labels, Sample, SampleFamilies, SampleFamily};
+pub use time::{Step, TimeBucket, TimeError};
+
+/// Traffic ("registration") of entities, the rows behind `listServices`, `listInstances` and
+/// `findEndpoint`.
+pub mod traffic;

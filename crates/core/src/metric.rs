@@ -1,0 +1,623 @@
+use crate::{EndpointId, InstanceId, Labels, Layer, ServiceId, Step, TimeBucket};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+/// What kind of entity a metric is about (OAP's scope ids in the doc comments).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Scope {
+    /// Everything (1 row, no entity); used by a few global metrics.
+    All,
+    /// A service (scope id 1).
+    Service,
+    /// A service instance (2).
+    ServiceInstance,
+    /// An endpoint of a service (3).
+    Endpoint,
+    /// A process (rarely used by MAL).
+    Process,
+    /// A service → service relation (4).
+    ServiceRelation,
+    /// An instance → instance relation (5).
+    ServiceInstanceRelation,
+    /// An endpoint → endpoint relation (6).
+    EndpointRelation,
+    /// A process → process relation.
+    ProcessRelation,
+}
+
+impl Scope {
+    /// The GraphQL `Scope` enum name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::All => "All",
+            Scope::Service => "Service",
+            Scope::ServiceInstance => "ServiceInstance",
+            Scope::Endpoint => "Endpoint",
+            Scope::Process => "Process",
+            Scope::ServiceRelation => "ServiceRelation",
+            Scope::ServiceInstanceRelation => "ServiceInstanceRelation",
+            Scope::EndpointRelation => "EndpointRelation",
+            Scope::ProcessRelation => "ProcessRelation",
+        }
+    }
+}
+
+/// The entity a metric value belongs to, with names (ids are derived, as in OAP's `MeterEntity`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct MeterEntity {
+    /// The entity kind.
+    pub scope: Scope,
+    /// The layer the rule put the entity in.
+    pub layer: Layer,
+    /// Service name (source service for relations).
+    pub service_name: String,
+    /// Instance name (instance scope; source instance for instance relations).
+    pub instance_name: String,
+    /// Endpoint name (endpoint scope).
+    pub endpoint_name: String,
+    /// Process name (process scope).
+    pub process_name: String,
+    /// Destination service name (relations).
+    pub dest_service_name: String,
+    /// Destination instance name (instance relations).
+    pub dest_instance_name: String,
+    /// Destination endpoint name (endpoint relations).
+    pub dest_endpoint_name: String,
+    /// Destination process name (process relations).
+    pub dest_process_name: String,
+}
+
+impl MeterEntity {
+    /// An entity of `scope` in `layer` with every name empty.
+    pub fn new(scope: Scope, layer: Layer) -> Self {
+        MeterEntity {
+            scope,
+            layer,
+            service_name: String::new(),
+            instance_name: String::new(),
+            endpoint_name: String::new(),
+            process_name: String::new(),
+            dest_service_name: String::new(),
+            dest_instance_name: String::new(),
+            dest_endpoint_name: String::new(),
+            dest_process_name: String::new(),
+        }
+    }
+
+    /// A service entity.
+    pub fn service(name: impl Into<String>, layer: Layer) -> Self {
+        MeterEntity {
+            service_name: name.into(),
+            ..MeterEntity::new(Scope::Service, layer)
+        }
+    }
+
+    /// An instance entity.
+    pub fn instance(service: impl Into<String>, instance: impl Into<String>, layer: Layer) -> Self {
+        MeterEntity {
+            service_name: service.into(),
+            instance_name: instance.into(),
+            ..MeterEntity::new(Scope::ServiceInstance, layer)
+        }
+    }
+
+    /// An endpoint entity.
+    pub fn endpoint(service: impl Into<String>, endpoint: impl Into<String>, layer: Layer) -> Self {
+        MeterEntity {
+            service_name: service.into(),
+            endpoint_name: endpoint.into(),
+            ..MeterEntity::new(Scope::Endpoint, layer)
+        }
+    }
+
+    /// The id of the (source) service. MAL and LAL always use normal services.
+    pub fn service_id(&self) -> ServiceId {
+        ServiceId::new(&self.service_name, true)
+    }
+
+    /// The storage entity id OAP uses for this entity's metric rows.
+    pub fn id(&self) -> String {
+        let svc = self.service_id();
+        match self.scope {
+            Scope::All => String::new(),
+            Scope::Service => svc.into_string(),
+            Scope::ServiceInstance => InstanceId::new(&svc, &self.instance_name).into_string(),
+            Scope::Endpoint => EndpointId::new(&svc, &self.endpoint_name).into_string(),
+            Scope::Process => format!(
+                "{}_{}",
+                InstanceId::new(&svc, &self.instance_name),
+                crate::base64_encode(&self.process_name)
+            ),
+            Scope::ServiceRelation => {
+                format!("{}-{}", svc, ServiceId::new(&self.dest_service_name, true))
+            }
+            Scope::ServiceInstanceRelation => format!(
+                "{}-{}",
+                InstanceId::new(&svc, &self.instance_name),
+                InstanceId::new(
+                    &ServiceId::new(&self.dest_service_name, true),
+                    &self.dest_instance_name
+                )
+            ),
+            Scope::EndpointRelation => format!(
+                "{}-{}",
+                EndpointId::new(&svc, &self.endpoint_name),
+                EndpointId::new(
+                    &ServiceId::new(&self.dest_service_name, true),
+                    &self.dest_endpoint_name
+                )
+            ),
+            Scope::ProcessRelation => format!("{}-{}", self.process_name, self.dest_process_name),
+        }
+    }
+}
+
+/// OAP's metric storage functions (`avg`, `sumLabeled`, `avgHistogramPercentile`, ...): how
+/// values arriving for one (entity, bucket) combine, and what a query reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum MetricFunction {
+    /// Integer mean with a floor of 1 for positive sums.
+    Avg,
+    /// Sum.
+    Sum,
+    /// Sum divided by the minutes in the bucket.
+    SumPerMin,
+    /// The last value written.
+    Latest,
+    /// Maximum.
+    Max,
+    /// Minimum.
+    Min,
+    /// `Avg` per label set.
+    AvgLabeled,
+    /// `Sum` per label set.
+    SumLabeled,
+    /// `SumPerMin` per label set.
+    SumPerMinLabeled,
+    /// `Latest` per label set.
+    LatestLabeled,
+    /// `Max` per label set.
+    MaxLabeled,
+    /// `Min` per label set.
+    MinLabeled,
+    /// Bucket counts averaged over emissions (a heatmap).
+    AvgHistogram,
+    /// Bucket counts summed (a heatmap).
+    SumHistogram,
+    /// `AvgHistogram` read back as percentiles (bucket upper bounds).
+    AvgHistogramPercentile,
+    /// `SumHistogram` read back as percentiles.
+    SumHistogramPercentile,
+}
+
+impl MetricFunction {
+    /// OAP's name for the function (`avgHistogramPercentile`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricFunction::Avg => "avg",
+            MetricFunction::Sum => "sum",
+            MetricFunction::SumPerMin => "sumPerMin",
+            MetricFunction::Latest => "latest",
+            MetricFunction::Max => "max",
+            MetricFunction::Min => "min",
+            MetricFunction::AvgLabeled => "avgLabeled",
+            MetricFunction::SumLabeled => "sumLabeled",
+            MetricFunction::SumPerMinLabeled => "sumPerMinLabeled",
+            MetricFunction::LatestLabeled => "latestLabeled",
+            MetricFunction::MaxLabeled => "maxLabeled",
+            MetricFunction::MinLabeled => "minLabeled",
+            MetricFunction::AvgHistogram => "avgHistogram",
+            MetricFunction::SumHistogram => "sumHistogram",
+            MetricFunction::AvgHistogramPercentile => "avgHistogramPercentile",
+            MetricFunction::SumHistogramPercentile => "sumHistogramPercentile",
+        }
+    }
+
+    /// Whether query results of this function carry labels.
+    pub fn is_labeled(self) -> bool {
+        !matches!(
+            self,
+            MetricFunction::Avg
+                | MetricFunction::Sum
+                | MetricFunction::SumPerMin
+                | MetricFunction::Latest
+                | MetricFunction::Max
+                | MetricFunction::Min
+        )
+    }
+}
+
+/// A metric a rule declares: its storage name, scope and function.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MetricDefinition {
+    /// Storage/query name, e.g. `meter_wechat_mp_app_launch_duration`.
+    pub name: String,
+    /// Entity kind of its rows.
+    pub scope: Scope,
+    /// How values combine.
+    pub function: MetricFunction,
+    /// Percentile ranks for `*HistogramPercentile` (e.g. `[50, 75, 90, 95, 99]`).
+    pub percentile_ranks: Vec<u32>,
+}
+
+/// The registry of every metric the loaded rules define; the query side reads scopes from it.
+#[derive(Debug, Default)]
+pub struct MetricCatalog {
+    metrics: RwLock<HashMap<String, MetricDefinition>>,
+}
+
+impl MetricCatalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `def`; fails if the name is already registered with another scope or function.
+    pub fn register(&self, def: MetricDefinition) -> Result<(), String> {
+        let mut map = self.metrics.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = map.get(&def.name) {
+            if existing.scope != def.scope || existing.function != def.function {
+                return Err(format!(
+                    "metric {} is already defined as {:?}/{} and cannot be redefined as {:?}/{}",
+                    def.name,
+                    existing.scope,
+                    existing.function.name(),
+                    def.scope,
+                    def.function.name()
+                ));
+            }
+            return Ok(());
+        }
+        map.insert(def.name.clone(), def);
+        Ok(())
+    }
+
+    /// The definition of `name`, if any rule defines it.
+    pub fn get(&self, name: &str) -> Option<MetricDefinition> {
+        self.metrics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every definition, sorted by name.
+    pub fn all(&self) -> Vec<MetricDefinition> {
+        let mut v: Vec<_> = self
+            .metrics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}
+
+/// One histogram group: the non-`le` labels and the per-bucket counts keyed by upper bound.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistogramGroup {
+    /// Labels other than `le`.
+    pub labels: Labels,
+    /// `(upper bound, count)`, ascending by bound; `+Inf` is `i64::MAX`.
+    pub buckets: Vec<(i64, i64)>,
+}
+
+/// A value a rule emitted for one entity (already coerced to longs, OAP §2.7).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MeterValue {
+    /// One number.
+    Single(i64),
+    /// One number per label set.
+    Labeled(Vec<(Labels, i64)>),
+    /// Bucket counts per label group.
+    Histogram(Vec<HistogramGroup>),
+}
+
+/// One emission: a value of a metric for an entity in a minute.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricEmission {
+    /// The metric's definition.
+    pub metric: MetricDefinition,
+    /// The entity.
+    pub entity: MeterEntity,
+    /// The minute bucket of the sample's timestamp.
+    pub minute: TimeBucket,
+    /// The value.
+    pub value: MeterValue,
+}
+
+/// Converts a sample value to the long OAP stores: `≤0 → 0`, `(0,1) → 1`, else rounded half-up.
+pub fn to_long(v: f64) -> i64 {
+    if v.is_nan() || v <= 0.0 {
+        0
+    } else if v < 1.0 {
+        1
+    } else if v >= i64::MAX as f64 {
+        i64::MAX
+    } else {
+        v.round() as i64
+    }
+}
+
+/// A value read back from storage: what a query sees for one (metric, entity, bucket).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MetricValue {
+    /// A plain value.
+    Single(i64),
+    /// Values per label set (percentiles carry `p`).
+    Labeled(Vec<(Labels, i64)>),
+}
+
+/// The mergeable state of one metric row (OAP's `Metrics` object fields).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MetricState {
+    /// `avg`: running sum and count.
+    Avg {
+        /// Σ values.
+        summation: i64,
+        /// Number of values.
+        count: i64,
+    },
+    /// `sum` / `sumPerMin`.
+    Sum(i64),
+    /// `latest`.
+    Latest(i64),
+    /// `max`.
+    Max(i64),
+    /// `min`.
+    Min(i64),
+    /// `avgLabeled` and `avgHistogram*`: per key (labels, bucket) a sum and count.
+    AvgTable(BTreeMap<Labels, (i64, i64)>),
+    /// `sumLabeled`, `sumPerMinLabeled`, `latestLabeled`, `maxLabeled`, `minLabeled`, `sumHistogram*`.
+    Table(BTreeMap<Labels, i64>),
+}
+
+const LE: &str = "le";
+
+fn labels_with(labels: &Labels, key: &str, value: String) -> Labels {
+    let mut l = labels.clone();
+    l.insert(key.to_string(), value);
+    l
+}
+
+impl MetricState {
+    /// The state after the first emission of `value` under `function`.
+    pub fn from_emission(function: MetricFunction, value: &MeterValue) -> MetricState {
+        use MetricFunction as F;
+        let single = |v: &MeterValue| match v {
+            MeterValue::Single(x) => *x,
+            MeterValue::Labeled(l) => l.first().map(|(_, x)| *x).unwrap_or(0),
+            MeterValue::Histogram(_) => 0,
+        };
+        let table = |v: &MeterValue| -> Vec<(Labels, i64)> {
+            match v {
+                MeterValue::Single(x) => vec![(Labels::new(), *x)],
+                MeterValue::Labeled(l) => l.clone(),
+                MeterValue::Histogram(groups) => groups
+                    .iter()
+                    .flat_map(|g| {
+                        g.buckets
+                            .iter()
+                            .map(move |(le, c)| (labels_with(&g.labels, LE, le.to_string()), *c))
+                    })
+                    .collect(),
+            }
+        };
+        match function {
+            F::Avg => MetricState::Avg {
+                summation: single(value),
+                count: 1,
+            },
+            F::Sum | F::SumPerMin => MetricState::Sum(single(value)),
+            F::Latest => MetricState::Latest(single(value)),
+            F::Max => MetricState::Max(single(value)),
+            F::Min => MetricState::Min(single(value)),
+            F::AvgLabeled | F::AvgHistogram | F::AvgHistogramPercentile => {
+                let mut m = BTreeMap::new();
+                for (k, v) in table(value) {
+                    let e = m.entry(k).or_insert((0, 0));
+                    e.0 += v;
+                    e.1 += 1;
+                }
+                MetricState::AvgTable(m)
+            }
+            F::SumLabeled | F::SumPerMinLabeled | F::SumHistogram | F::SumHistogramPercentile => {
+                let mut m = BTreeMap::new();
+                for (k, v) in table(value) {
+                    *m.entry(k).or_insert(0) += v;
+                }
+                MetricState::Table(m)
+            }
+            F::LatestLabeled | F::MaxLabeled | F::MinLabeled => {
+                let mut m = BTreeMap::new();
+                for (k, v) in table(value) {
+                    m.insert(k, v);
+                }
+                MetricState::Table(m)
+            }
+        }
+    }
+
+    /// Merges `other` (a newer state of the same row) into `self`, as OAP's `combine`.
+    pub fn combine(&mut self, function: MetricFunction, other: &MetricState) {
+        use MetricState as S;
+        match (self, other) {
+            (
+                S::Avg { summation, count },
+                S::Avg {
+                    summation: s,
+                    count: c,
+                },
+            ) => {
+                *summation += s;
+                *count += c;
+            }
+            (S::Sum(a), S::Sum(b)) => *a += b,
+            (S::Latest(a), S::Latest(b)) => *a = *b,
+            (S::Max(a), S::Max(b)) => *a = (*a).max(*b),
+            (S::Min(a), S::Min(b)) => *a = (*a).min(*b),
+            (S::AvgTable(a), S::AvgTable(b)) => {
+                for (k, (s, c)) in b {
+                    let e = a.entry(k.clone()).or_insert((0, 0));
+                    e.0 += s;
+                    e.1 += c;
+                }
+            }
+            (S::Table(a), S::Table(b)) => {
+                for (k, v) in b {
+                    match function {
+                        MetricFunction::LatestLabeled => {
+                            a.insert(k.clone(), *v);
+                        }
+                        MetricFunction::MaxLabeled => {
+                            let e = a.entry(k.clone()).or_insert(*v);
+                            *e = (*e).max(*v);
+                        }
+                        MetricFunction::MinLabeled => {
+                            let e = a.entry(k.clone()).or_insert(*v);
+                            *e = (*e).min(*v);
+                        }
+                        _ => *a.entry(k.clone()).or_insert(0) += v,
+                    }
+                }
+            }
+            // States of different shapes never meet for one row: the catalog forbids redefinition.
+            (me, other) => *me = other.clone(),
+        }
+    }
+
+    /// The value a query reads from this state, for a bucket of `step`.
+    pub fn value(&self, function: MetricFunction, ranks: &[u32], step: Step) -> MetricValue {
+        use MetricFunction as F;
+        let avg = |s: i64, c: i64| {
+            if c == 0 {
+                0
+            } else {
+                let v = s / c;
+                if v == 0 && s > 0 {
+                    1
+                } else {
+                    v
+                }
+            }
+        };
+        let per_min = |v: i64| v / step.minutes().max(1);
+        match self {
+            MetricState::Avg { summation, count } => MetricValue::Single(avg(*summation, *count)),
+            MetricState::Sum(v) if function == F::SumPerMin => MetricValue::Single(per_min(*v)),
+            MetricState::Sum(v)
+            | MetricState::Latest(v)
+            | MetricState::Max(v)
+            | MetricState::Min(v) => MetricValue::Single(*v),
+            MetricState::AvgTable(t) => {
+                let table: BTreeMap<Labels, i64> = t
+                    .iter()
+                    .map(|(k, (s, c))| (k.clone(), avg(*s, *c)))
+                    .collect();
+                if function == F::AvgHistogramPercentile {
+                    MetricValue::Labeled(percentiles(&table, ranks))
+                } else {
+                    MetricValue::Labeled(table.into_iter().collect())
+                }
+            }
+            MetricState::Table(t) => match function {
+                F::SumHistogramPercentile => MetricValue::Labeled(percentiles(t, ranks)),
+                F::SumPerMinLabeled => {
+                    MetricValue::Labeled(t.iter().map(|(k, v)| (k.clone(), per_min(*v))).collect())
+                }
+                _ => MetricValue::Labeled(t.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+            },
+        }
+    }
+}
+
+/// OAP's percentile over bucket counts: per non-`le` group, for each rank the upper bound of the
+/// first bucket whose cumulative count reaches `round(total * p / 100)` (f32, half-up).
+fn percentiles(table: &BTreeMap<Labels, i64>, ranks: &[u32]) -> Vec<(Labels, i64)> {
+    let mut groups: BTreeMap<Labels, Vec<(i64, i64)>> = BTreeMap::new();
+    for (labels, count) in table {
+        let mut group = labels.clone();
+        let Some(le) = group.remove(LE) else { continue };
+        let bound = le.parse::<i64>().unwrap_or(i64::MAX);
+        groups.entry(group).or_default().push((bound, *count));
+    }
+    let mut out = Vec::new();
+    for (group, mut buckets) in groups {
+        buckets.sort_by_key(|(b, _)| *b);
+        let total: i64 = buckets.iter().map(|(_, c)| *c).sum();
+        for p in ranks {
+            let value = if total <= 0 {
+                0
+            } else {
+                let roof = (total as f32 * *p as f32 / 100.0_f32 + 0.5_f32).floor() as i64;
+                let mut cumulative = 0;
+                let mut found = buckets.last().map(|(b, _)| *b).unwrap_or(0);
+                for (bound, count) in &buckets {
+                    cumulative += count;
+                    if cumulative >= roof {
+                        found = *bound;
+                        break;
+                    }
+                }
+                found
+            };
+            out.push((labels_with(&group, "p", p.to_string()), value));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_long_follows_oap() {
+        assert_eq!(to_long(-3.0), 0);
+        assert_eq!(to_long(0.2), 1);
+        assert_eq!(to_long(2.5), 3);
+        assert_eq!(to_long(2.4), 2);
+    }
+
+    #[test]
+    fn avg_uses_integer_division_with_floor_of_one() {
+        let f = MetricFunction::Avg;
+        let mut s = MetricState::from_emission(f, &MeterValue::Single(3));
+        s.combine(f, &MetricState::from_emission(f, &MeterValue::Single(4)));
+        assert_eq!(s.value(f, &[], Step::Minute), MetricValue::Single(3));
+        let mut s = MetricState::from_emission(f, &MeterValue::Single(1));
+        s.combine(f, &MetricState::from_emission(f, &MeterValue::Single(0)));
+        s.combine(f, &MetricState::from_emission(f, &MeterValue::Single(0)));
+        assert_eq!(s.value(f, &[], Step::Minute), MetricValue::Single(1));
+    }
+
+    #[test]
+    fn percentile_is_bucket_upper_bound() {
+        let f = MetricFunction::AvgHistogramPercentile;
+        // counts: le10:1, le25:1 → total 2; p50 roof 1 → 10; p75 roof round(1.5)=2 → 25.
+        let v = MeterValue::Histogram(vec![HistogramGroup {
+            labels: Labels::new(),
+            buckets: vec![(10, 1), (25, 1), (i64::MAX, 0)],
+        }]);
+        let s = MetricState::from_emission(f, &v);
+        let MetricValue::Labeled(out) = s.value(f, &[50, 75], Step::Minute) else {
+            panic!()
+        };
+        assert_eq!(
+            out.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+            vec![10, 25]
+        );
+        assert_eq!(out[0].0.get("p").map(String::as_str), Some("50"));
+    }
+
+    #[test]
+    fn sum_per_min_divides_by_bucket_minutes() {
+        let f = MetricFunction::SumPerMin;
+        let s = MetricState::from_emission(f, &MeterValue::Single(120));
+        assert_eq!(s.value(f, &[], Step::Hour), MetricValue::Single(2));
+    }
+}

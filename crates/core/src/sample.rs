@@ -1,0 +1,40 @@
+use std::collections::{BTreeMap, HashMap};
+
+/// A sample's labels. Ordered so that equal label sets compare and hash equal.
+pub type Labels = BTreeMap<String, String>;
+
+/// One value of one metric at one instant with its labels (OAP's `Sample`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// Metric name after OTLP escaping (`miniprogram_request_duration_count`).
+    pub name: String,
+    /// Labels after OTLP escaping (`service_name`, `le`, ...).
+    pub labels: Labels,
+    /// The value.
+    pub value: f64,
+    /// Epoch milliseconds.
+    pub timestamp_ms: i64,
+}
+
+/// All samples of one metric name within one unit of processing (OAP's `SampleFamily`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SampleFamily {
+    /// The samples, in the order they arrived.
+    pub samples: Vec<Sample>,
+}
+
+impl SampleFamily {
+    /// A family of these samples.
+    pub fn new(samples: Vec<Sample>) -> Self {
+        SampleFamily { samples }
+    }
+
+    /// Whether the family holds no samples (OAP's `EMPTY`).
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
+
+/// The samples of one processing unit (one OTLP `ResourceMetrics`, or one LAL `metrics {}`
+/// emission), keyed by metric name. Rules see one of these at a time.
+pub type SampleFamilies = HashMap<String, SampleFamily>;

@@ -1,0 +1,31 @@
+use skylark_core::ErrorCode;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The embedded database failed.
+    #[error("sled failed")]
+    Sled(#[from] sled::Error),
+    /// A stored row could not be decoded.
+    #[error("stored row {key} is corrupt")]
+    Corrupt {
+        /// The row key.
+        key: String,
+        /// Why decoding failed.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A row could not be encoded.
+    #[error("row could not be encoded")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl Error {
+    /// The category used for status codes.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::Internal
+    }
+}
+
+/// Storage results.
+pub type Result<T> = std::result::Result<T, Error>;
