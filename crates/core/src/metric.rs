@@ -419,16 +419,17 @@ impl MetricState {
             F::AvgLabeled | F::AvgHistogram | F::AvgHistogramPercentile => {
                 let mut m = BTreeMap::new();
                 for (k, v) in table(value) {
-                    let e = m.entry(k).or_insert((0, 0));
-                    e.0 += v;
-                    e.1 += 1;
+                    let e = m.entry(k).or_insert((0_i64, 0_i64));
+                    e.0 = e.0.wrapping_add(v);
+                    e.1 = e.1.wrapping_add(1);
                 }
                 MetricState::AvgTable(m)
             }
             F::SumLabeled | F::SumPerMinLabeled | F::SumHistogram | F::SumHistogramPercentile => {
                 let mut m = BTreeMap::new();
                 for (k, v) in table(value) {
-                    *m.entry(k).or_insert(0) += v;
+                    let e = m.entry(k).or_insert(0_i64);
+                    *e = e.wrapping_add(v);
                 }
                 MetricState::Table(m)
             }
@@ -453,18 +454,18 @@ impl MetricState {
                     count: c,
                 },
             ) => {
-                *summation += s;
-                *count += c;
+                *summation = summation.wrapping_add(*s);
+                *count = count.wrapping_add(*c);
             }
-            (S::Sum(a), S::Sum(b)) => *a += b,
+            (S::Sum(a), S::Sum(b)) => *a = a.wrapping_add(*b),
             (S::Latest(a), S::Latest(b)) => *a = *b,
             (S::Max(a), S::Max(b)) => *a = (*a).max(*b),
             (S::Min(a), S::Min(b)) => *a = (*a).min(*b),
             (S::AvgTable(a), S::AvgTable(b)) => {
                 for (k, (s, c)) in b {
                     let e = a.entry(k.clone()).or_insert((0, 0));
-                    e.0 += s;
-                    e.1 += c;
+                    e.0 = e.0.wrapping_add(*s);
+                    e.1 = e.1.wrapping_add(*c);
                 }
             }
             (S::Table(a), S::Table(b)) => {
@@ -481,7 +482,10 @@ impl MetricState {
                             let e = a.entry(k.clone()).or_insert(*v);
                             *e = (*e).min(*v);
                         }
-                        _ => *a.entry(k.clone()).or_insert(0) += v,
+                        _ => {
+                            let e: &mut i64 = a.entry(k.clone()).or_insert(0);
+                            *e = e.wrapping_add(*v);
+                        }
                     }
                 }
             }
@@ -548,16 +552,18 @@ fn percentiles(table: &BTreeMap<Labels, i64>, ranks: &[u32]) -> Vec<(Labels, i64
     let mut out = Vec::new();
     for (group, mut buckets) in groups {
         buckets.sort_by_key(|(b, _)| *b);
-        let total: i64 = buckets.iter().map(|(_, c)| *c).sum();
+        let total: i64 = buckets.iter().fold(0_i64, |t, (_, c)| t.wrapping_add(*c));
         for p in ranks {
             let value = if total <= 0 {
                 0
             } else {
-                let roof = (total as f32 * *p as f32 / 100.0_f32 + 0.5_f32).floor() as i64;
-                let mut cumulative = 0;
+                // Java: `Math.round(total * p * 1.0f / 100)`: a long product, then float
+                // arithmetic; `round` is exact where `floor(x + 0.5)` in f32 is not above 2^23.
+                let roof = (total.wrapping_mul(i64::from(*p)) as f32 / 100.0_f32).round() as i64;
+                let mut cumulative = 0_i64;
                 let mut found = buckets.last().map(|(b, _)| *b).unwrap_or(0);
                 for (bound, count) in &buckets {
-                    cumulative += count;
+                    cumulative = cumulative.wrapping_add(*count);
                     if cumulative >= roof {
                         found = *bound;
                         break;
@@ -612,6 +618,43 @@ mod tests {
             vec![10, 25]
         );
         assert_eq!(out[0].0.get("p").map(String::as_str), Some("50"));
+    }
+
+    #[test]
+    fn huge_values_wrap_like_java_longs_instead_of_panicking() {
+        let f = MetricFunction::Sum;
+        let mut s = MetricState::from_emission(f, &MeterValue::Single(i64::MAX));
+        s.combine(f, &MetricState::from_emission(f, &MeterValue::Single(1)));
+        assert_eq!(s.value(f, &[], Step::Minute), MetricValue::Single(i64::MIN));
+        let f = MetricFunction::AvgHistogramPercentile;
+        let v = MeterValue::Histogram(vec![HistogramGroup {
+            labels: Labels::new(),
+            buckets: vec![(10, i64::MAX), (i64::MAX, i64::MAX)],
+        }]);
+        let mut s = MetricState::from_emission(f, &v);
+        s.combine(f, &MetricState::from_emission(f, &v));
+        // Only checks that computing the value does not overflow-panic.
+        let MetricValue::Labeled(out) = s.value(f, &[50], Step::Minute) else {
+            panic!()
+        };
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn percentile_roof_rounds_the_long_product() {
+        // Total 16_777_217 is not an f32. Java multiplies as longs first (838_860_850 → f32
+        // 838_860_864, / 100 → 8_388_609), so the first bucket's 8_388_608 does not reach the
+        // roof; converting the total to f32 first would give roof 8_388_608 and bound 10.
+        let f = MetricFunction::SumHistogramPercentile;
+        let v = MeterValue::Histogram(vec![HistogramGroup {
+            labels: Labels::new(),
+            buckets: vec![(10, 8_388_608), (25, 8_388_609)],
+        }]);
+        let s = MetricState::from_emission(f, &v);
+        let MetricValue::Labeled(out) = s.value(f, &[50], Step::Minute) else {
+            panic!()
+        };
+        assert_eq!(out[0].1, 25);
     }
 
     #[test]

@@ -1,0 +1,335 @@
+//! The storage semantics shared by every backend: in-memory aggregation of metric rows, the
+//! traffic mirror, batched read-combine-write flushes and retention.
+use crate::keys::{self, METRIC_STEPS};
+use crate::model::{EndpointRecord, InstanceRecord, RetentionPolicy, ServiceRecord};
+use crate::rows::{self, RowOp, RowStore};
+use crate::traffic::TrafficCache;
+use crate::Result;
+use parking_lot::{Mutex, RwLock};
+use skylark_core::traffic::Traffic;
+use skylark_core::{
+    EndpointId, InstanceId, Layer, MetricDefinition, MetricEmission, MetricFunction, MetricState,
+    MetricValue, ServiceId, Step, TimeBucket,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// A not-yet-stored metric row.
+#[derive(Clone)]
+struct PendingRow {
+    function: MetricFunction,
+    state: MetricState,
+}
+
+/// Pending rows keyed by their storage key, so bucket/metric prefixes are range scans.
+type Rows = BTreeMap<Vec<u8>, PendingRow>;
+
+fn merge_into(rows: &mut Rows, key: Vec<u8>, function: MetricFunction, state: &MetricState) {
+    match rows.get_mut(&key) {
+        Some(row) => row.state.combine(function, state),
+        None => {
+            rows.insert(
+                key,
+                PendingRow {
+                    function,
+                    state: state.clone(),
+                },
+            );
+        }
+    }
+}
+
+fn rows_with_prefix<'a>(rows: &'a Rows, prefix: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    rows.range(prefix.to_vec()..)
+        .map(|(k, _)| k.as_slice())
+        .take_while(move |k| k.starts_with(prefix))
+}
+
+/// Everything a backend-specific storage shares.
+pub(crate) struct Engine<K: RowStore> {
+    store: K,
+    /// New metric rows since the last flush began.
+    pending: Mutex<Rows>,
+    /// Rows a running flush took from `pending`, visible to reads until they are stored.
+    /// Lock order: `in_flight` before `pending`.
+    in_flight: RwLock<Rows>,
+    traffic: RwLock<TrafficCache>,
+    /// Serialises flushes and retention, which both read-modify-write stored rows.
+    flush_lock: Mutex<()>,
+}
+
+impl<K: RowStore> Engine<K> {
+    /// An engine over `store`, with the traffic mirror loaded from it.
+    pub(crate) fn new(store: K) -> Result<Self> {
+        let traffic = TrafficCache::load(&store)?;
+        Ok(Engine {
+            store,
+            pending: Mutex::new(Rows::new()),
+            in_flight: RwLock::new(Rows::new()),
+            traffic: RwLock::new(traffic),
+            flush_lock: Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn write_metrics(&self, emissions: Vec<MetricEmission>) -> Result<()> {
+        let mut pending = self.pending.lock();
+        for emission in emissions {
+            let function = emission.metric.function;
+            let state = MetricState::from_emission(function, &emission.value);
+            let entity_id = emission.entity.id();
+            // Seconds never carry metrics; a finer bucket is cut down to its minute.
+            let base = if emission.minute.step == Step::Second {
+                emission.minute.to_step(Step::Minute)
+            } else {
+                emission.minute
+            };
+            // Hour and day rows take the raw state of each emission (not minute values), so
+            // their averages are Σ/count over every emission, as OAP's toHour/toDay.
+            for step in METRIC_STEPS.into_iter().filter(|s| *s >= base.step) {
+                let bucket = base.to_step(step);
+                match keys::metric_key(&emission.metric.name, &entity_id, bucket) {
+                    Some(key) => merge_into(&mut pending, key, function, &state),
+                    None => tracing::warn!(
+                        metric = %emission.metric.name,
+                        "metric name too long to store, emission dropped"
+                    ),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn write_traffic(&self, traffic: Vec<Traffic>, now_ms: i64) -> Result<()> {
+        self.traffic.write().record(traffic, now_ms);
+        Ok(())
+    }
+
+    pub(crate) fn pending_rows(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    pub(crate) fn flush(&self) -> Result<()> {
+        let _flushing = self.flush_lock.lock();
+        let started = Instant::now();
+        {
+            let mut in_flight = self.in_flight.write();
+            let mut pending = self.pending.lock();
+            std::mem::swap(&mut *in_flight, &mut *pending);
+        }
+        let mut ops: Vec<RowOp> = Vec::new();
+        let taken = self.traffic.write().take_dirty(&mut ops)?;
+        let result = self.write_in_flight(ops);
+        match &result {
+            Ok(rows) => tracing::debug!(
+                rows = *rows,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "storage flushed"
+            ),
+            Err(error) => {
+                tracing::error!(%error, "storage flush failed, rows kept in memory for the next one");
+                self.restore_in_flight();
+                self.traffic.write().restore_dirty(taken);
+            }
+        }
+        result.map(|_| ())
+    }
+
+    /// Reads, combines and writes every in-flight row in one batch together with `ops`.
+    fn write_in_flight(&self, mut ops: Vec<RowOp>) -> Result<usize> {
+        let in_flight = self.in_flight.read();
+        ops.reserve(in_flight.len());
+        for (key, row) in in_flight.iter() {
+            let state = match self.store.get(key)? {
+                Some(bytes) => {
+                    let mut stored = rows::decode_metric(key, &bytes)?;
+                    stored.combine(row.function, &row.state);
+                    stored
+                }
+                None => row.state.clone(),
+            };
+            ops.push((
+                key.clone(),
+                Some(rows::encode_metric(row.function, &state)?),
+            ));
+        }
+        let count = ops.len();
+        drop(in_flight);
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        // Readers are held off while the batch lands, so none sees a row both stored and in flight.
+        let mut in_flight = self.in_flight.write();
+        self.store.apply(ops)?;
+        in_flight.clear();
+        Ok(count)
+    }
+
+    /// Puts in-flight rows back in front of anything written since the flush began.
+    fn restore_in_flight(&self) {
+        let mut in_flight = self.in_flight.write();
+        let mut pending = self.pending.lock();
+        let newer = std::mem::take(&mut *pending);
+        let mut restored = std::mem::take(&mut *in_flight);
+        for (key, row) in newer {
+            merge_into(&mut restored, key, row.function, &row.state);
+        }
+        *pending = restored;
+    }
+
+    pub(crate) fn read_metric(
+        &self,
+        metric: &MetricDefinition,
+        entity_id: &str,
+        buckets: &[TimeBucket],
+    ) -> Result<Vec<Option<MetricValue>>> {
+        let function = metric.function;
+        let in_flight = self.in_flight.read();
+        let mut out = Vec::with_capacity(buckets.len());
+        for bucket in buckets {
+            let Some(key) = keys::metric_key(&metric.name, entity_id, *bucket) else {
+                out.push(None);
+                continue;
+            };
+            let mut state = match self.store.get(&key)? {
+                Some(bytes) => Some(rows::decode_metric(&key, &bytes)?),
+                None => None,
+            };
+            let newer = [
+                in_flight.get(&key).cloned(),
+                self.pending.lock().get(&key).cloned(),
+            ];
+            for row in newer.into_iter().flatten() {
+                match &mut state {
+                    Some(s) => s.combine(row.function, &row.state),
+                    None => state = Some(row.state),
+                }
+            }
+            out.push(state.map(|s| s.value(function, &metric.percentile_ranks, bucket.step)));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn metric_entities(
+        &self,
+        metric: &MetricDefinition,
+        buckets: &[TimeBucket],
+    ) -> Result<Vec<String>> {
+        let mut entities = BTreeSet::new();
+        let in_flight = self.in_flight.read();
+        for bucket in buckets {
+            let Some(prefix) = keys::metric_prefix(&metric.name, *bucket) else {
+                continue;
+            };
+            self.store.scan_prefix(&prefix, &mut |key, _| {
+                entities.extend(keys::entity_of(key, &prefix));
+                Ok(())
+            })?;
+            for key in rows_with_prefix(&in_flight, &prefix) {
+                entities.extend(keys::entity_of(key, &prefix));
+            }
+            let pending = self.pending.lock();
+            for key in rows_with_prefix(&pending, &prefix) {
+                entities.extend(keys::entity_of(key, &prefix));
+            }
+        }
+        Ok(entities.into_iter().collect())
+    }
+
+    pub(crate) fn list_services(&self, layer: Option<Layer>) -> Result<Vec<ServiceRecord>> {
+        Ok(self.traffic.read().services(layer))
+    }
+
+    pub(crate) fn get_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>> {
+        Ok(self.traffic.read().service(id))
+    }
+
+    pub(crate) fn list_instances(
+        &self,
+        service: &ServiceId,
+        since_ms: i64,
+    ) -> Result<Vec<InstanceRecord>> {
+        Ok(self.traffic.read().instances(service, since_ms))
+    }
+
+    pub(crate) fn get_instance(&self, id: &InstanceId) -> Result<Option<InstanceRecord>> {
+        Ok(self.traffic.read().instance(id.as_str()))
+    }
+
+    pub(crate) fn find_endpoints(
+        &self,
+        service: &ServiceId,
+        keyword: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EndpointRecord>> {
+        Ok(self.traffic.read().endpoints(service, keyword, limit))
+    }
+
+    pub(crate) fn get_endpoint(&self, id: &EndpointId) -> Result<Option<EndpointRecord>> {
+        Ok(self.traffic.read().endpoint(id.as_str()))
+    }
+
+    pub(crate) fn remove_expired(&self, policy: &RetentionPolicy, now_ms: i64) -> Result<u64> {
+        let _flushing = self.flush_lock.lock();
+        let cutoff_ms =
+            now_ms.saturating_sub(i64::from(policy.metrics_days).saturating_mul(DAY_MS));
+        let cutoff_minute = match TimeBucket::from_epoch_ms(cutoff_ms, Step::Minute) {
+            Ok(b) => b,
+            Err(error) => {
+                tracing::warn!(%error, cutoff_ms, "retention cutoff is not a valid time, nothing removed");
+                return Ok(0);
+            }
+        };
+        let mut doomed: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut ranges = Vec::new();
+        for step in METRIC_STEPS {
+            // A bucket is expired when it lies wholly before the cutoff's bucket of its step.
+            let (Some(start), Some(end)) = (
+                keys::metric_step_prefix(step),
+                keys::metric_bucket_start(cutoff_minute.to_step(step)),
+            ) else {
+                continue;
+            };
+            doomed.extend(self.store.keys_in_range(&start, &end)?);
+            ranges.push((start, end));
+        }
+        {
+            // Nothing is in flight: flushes hold `flush_lock` too.
+            let mut pending = self.pending.lock();
+            for (start, end) in &ranges {
+                let expired: Vec<Vec<u8>> = pending
+                    .range(start.clone()..end.clone())
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in expired {
+                    pending.remove(&key);
+                    doomed.insert(key);
+                }
+            }
+        }
+        let mut ops: Vec<RowOp> = doomed.into_iter().map(|k| (k, None)).collect();
+        let metric_rows = ops.len();
+        self.traffic.write().remove_older_than(cutoff_ms, &mut ops);
+        let removed = ops.len() as u64;
+        if !ops.is_empty() {
+            self.store.apply(ops)?;
+        }
+        tracing::info!(
+            metric_rows,
+            entities = removed - metric_rows as u64,
+            cutoff = cutoff_minute.value,
+            "expired data removed"
+        );
+        Ok(removed)
+    }
+}
+
+impl<K: RowStore> Drop for Engine<K> {
+    fn drop(&mut self) {
+        // Closing must not lose the last few seconds of aggregation.
+        if let Err(error) = self.flush() {
+            tracing::error!(%error, "final storage flush failed");
+        }
+    }
+}

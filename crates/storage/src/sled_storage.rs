@@ -1,0 +1,106 @@
+//! The embedded default backend.
+use crate::engine::Engine;
+use crate::rows::{RowOp, RowStore, RowVisitor};
+use crate::Result;
+use std::path::PathBuf;
+
+/// Where and how [`SledStorage`] keeps its files.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SledConfig {
+    /// Directory of the database (created if missing).
+    pub path: PathBuf,
+    /// Page cache size in bytes. sled's own default is 1 GiB; a small cache keeps idle memory low.
+    #[serde(default = "SledConfig::default_cache_capacity_bytes")]
+    pub cache_capacity_bytes: u64,
+    /// How often sled fsyncs in the background, in ms; `None` only syncs on [`crate::Storage::flush`].
+    #[serde(default = "SledConfig::default_flush_every_ms")]
+    pub flush_every_ms: Option<u64>,
+}
+
+impl SledConfig {
+    /// 16 MiB.
+    pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
+
+    fn default_cache_capacity_bytes() -> u64 {
+        Self::DEFAULT_CACHE_CAPACITY_BYTES
+    }
+
+    fn default_flush_every_ms() -> Option<u64> {
+        Some(500)
+    }
+
+    /// A config for `path` with the default cache (16 MiB) and background sync (500 ms).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SledConfig {
+            path: path.into(),
+            cache_capacity_bytes: Self::default_cache_capacity_bytes(),
+            flush_every_ms: Self::default_flush_every_ms(),
+        }
+    }
+}
+
+/// The single sled tree every row lives in (see `keys` for the layout).
+struct SledRows {
+    db: sled::Db,
+    rows: sled::Tree,
+}
+
+impl RowStore for SledRows {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.rows.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8], visit: &mut RowVisitor<'_>) -> Result<()> {
+        for row in self.rows.scan_prefix(prefix) {
+            let (key, value) = row?;
+            visit(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        for row in self.rows.range(start..end) {
+            let (key, _) = row?;
+            keys.push(key.to_vec());
+        }
+        Ok(keys)
+    }
+
+    fn apply(&self, ops: Vec<RowOp>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in ops {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        self.rows.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// Storage in an embedded sled database: aggregation in memory, one atomic batch per flush.
+pub struct SledStorage {
+    engine: Engine<SledRows>,
+}
+
+impl SledStorage {
+    /// Opens (or creates) the database at `config.path` and loads the entity registry.
+    pub fn open(config: SledConfig) -> Result<SledStorage> {
+        let db = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity_bytes)
+            .flush_every_ms(config.flush_every_ms)
+            .open()?;
+        let rows = db.open_tree("rows")?;
+        tracing::info!(path = %config.path.display(), "storage opened");
+        Ok(SledStorage {
+            engine: Engine::new(SledRows { db, rows })?,
+        })
+    }
+}
+
+crate::delegate_storage!(SledStorage);

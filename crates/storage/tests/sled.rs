@@ -1,0 +1,206 @@
+//! Behaviour only a persistent backend has: data survives reopening, drop flushes, and traffic
+//! rows are rewritten at most once a minute.
+use skylark_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
+use skylark_core::{
+    InstanceId, Layer, MeterEntity, MeterValue, MetricDefinition, MetricEmission, MetricFunction,
+    MetricValue, Scope, ServiceId, Step, TimeBucket,
+};
+use skylark_storage::{SledConfig, SledStorage, Storage};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const SERVICE: &str = "mini-program-sim-wechat";
+const MINUTE: TimeBucket = TimeBucket {
+    step: Step::Minute,
+    value: 202611291205,
+};
+
+fn open(dir: &Path) -> SledStorage {
+    SledStorage::open(SledConfig::new(dir.join("db"))).unwrap()
+}
+
+fn metric(function: MetricFunction) -> MetricDefinition {
+    MetricDefinition {
+        name: "meter_wechat_mp_app_launch_duration".into(),
+        scope: Scope::Service,
+        function,
+        percentile_ranks: vec![],
+    }
+}
+
+fn emission(m: &MetricDefinition, value: i64) -> MetricEmission {
+    MetricEmission {
+        metric: m.clone(),
+        entity: MeterEntity::service(SERVICE, Layer::WECHAT_MINI_PROGRAM),
+        minute: MINUTE,
+        value: MeterValue::Single(value),
+    }
+}
+
+fn read(store: &dyn Storage, m: &MetricDefinition, bucket: TimeBucket) -> Option<MetricValue> {
+    let id = ServiceId::new(SERVICE, true);
+    store
+        .read_metric(m, id.as_str(), &[bucket])
+        .unwrap()
+        .pop()
+        .flatten()
+}
+
+fn instance(name: &str) -> Traffic {
+    Traffic::Instance(InstanceTraffic {
+        service_name: SERVICE.into(),
+        name: name.into(),
+        layer: Layer::WECHAT_MINI_PROGRAM,
+    })
+}
+
+#[test]
+fn reopening_keeps_rows_and_entities_and_keeps_merging() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = metric(MetricFunction::Avg);
+    {
+        let store = open(dir.path());
+        store.write_metrics(vec![emission(&m, 3)]).unwrap();
+        store
+            .write_traffic(
+                vec![
+                    Traffic::Service(ServiceTraffic {
+                        name: SERVICE.into(),
+                        layer: Layer::WECHAT_MINI_PROGRAM,
+                    }),
+                    instance("sim"),
+                ],
+                1_000,
+            )
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(read(&store, &m, MINUTE), Some(MetricValue::Single(3)));
+    let services = store
+        .list_services(Some(Layer::WECHAT_MINI_PROGRAM))
+        .unwrap();
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0].name, SERVICE);
+    assert_eq!(services[0].layers, vec![Layer::WECHAT_MINI_PROGRAM]);
+    let svc = ServiceId::new(SERVICE, true);
+    let inst = store
+        .get_instance(&InstanceId::new(&svc, "sim"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((inst.name.as_str(), inst.last_ping_ms), ("sim", 1_000));
+
+    // Rows written after reopening merge with the stored ones: (3 + 4) / 2 = 3.
+    store.write_metrics(vec![emission(&m, 4)]).unwrap();
+    store.flush().unwrap();
+    assert_eq!(read(&store, &m, MINUTE), Some(MetricValue::Single(3)));
+    assert_eq!(
+        read(&store, &m, MINUTE.to_step(Step::Day)),
+        Some(MetricValue::Single(3))
+    );
+}
+
+#[test]
+fn dropping_the_store_flushes_pending_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = metric(MetricFunction::Sum);
+    {
+        let store = open(dir.path());
+        store
+            .write_metrics(vec![emission(&m, 7), emission(&m, 5)])
+            .unwrap();
+        store.write_traffic(vec![instance("sim")], 1_000).unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(read(&store, &m, MINUTE), Some(MetricValue::Single(12)));
+    assert_eq!(
+        store
+            .list_instances(&ServiceId::new(SERVICE, true), 0)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn pings_are_persisted_at_most_once_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = ServiceId::new(SERVICE, true);
+    let id = InstanceId::new(&svc, "sim");
+    {
+        let store = open(dir.path());
+        store.write_traffic(vec![instance("sim")], 1_000).unwrap();
+        store.flush().unwrap();
+        store.write_traffic(vec![instance("sim")], 31_000).unwrap();
+        // Served from memory even though the row is not rewritten.
+        assert_eq!(
+            store.get_instance(&id).unwrap().unwrap().last_ping_ms,
+            31_000
+        );
+    }
+    {
+        let store = open(dir.path());
+        assert_eq!(
+            store.get_instance(&id).unwrap().unwrap().last_ping_ms,
+            1_000,
+            "a ping 30 s after the stored one is not written"
+        );
+        store.write_traffic(vec![instance("sim")], 61_000).unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(
+        store.get_instance(&id).unwrap().unwrap().last_ping_ms,
+        61_000
+    );
+}
+
+#[test]
+fn reads_during_flushes_never_miss_or_double_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let m = metric(MetricFunction::Sum);
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, m, done) = (store.clone(), m.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut last = 0;
+            while !done.load(Ordering::Acquire) {
+                let now = match read(store.as_ref(), &m, MINUTE) {
+                    Some(MetricValue::Single(v)) => v,
+                    None => 0,
+                    other => panic!("unexpected value {other:?}"),
+                };
+                assert!(now >= last, "value went back from {last} to {now}");
+                assert!(now <= 200, "value {now} counts rows twice");
+                last = now;
+            }
+        })
+    };
+    for _ in 0..200 {
+        store.write_metrics(vec![emission(&m, 1)]).unwrap();
+        store.flush().unwrap();
+    }
+    done.store(true, Ordering::Release);
+    reader.join().unwrap();
+    assert_eq!(
+        read(store.as_ref(), &m, MINUTE),
+        Some(MetricValue::Single(200))
+    );
+}
+
+#[test]
+fn config_defaults_keep_the_cache_small() {
+    let config: SledConfig = serde_json::from_str(r#"{"path": "/tmp/x"}"#).unwrap();
+    assert_eq!(config.cache_capacity_bytes, 16 * 1024 * 1024);
+    assert_eq!(config, SledConfig::new("/tmp/x"));
+    assert!(serde_json::from_str::<SledConfig>(r#"{"path": "/x", "cache": 1}"#).is_err());
+}
+
+#[test]
+fn opening_a_path_that_is_a_file_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("db");
+    std::fs::write(&file, b"not a database").unwrap();
+    assert!(SledStorage::open(SledConfig::new(&file)).is_err());
+}
