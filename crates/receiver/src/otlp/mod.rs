@@ -1,0 +1,9 @@
+//! OTLP wire types → Skylark model, one module per signal.
+mod attributes;
+mod double_format;
+mod encoding;
+mod metrics;
+
+pub use double_format::java_double_to_string;
+pub(crate) use encoding::OtlpEncoding;
+pub use metrics::{convert_metrics_request, decode_metrics};
