@@ -30,3 +30,14 @@ pub use time::{Step, TimeBucket, TimeError};
 /// Traffic ("registration") of entities, the rows behind `listServices`, `listInstances` and
 /// `findEndpoint`.
 pub mod traffic;
+
+/// Logs in (to LAL) and out (persisted).
+pub mod log;
+pub use log::{ContentType, LogBody, LogData, LogRecord};
+
+/// Native SkyWalking trace segments and the record storage keeps per segment.
+pub mod segment;
+pub use segment::{
+    component_name, RefType, Segment, SegmentRecord, SegmentRef, Span, SpanLayer, SpanLog,
+    SpanType,
+};
