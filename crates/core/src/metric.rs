@@ -188,6 +188,9 @@ pub enum MetricFunction {
     SumHistogram,
     /// `AvgHistogram` read back as percentiles (bucket upper bounds).
     AvgHistogramPercentile,
+    /// Share of emissions that were 1 (successes), in 1/100 of a percent (OAP's `percent`,
+    /// behind `*_sla`): `matched * 10000 / total`.
+    Percent,
     /// `SumHistogram` read back as percentiles.
     SumHistogramPercentile,
 }
@@ -211,6 +214,7 @@ impl MetricFunction {
             MetricFunction::AvgHistogram => "avgHistogram",
             MetricFunction::SumHistogram => "sumHistogram",
             MetricFunction::AvgHistogramPercentile => "avgHistogramPercentile",
+            MetricFunction::Percent => "percent",
             MetricFunction::SumHistogramPercentile => "sumHistogramPercentile",
         }
     }
@@ -225,6 +229,7 @@ impl MetricFunction {
                 | MetricFunction::Latest
                 | MetricFunction::Max
                 | MetricFunction::Min
+                | MetricFunction::Percent
         )
     }
 }
@@ -412,6 +417,10 @@ impl MetricState {
                 summation: single(value),
                 count: 1,
             },
+            F::Percent => MetricState::Avg {
+                summation: i64::from(single(value) > 0),
+                count: 1,
+            },
             F::Sum | F::SumPerMin => MetricState::Sum(single(value)),
             F::Latest => MetricState::Latest(single(value)),
             F::Max => MetricState::Max(single(value)),
@@ -511,6 +520,9 @@ impl MetricState {
         };
         let per_min = |v: i64| v / step.minutes().max(1);
         match self {
+            MetricState::Avg { summation, count } if function == F::Percent => {
+                MetricValue::Single(if *count == 0 { 0 } else { summation.saturating_mul(10_000) / count })
+            }
             MetricState::Avg { summation, count } => MetricValue::Single(avg(*summation, *count)),
             MetricState::Sum(v) if function == F::SumPerMin => MetricValue::Single(per_min(*v)),
             MetricState::Sum(v)
@@ -655,6 +667,16 @@ mod tests {
             panic!()
         };
         assert_eq!(out[0].1, 25);
+    }
+
+    #[test]
+    fn percent_is_share_of_successes_in_basis_points() {
+        let f = MetricFunction::Percent;
+        let mut s = MetricState::from_emission(f, &MeterValue::Single(1));
+        for v in [1, 0, 1] {
+            s.combine(f, &MetricState::from_emission(f, &MeterValue::Single(v)));
+        }
+        assert_eq!(s.value(f, &[], Step::Minute), MetricValue::Single(7500));
     }
 
     #[test]

@@ -1,0 +1,283 @@
+//! Sample-family operations with OAP's label and timestamp semantics.
+use crate::error::EvalError;
+use skylark_core::{Labels, Sample};
+use std::collections::HashMap;
+
+/// Groups samples by a key, keeping groups in first-encounter order.
+pub(crate) fn group_by<K: std::hash::Hash + Eq + Clone>(
+    samples: &[Sample],
+    key: impl Fn(&Sample) -> K,
+) -> Vec<(K, Vec<&Sample>)> {
+    let mut index: HashMap<K, usize> = HashMap::new();
+    let mut groups: Vec<(K, Vec<&Sample>)> = Vec::new();
+    for s in samples {
+        let k = key(s);
+        match index.get(&k) {
+            Some(&i) => groups[i].1.push(s),
+            None => {
+                index.insert(k.clone(), groups.len());
+                groups.push((k, vec![s]));
+            }
+        }
+    }
+    groups
+}
+
+/// `{label: value-or-""}` over exactly `keys`.
+pub(crate) fn labels_of(sample: &Sample, keys: &[String]) -> Labels {
+    keys.iter()
+        .map(|k| (k.clone(), sample.labels.get(k).cloned().unwrap_or_default()))
+        .collect()
+}
+
+fn with(sample: &Sample, labels: Labels, value: f64) -> Sample {
+    Sample {
+        name: sample.name.clone(),
+        labels,
+        value,
+        timestamp_ms: sample.timestamp_ms,
+    }
+}
+
+/// How `tagEqual` & co. compare a label value with the wanted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TagTest {
+    Equal,
+    NotEqual,
+    Match,
+    NotMatch,
+}
+
+/// OAP's `stringComp`: empty and missing are equal to an empty wanted value.
+fn string_comp(actual: &str, wanted: &str) -> bool {
+    if actual.is_empty() && wanted.is_empty() {
+        return true;
+    }
+    if actual.is_empty() {
+        return false;
+    }
+    actual == wanted
+}
+
+pub(crate) fn tag_filter(
+    samples: &[Sample],
+    pairs: &[(String, String)],
+    test: TagTest,
+    regexes: &crate::eval::value::RegexCache,
+) -> Result<Vec<Sample>, EvalError> {
+    let mut compiled = Vec::new();
+    for (k, v) in pairs {
+        let re = match test {
+            TagTest::Match | TagTest::NotMatch => Some(regexes.get(v, true)?),
+            _ => None,
+        };
+        compiled.push((k, v, re));
+    }
+    Ok(samples
+        .iter()
+        .filter(|s| {
+            compiled.iter().all(|(k, v, re)| {
+                let actual = s.labels.get(*k).map(String::as_str).unwrap_or("");
+                match (test, re) {
+                    (TagTest::Equal, _) => string_comp(actual, v),
+                    (TagTest::NotEqual, _) => !string_comp(actual, v),
+                    (TagTest::Match, Some(re)) => re.is_match(actual),
+                    (TagTest::NotMatch, Some(re)) => !re.is_match(actual),
+                    _ => false,
+                }
+            })
+        })
+        .cloned()
+        .collect())
+}
+
+/// Aggregation kinds of `sum/avg/min/max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Agg {
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+fn fold(agg: Agg, members: &[&Sample]) -> f64 {
+    let values = members.iter().map(|s| s.value);
+    match agg {
+        Agg::Sum => values.sum(),
+        Agg::Avg => values.sum::<f64>() / members.len().max(1) as f64,
+        Agg::Min => values.fold(f64::INFINITY, f64::min),
+        Agg::Max => values.fold(f64::NEG_INFINITY, f64::max),
+    }
+}
+
+/// `sum/avg/min/max(by)`: output labels are exactly `by`; timestamp of the first member.
+pub(crate) fn aggregate(samples: &[Sample], by: Option<&[String]>, agg: Agg) -> Vec<Sample> {
+    let Some(first) = samples.first() else {
+        return Vec::new();
+    };
+    match by {
+        None => {
+            let all: Vec<&Sample> = samples.iter().collect();
+            vec![with(first, Labels::new(), fold(agg, &all))]
+        }
+        Some(by) => group_by(samples, |s| labels_of(s, by))
+            .into_iter()
+            .map(|(labels, members)| with(members[0], labels, fold(agg, &members)))
+            .collect(),
+    }
+}
+
+/// `count(by)` as OAP counts (see oap-semantics §2.3).
+pub(crate) fn count(samples: &[Sample], by: Option<&[String]>) -> Vec<Sample> {
+    let Some(first) = samples.first() else {
+        return Vec::new();
+    };
+    match by {
+        None => vec![with(first, Labels::new(), samples.len() as f64)],
+        Some([one]) => {
+            let mut distinct = std::collections::HashSet::new();
+            for s in samples {
+                if let Some(v) = s.labels.get(one).filter(|v| !v.trim().is_empty()) {
+                    distinct.insert(v.clone());
+                }
+            }
+            vec![with(first, Labels::new(), distinct.len() as f64)]
+        }
+        Some(by) => {
+            let having: Vec<Sample> = samples
+                .iter()
+                .filter(|s| by.iter().all(|k| s.labels.contains_key(k)))
+                .cloned()
+                .collect();
+            let groups: Vec<Sample> = group_by(&having, |s| labels_of(s, by))
+                .into_iter()
+                .map(|(labels, members)| with(members[0], labels, members.len() as f64))
+                .collect();
+            let outer = &by[..by.len() - 1];
+            group_by(&groups, |s| labels_of(s, outer))
+                .into_iter()
+                .map(|(labels, members)| with(members[0], labels, members.len() as f64))
+                .collect()
+        }
+    }
+}
+
+pub(crate) fn map_values(samples: &[Sample], f: impl Fn(f64) -> f64) -> Vec<Sample> {
+    samples
+        .iter()
+        .map(|s| with(s, s.labels.clone(), f(s.value)))
+        .filter(|s| !s.value.is_nan())
+        .collect()
+}
+
+/// SF op SF: each left sample meets the right sample with the identical label map.
+pub(crate) fn zip(left: &[Sample], right: &[Sample], f: impl Fn(f64, f64) -> f64) -> Vec<Sample> {
+    left.iter()
+        .filter_map(|l| {
+            right
+                .iter()
+                .find(|r| r.labels == l.labels)
+                .map(|r| with(l, l.labels.clone(), f(l.value, r.value)))
+        })
+        .filter(|s| !s.value.is_nan())
+        .collect()
+}
+
+/// `histogram(le, unit)`: re-labels `le` in milliseconds (as a long) and sorts by it; samples
+/// without the label come first, unchanged.
+pub(crate) fn histogram(
+    samples: &[Sample],
+    le: &str,
+    scale: i64,
+) -> Result<Vec<Sample>, EvalError> {
+    let mut out: Vec<Sample> = samples
+        .iter()
+        .filter(|s| !s.labels.contains_key(le))
+        .cloned()
+        .collect();
+    let mut bucketed = Vec::new();
+    for s in samples {
+        if let Some(v) = s.labels.get(le) {
+            let bound = parse_java_double(v).ok_or_else(|| {
+                EvalError::new(format!("histogram bound {le}='{v}' is not a number"))
+            })?;
+            bucketed.push((bound, s));
+        }
+    }
+    bucketed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (bound, s) in bucketed {
+        let mut labels = s.labels.clone();
+        labels.remove(le);
+        // Java's (long) cast saturates, and NaN becomes 0 — as Rust's `as`.
+        labels.insert(
+            "le".to_string(),
+            ((bound * scale as f64) as i64).to_string(),
+        );
+        out.push(with(s, labels, s.value));
+    }
+    Ok(out)
+}
+
+/// Java's `Double.parseDouble` for the forms bucket bounds take.
+pub(crate) fn parse_java_double(s: &str) -> Option<f64> {
+    match s.trim() {
+        "Infinity" | "+Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        t => t.trim_end_matches(['d', 'D', 'f', 'F']).parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(labels: &[(&str, &str)], v: f64, ts: i64) -> Sample {
+        Sample {
+            name: "m".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value: v,
+            timestamp_ms: ts,
+        }
+    }
+
+    #[test]
+    fn count_with_one_label_counts_distinct_non_blank_values() {
+        let xs = vec![
+            s(&[("a", "x")], 1.0, 1),
+            s(&[("a", "x")], 1.0, 2),
+            s(&[("a", "y")], 1.0, 3),
+            s(&[], 1.0, 4),
+        ];
+        let out = count(&xs, Some(&["a".to_string()]));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].value, 2.0);
+        assert!(out[0].labels.is_empty());
+    }
+
+    #[test]
+    fn count_with_two_labels_counts_inner_groups_per_outer() {
+        let xs = vec![
+            s(&[("svc", "a"), ("pod", "1")], 1.0, 1),
+            s(&[("svc", "a"), ("pod", "2")], 1.0, 1),
+            s(&[("svc", "a"), ("pod", "2")], 1.0, 1),
+            s(&[("svc", "b"), ("pod", "1")], 1.0, 1),
+        ];
+        let out = count(&xs, Some(&["svc".to_string(), "pod".to_string()]));
+        let a = out
+            .iter()
+            .find(|x| x.labels.get("svc").map(String::as_str) == Some("a"))
+            .unwrap();
+        assert_eq!(a.value, 2.0);
+    }
+
+    #[test]
+    fn min_and_max_pick_extremes() {
+        let xs = vec![s(&[("a", "x")], 3.0, 1), s(&[("a", "x")], 7.0, 2)];
+        assert_eq!(aggregate(&xs, None, Agg::Min)[0].value, 3.0);
+        assert_eq!(aggregate(&xs, None, Agg::Max)[0].value, 7.0);
+    }
+}

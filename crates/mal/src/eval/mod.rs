@@ -1,0 +1,662 @@
+//! Evaluation of compiled MAL expressions on one batch of sample families.
+pub(crate) mod counter;
+pub(crate) mod family;
+pub(crate) mod value;
+
+use crate::ast::{BinOp, Closure, Expr, ExprKind, UnaryOp};
+use crate::context::{EvalContext, TimeUnit};
+use crate::error::EvalError;
+use counter::{parse_duration_ms, CounterWindows};
+use family::{Agg, TagTest};
+use skylark_core::{Labels, Layer, MeterEntity, Sample, SampleFamilies, Scope};
+use std::sync::Mutex;
+use value::{Interp, RegexCache, Value};
+
+/// Names that denote classes (enums, registries) rather than sample families.
+pub(crate) const CLASSES: &[&str] = &[
+    "Layer",
+    "DetectPoint",
+    "TimeUnit",
+    "K8sRetagType",
+    "DownsamplingType",
+    "ProcessRegistry",
+];
+
+type EvalResult<T> = Result<T, EvalError>;
+
+/// An entity and its samples (scope labels removed), as the last scope call grouped them.
+#[derive(Debug, Clone)]
+pub(crate) struct EntityGroup {
+    pub(crate) entity: MeterEntity,
+    pub(crate) samples: Vec<Sample>,
+}
+
+/// One scope call's arguments, resolved.
+#[derive(Debug, Clone)]
+struct ScopeSpec {
+    scope: Scope,
+    layer: Option<Layer>,
+    /// Label lists naming each part of the entity, with the delimiter joining each.
+    service: (Vec<String>, String),
+    instance: (Vec<String>, String),
+    endpoint: (Vec<String>, String),
+    process: Vec<String>,
+    dest_service: Vec<String>,
+    dest_instance: Vec<String>,
+    dest_process: Vec<String>,
+    /// Single labels that also take part in grouping (layer, component, detect point).
+    extra_keys: Vec<String>,
+    layer_key: Option<String>,
+}
+
+impl ScopeSpec {
+    fn new(scope: Scope) -> ScopeSpec {
+        ScopeSpec {
+            scope,
+            layer: None,
+            service: (Vec::new(), ".".into()),
+            instance: (Vec::new(), ".".into()),
+            endpoint: (Vec::new(), ".".into()),
+            process: Vec::new(),
+            dest_service: Vec::new(),
+            dest_instance: Vec::new(),
+            dest_process: Vec::new(),
+            extra_keys: Vec::new(),
+            layer_key: None,
+        }
+    }
+
+    fn label_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for k in self
+            .service
+            .0
+            .iter()
+            .chain(&self.instance.0)
+            .chain(&self.endpoint.0)
+            .chain(&self.process)
+            .chain(&self.dest_service)
+            .chain(&self.dest_instance)
+            .chain(&self.dest_process)
+            .chain(&self.extra_keys)
+        {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+        keys
+    }
+}
+
+/// Values of `keys` in `labels`, skipping empty ones, joined with `delimiter` (OAP's `dim`).
+fn dim(labels: &Labels, keys: &[String], delimiter: &str) -> String {
+    let delimiter = if delimiter.is_empty() { "." } else { delimiter };
+    keys.iter()
+        .filter_map(|k| labels.get(k).filter(|v| !v.is_empty()).cloned())
+        .collect::<Vec<_>>()
+        .join(delimiter)
+}
+
+fn truncate(name: String, max: usize) -> String {
+    match name.char_indices().nth(max) {
+        Some((i, _)) => name[..i].to_string(),
+        None => name,
+    }
+}
+
+/// Evaluates one rule's expression.
+pub(crate) struct MalEval<'a> {
+    pub(crate) families: &'a SampleFamilies,
+    pub(crate) ctx: &'a EvalContext,
+    pub(crate) counters: &'a Mutex<CounterWindows>,
+    pub(crate) regexes: &'a RegexCache,
+    /// The rule's metric name: counter state is keyed by it.
+    pub(crate) metric_name: &'a str,
+    /// Set by the last scope call evaluated.
+    pub(crate) groups: Option<Vec<EntityGroup>>,
+}
+
+impl<'a> MalEval<'a> {
+    pub(crate) fn eval(&mut self, e: &Expr) -> EvalResult<Value> {
+        match &e.kind {
+            ExprKind::Number(n, true) if n.abs() < 9.0e15 => Ok(Value::Int(*n as i64)),
+            ExprKind::Number(n, _) => Ok(Value::Float(*n)),
+            ExprKind::Str(s) => Ok(Value::Str(s.clone())),
+            ExprKind::Bool(b) => Ok(Value::Bool(*b)),
+            ExprKind::Null => Ok(Value::Null),
+            ExprKind::Ident(name) if CLASSES.contains(&name.as_str()) => {
+                Ok(Value::Class(name.clone()))
+            }
+            ExprKind::Ident(name) => Ok(Value::Family(
+                self.families
+                    .get(name)
+                    .map(|f| f.samples.clone())
+                    .unwrap_or_default(),
+            )),
+            ExprKind::List(items) => Ok(Value::List(
+                items
+                    .iter()
+                    .map(|i| self.eval(i))
+                    .collect::<EvalResult<_>>()?,
+            )),
+            ExprKind::Property { target, name, .. } => match self.eval(target)? {
+                Value::Class(c) => Ok(Value::Enum(c, name.clone())),
+                other => Err(EvalError::new(format!(
+                    "cannot get property '{name}' of a {}",
+                    other.type_name()
+                ))),
+            },
+            ExprKind::Unary { op, expr } => {
+                let v = self.eval(expr)?;
+                match (op, v) {
+                    (UnaryOp::Plus, v) => Ok(v),
+                    (UnaryOp::Neg, Value::Family(f)) => {
+                        Ok(Value::Family(family::map_values(&f, |v| -v)))
+                    }
+                    (UnaryOp::Neg, Value::Int(i)) => Ok(Value::Int(-i)),
+                    (UnaryOp::Neg, Value::Float(f)) => Ok(Value::Float(-f)),
+                    (_, v) => Err(EvalError::new(format!(
+                        "operator {op:?} does not apply to a {}",
+                        v.type_name()
+                    ))),
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                let l = self.eval(lhs)?;
+                let r = self.eval(rhs)?;
+                arithmetic(*op, l, r, self.regexes)
+            }
+            ExprKind::Call {
+                target: None,
+                name,
+                args,
+                ..
+            } if name == "time" && args.is_empty() => {
+                Ok(Value::Int(self.ctx.now_ms.div_euclid(1000)))
+            }
+            ExprKind::Call {
+                target: Some(target),
+                name,
+                args,
+                ..
+            } => {
+                let t = self.eval(target)?;
+                match t {
+                    Value::Family(samples) => self.method(samples, name, args),
+                    other => Err(EvalError::new(format!(
+                        "cannot call '{name}' on a {}",
+                        other.type_name()
+                    ))),
+                }
+            }
+            ExprKind::Call { name, .. } => {
+                Err(EvalError::new(format!("unknown function '{name}'")))
+            }
+            _ => Err(EvalError::new("this expression is not valid at MAL level")),
+        }
+    }
+
+    fn string(&mut self, e: &Expr) -> EvalResult<String> {
+        match self.eval(e)? {
+            Value::Str(s) => Ok(s),
+            other => Err(EvalError::new(format!(
+                "expected a string, found a {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn string_list(&mut self, e: &Expr) -> EvalResult<Vec<String>> {
+        match self.eval(e)? {
+            Value::List(items) => Ok(items.iter().map(Value::render).collect()),
+            Value::Str(s) => Ok(vec![s]),
+            other => Err(EvalError::new(format!(
+                "expected a list of labels, found a {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// String arguments given either as varargs or as one list.
+    fn strings(&mut self, args: &[Expr]) -> EvalResult<Vec<String>> {
+        let mut out = Vec::new();
+        for a in args {
+            match self.eval(a)? {
+                Value::List(items) => out.extend(items.iter().map(Value::render)),
+                Value::Null => out.push(String::new()),
+                v => out.push(v.render()),
+            }
+        }
+        Ok(out)
+    }
+
+    fn number(&mut self, e: &Expr) -> EvalResult<f64> {
+        self.eval(e)?
+            .as_f64()
+            .ok_or_else(|| EvalError::new("expected a number"))
+    }
+
+    fn layer(&mut self, e: &Expr) -> EvalResult<Layer> {
+        match self.eval(e)? {
+            Value::Enum(_, name) | Value::Str(name) => Ok(Layer::from_name_or_undefined(&name)),
+            other => Err(EvalError::new(format!(
+                "expected a Layer, found a {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn by_labels(&mut self, args: &[Expr]) -> EvalResult<Option<Vec<String>>> {
+        match args.first() {
+            None => Ok(None),
+            Some(a) => Ok(Some(self.string_list(a)?)),
+        }
+    }
+
+    fn closure<'e>(&self, e: Option<&'e Expr>) -> EvalResult<&'e Closure> {
+        match e.map(|e| &e.kind) {
+            Some(ExprKind::Closure(c)) => Ok(c),
+            _ => Err(EvalError::new("expected a closure argument")),
+        }
+    }
+
+    fn method(&mut self, sf: Vec<Sample>, name: &str, args: &[Expr]) -> EvalResult<Value> {
+        let arg = |i: usize| -> EvalResult<&Expr> {
+            args.get(i)
+                .ok_or_else(|| EvalError::new(format!("'{name}' needs argument {}", i + 1)))
+        };
+        let out = match name {
+            "tagEqual" | "tagNotEqual" | "tagMatch" | "tagNotMatch" => {
+                let flat = self.strings(args)?;
+                if flat.len() % 2 != 0 {
+                    return Err(EvalError::new(format!("'{name}' needs label/value pairs")));
+                }
+                let pairs: Vec<(String, String)> = flat
+                    .chunks(2)
+                    .map(|c| (c[0].clone(), c[1].clone()))
+                    .collect();
+                let test = match name {
+                    "tagEqual" => TagTest::Equal,
+                    "tagNotEqual" => TagTest::NotEqual,
+                    "tagMatch" => TagTest::Match,
+                    _ => TagTest::NotMatch,
+                };
+                family::tag_filter(&sf, &pairs, test, self.regexes)?
+            }
+            "valueEqual" | "valueNotEqual" | "valueGreater" | "valueGreaterEqual" | "valueLess"
+            | "valueLessEqual" => {
+                let x = self.number(arg(0)?)?;
+                sf.into_iter()
+                    .filter(|s| match name {
+                        "valueEqual" => s.value == x,
+                        "valueNotEqual" => s.value != x,
+                        "valueGreater" => s.value > x,
+                        "valueGreaterEqual" => s.value >= x,
+                        "valueLess" => s.value < x,
+                        _ => s.value <= x,
+                    })
+                    .collect()
+            }
+            "sum" | "avg" | "min" | "max" => {
+                let by = self.by_labels(args)?;
+                let agg = match name {
+                    "sum" => Agg::Sum,
+                    "avg" => Agg::Avg,
+                    "min" => Agg::Min,
+                    _ => Agg::Max,
+                };
+                family::aggregate(&sf, by.as_deref(), agg)
+            }
+            "count" => {
+                let by = self.by_labels(args)?;
+                family::count(&sf, by.as_deref())
+            }
+            "plus" | "minus" | "multiply" | "div" => {
+                let op = match name {
+                    "plus" => BinOp::Add,
+                    "minus" => BinOp::Sub,
+                    "multiply" => BinOp::Mul,
+                    _ => BinOp::Div,
+                };
+                let r = self.eval(arg(0)?)?;
+                return arithmetic(op, Value::Family(sf), r, self.regexes);
+            }
+            "negative" => family::map_values(&sf, |v| -v),
+            "safeDiv" => match self.eval(arg(0)?)? {
+                Value::Family(other) => {
+                    if sf.is_empty() || other.is_empty() {
+                        Vec::new()
+                    } else {
+                        family::zip(&sf, &other, |a, b| if b == 0.0 { 0.0 } else { a / b })
+                    }
+                }
+                v => {
+                    let d = v.as_f64().ok_or_else(|| {
+                        EvalError::new("safeDiv needs a number or a sample family")
+                    })?;
+                    family::map_values(&sf, |a| if d == 0.0 { 0.0 } else { a / d })
+                }
+            },
+            "increase" | "rate" => {
+                let range_text = self.string(arg(0)?)?;
+                let range = parse_duration_ms(&range_text)
+                    .ok_or_else(|| EvalError::new(format!("invalid duration '{range_text}'")))?;
+                let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+                sf.iter()
+                    .map(|s| {
+                        let (t0, v0) = counters.increase(
+                            self.metric_name,
+                            &s.labels,
+                            s.value,
+                            range,
+                            s.timestamp_ms,
+                        );
+                        let value = if name == "increase" {
+                            s.value - v0
+                        } else {
+                            per_second(s, t0, v0)
+                        };
+                        Sample { value, ..s.clone() }
+                    })
+                    .collect()
+            }
+            "irate" => {
+                let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+                sf.iter()
+                    .map(|s| {
+                        let (t0, v0) =
+                            counters.previous(self.metric_name, &s.labels, s.value, s.timestamp_ms);
+                        Sample {
+                            value: per_second(s, t0, v0),
+                            ..s.clone()
+                        }
+                    })
+                    .collect()
+            }
+            "tag" => {
+                let c = self.closure(args.first())?;
+                let mut interp = Interp::new(self.regexes);
+                let mut out = Vec::with_capacity(sf.len());
+                for s in sf {
+                    let (r, params) = interp.call(c, vec![Value::from_labels(&s.labels)])?;
+                    let labels = match r {
+                        Value::Map(_) => r.to_labels(),
+                        _ => params.first().and_then(Value::to_labels),
+                    }
+                    .unwrap_or_default();
+                    out.push(Sample { labels, ..s });
+                }
+                out
+            }
+            "filter" => {
+                let c = self.closure(args.first())?;
+                let mut interp = Interp::new(self.regexes);
+                let mut out = Vec::new();
+                for s in sf {
+                    if interp
+                        .call(c, vec![Value::from_labels(&s.labels)])?
+                        .0
+                        .truthy()
+                    {
+                        out.push(s);
+                    }
+                }
+                out
+            }
+            "forEach" => {
+                let elements = self.string_list(arg(0)?)?;
+                let c = self.closure(args.get(1))?;
+                let mut interp = Interp::new(self.regexes);
+                let mut out = Vec::with_capacity(sf.len());
+                for s in sf {
+                    let mut tags = Value::from_labels(&s.labels);
+                    for el in &elements {
+                        let (_, params) = interp.call(c, vec![Value::Str(el.clone()), tags])?;
+                        tags = params.get(1).cloned().unwrap_or(Value::Map(Vec::new()));
+                    }
+                    out.push(Sample {
+                        labels: tags.to_labels().unwrap_or_default(),
+                        ..s
+                    });
+                }
+                out
+            }
+            // Needs Kubernetes metadata Skylark does not have: samples pass through unchanged.
+            "retagByK8sMeta" => sf,
+            "histogram" => {
+                let le = match args.first() {
+                    Some(a) => self.string(a)?,
+                    None => "le".to_string(),
+                };
+                let unit = match args.get(1) {
+                    Some(a) => match self.eval(a)? {
+                        Value::Enum(_, n) | Value::Str(n) => TimeUnit::from_name(&n)
+                            .ok_or_else(|| EvalError::new(format!("unknown TimeUnit '{n}'")))?,
+                        other => {
+                            return Err(EvalError::new(format!(
+                                "expected a TimeUnit, found a {}",
+                                other.type_name()
+                            )))
+                        }
+                    },
+                    None => self.ctx.default_histogram_unit,
+                };
+                let scale = unit.millis();
+                if scale <= 0 {
+                    return Err(EvalError::new(format!(
+                        "histogram unit {unit:?} is finer than milliseconds"
+                    )));
+                }
+                family::histogram(&sf, &le, scale)?
+            }
+            "histogram_percentile" | "downsampling" | "decorate" => sf,
+            "service"
+            | "instance"
+            | "endpoint"
+            | "process"
+            | "serviceRelation"
+            | "serviceInstanceRelation"
+            | "processRelation" => {
+                if sf.is_empty() {
+                    return Ok(Value::Family(sf));
+                }
+                let spec = self.scope_spec(name, args)?;
+                self.groups = Some(group_entities(&sf, &spec));
+                sf
+            }
+            other => return Err(EvalError::new(format!("unknown function '{other}'"))),
+        };
+        Ok(Value::Family(out))
+    }
+
+    fn scope_spec(&mut self, name: &str, args: &[Expr]) -> EvalResult<ScopeSpec> {
+        let n = args.len();
+        let get = |i: usize| -> EvalResult<&Expr> {
+            args.get(i)
+                .ok_or_else(|| EvalError::new(format!("'{name}' needs argument {}", i + 1)))
+        };
+        let mut spec;
+        match name {
+            "service" => {
+                spec = ScopeSpec::new(Scope::Service);
+                spec.service.0 = self.string_list(get(0)?)?;
+                if n == 3 {
+                    spec.service.1 = self.string(get(1)?)?;
+                }
+                spec.layer = Some(self.layer(get(n - 1)?)?);
+            }
+            "instance" => {
+                spec = ScopeSpec::new(Scope::ServiceInstance);
+                spec.service.0 = self.string_list(get(0)?)?;
+                if n >= 5 {
+                    spec.service.1 = self.string(get(1)?)?;
+                    spec.instance.0 = self.string_list(get(2)?)?;
+                    spec.instance.1 = self.string(get(3)?)?;
+                    spec.layer = Some(self.layer(get(4)?)?);
+                } else {
+                    spec.instance.0 = self.string_list(get(1)?)?;
+                    spec.layer = Some(self.layer(get(2)?)?);
+                }
+            }
+            "endpoint" => {
+                spec = ScopeSpec::new(Scope::Endpoint);
+                spec.service.0 = self.string_list(get(0)?)?;
+                spec.endpoint.0 = self.string_list(get(1)?)?;
+                if n == 4 {
+                    let d = self.string(get(2)?)?;
+                    spec.service.1 = d.clone();
+                    spec.endpoint.1 = d;
+                }
+                spec.layer = Some(self.layer(get(n - 1)?)?);
+            }
+            "process" => {
+                spec = ScopeSpec::new(Scope::Process);
+                spec.service.0 = self.string_list(get(0)?)?;
+                spec.instance.0 = self.string_list(get(1)?)?;
+                spec.process = self.string_list(get(2)?)?;
+                let key = self.string(get(3)?)?;
+                spec.extra_keys.push(key.clone());
+                spec.layer_key = Some(key);
+            }
+            "serviceRelation" => {
+                spec = ScopeSpec::new(Scope::ServiceRelation);
+                spec.service.0 = self.string_list(get(1)?)?;
+                spec.dest_service = self.string_list(get(2)?)?;
+                if n >= 6 {
+                    spec.service.1 = self.string(get(3)?)?;
+                    spec.layer = Some(self.layer(get(4)?)?);
+                    spec.extra_keys.push(self.string(get(5)?)?);
+                } else {
+                    spec.layer = Some(self.layer(get(3)?)?);
+                }
+            }
+            "serviceInstanceRelation" => {
+                spec = ScopeSpec::new(Scope::ServiceInstanceRelation);
+                spec.service.0 = self.string_list(get(1)?)?;
+                spec.instance.0 = self.string_list(get(2)?)?;
+                spec.dest_service = self.string_list(get(3)?)?;
+                spec.dest_instance = self.string_list(get(4)?)?;
+                if n >= 8 {
+                    spec.service.1 = self.string(get(5)?)?;
+                    spec.layer = Some(self.layer(get(6)?)?);
+                    spec.extra_keys.push(self.string(get(7)?)?);
+                } else {
+                    spec.layer = Some(self.layer(get(5)?)?);
+                }
+            }
+            _ => {
+                spec = ScopeSpec::new(Scope::ProcessRelation);
+                spec.extra_keys.push(self.string(get(0)?)?);
+                spec.service.0 = self.string_list(get(1)?)?;
+                spec.instance.0 = self.string_list(get(2)?)?;
+                spec.process = vec![self.string(get(3)?)?];
+                spec.dest_process = vec![self.string(get(4)?)?];
+                spec.extra_keys.push(self.string(get(5)?)?);
+            }
+        }
+        Ok(spec)
+    }
+}
+
+fn per_second(s: &Sample, t0: i64, v0: f64) -> f64 {
+    let secs = (s.timestamp_ms - t0) / 1000;
+    if secs < 1 {
+        0.0
+    } else {
+        (s.value - v0) / secs as f64
+    }
+}
+
+fn group_entities(samples: &[Sample], spec: &ScopeSpec) -> Vec<EntityGroup> {
+    use skylark_core::{ENDPOINT_NAME_MAX, SERVICE_NAME_MAX};
+    let keys = spec.label_keys();
+    family::group_by(samples, |s| family::labels_of(s, &keys))
+        .into_iter()
+        .map(|(_, members)| {
+            let first = &members[0].labels;
+            let svc_delim = &spec.service.1;
+            let layer = match &spec.layer_key {
+                Some(k) => Layer::from_name_or_undefined(&dim(first, std::slice::from_ref(k), ".")),
+                None => spec.layer.unwrap_or(Layer::UNDEFINED),
+            };
+            let mut entity = MeterEntity::new(spec.scope, layer);
+            entity.service_name =
+                truncate(dim(first, &spec.service.0, svc_delim), SERVICE_NAME_MAX);
+            entity.instance_name = truncate(
+                dim(first, &spec.instance.0, &spec.instance.1),
+                SERVICE_NAME_MAX,
+            );
+            entity.endpoint_name = truncate(
+                dim(first, &spec.endpoint.0, &spec.endpoint.1),
+                ENDPOINT_NAME_MAX,
+            );
+            entity.process_name = dim(first, &spec.process, ".");
+            entity.dest_service_name =
+                truncate(dim(first, &spec.dest_service, svc_delim), SERVICE_NAME_MAX);
+            entity.dest_instance_name =
+                truncate(dim(first, &spec.dest_instance, svc_delim), SERVICE_NAME_MAX);
+            entity.dest_process_name = dim(first, &spec.dest_process, ".");
+            let samples = members
+                .into_iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    s.labels.retain(|k, _| !keys.contains(k));
+                    s
+                })
+                .collect();
+            EntityGroup { entity, samples }
+        })
+        .collect()
+}
+
+/// `+ - * /` between sample families and numbers, with OAP's EMPTY rules.
+fn arithmetic(op: BinOp, l: Value, r: Value, regexes: &RegexCache) -> EvalResult<Value> {
+    let f = |op: BinOp| -> fn(f64, f64) -> f64 {
+        match op {
+            BinOp::Add => |a, b| a + b,
+            BinOp::Sub => |a, b| a - b,
+            BinOp::Mul => |a, b| a * b,
+            _ => |a, b| a / b,
+        }
+    };
+    if !matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div) {
+        if matches!(l, Value::Family(_)) || matches!(r, Value::Family(_)) {
+            return Err(EvalError::new(format!(
+                "operator {op:?} does not apply to sample families"
+            )));
+        }
+        return value::binary(op, l, r, regexes);
+    }
+    let apply = f(op);
+    Ok(match (l, r) {
+        (Value::Family(a), Value::Family(b)) => Value::Family(match op {
+            BinOp::Add if a.is_empty() => b,
+            BinOp::Add if b.is_empty() => a,
+            BinOp::Sub if a.is_empty() => family::map_values(&b, |v| -v),
+            BinOp::Sub if b.is_empty() => a,
+            BinOp::Mul if a.is_empty() || b.is_empty() => Vec::new(),
+            BinOp::Div if a.is_empty() => Vec::new(),
+            BinOp::Div if b.is_empty() => family::map_values(&a, |v| v / 0.0),
+            _ => family::zip(&a, &b, apply),
+        }),
+        (Value::Family(a), n) => {
+            let x = n.as_f64().ok_or_else(|| {
+                EvalError::new(format!(
+                    "cannot combine a sample family with a {}",
+                    n.type_name()
+                ))
+            })?;
+            Value::Family(family::map_values(&a, |v| apply(v, x)))
+        }
+        (n, Value::Family(b)) => {
+            let x = n.as_f64().ok_or_else(|| {
+                EvalError::new(format!(
+                    "cannot combine a {} with a sample family",
+                    n.type_name()
+                ))
+            })?;
+            Value::Family(family::map_values(&b, |v| apply(x, v)))
+        }
+        (l, r) => value::binary(op, l, r, regexes)?,
+    })
+}

@@ -1,0 +1,685 @@
+//! Rule files: loading, compiling and evaluating.
+use crate::ast::{Closure, Expr, ExprKind};
+use crate::check::{analyze, ValueKind};
+use crate::context::{EvalContext, RuleOutput};
+use crate::error::{CompileError, Diagnostic, Error, ParseError, Result};
+use crate::eval::counter::CounterWindows;
+use crate::eval::value::{Interp, RegexCache, Value};
+use crate::eval::{EntityGroup, MalEval};
+use crate::parser::parse;
+use crate::span::{line_col, Part, Span};
+use skylark_core::traffic::{EndpointTraffic, InstanceTraffic, ServiceTraffic, Traffic};
+use skylark_core::{
+    to_long, HistogramGroup, Labels, MeterValue, MetricDefinition, MetricEmission, SampleFamilies,
+    SampleFamily, Scope, Step, TimeBucket,
+};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleFileYaml {
+    filter: Option<String>,
+    exp_prefix: Option<String>,
+    exp_suffix: Option<String>,
+    metric_prefix: Option<String>,
+    #[allow(dead_code)]
+    layer_definitions: Option<serde_yaml::Value>,
+    #[serde(default)]
+    metrics_rules: Vec<RuleYaml>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RuleYaml {
+    name: String,
+    exp: String,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+struct CompiledRule {
+    definition: MetricDefinition,
+    kind: ValueKind,
+    expr: Expr,
+    inputs: Vec<String>,
+}
+
+/// One compiled file.
+#[derive(Debug)]
+struct CompiledFile {
+    name: String,
+    filter: Option<Closure>,
+    rules: Vec<CompiledRule>,
+}
+
+/// The MAL rules of a set of files, ready to evaluate batches of samples.
+///
+/// Counter state for `increase`/`rate`/`irate` lives here, so keep one `RuleSet` per process.
+#[derive(Debug)]
+pub struct RuleSet {
+    files: Vec<CompiledFile>,
+    counters: Mutex<CounterWindows>,
+    regexes: RegexCache,
+}
+
+/// Where each piece of a rule file is written, for error positions.
+struct SourceMap<'a> {
+    file: &'a str,
+    raw: &'a str,
+}
+
+impl SourceMap<'_> {
+    fn diag(&self, offset: usize, message: impl Into<String>) -> Diagnostic {
+        let (line, column) = line_col(self.raw, offset);
+        Diagnostic {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// Byte offset where the value of the `nth` (0-based) `key:` starts; top-level keys when
+    /// `top_level`, else list-item keys at any indentation.
+    fn value_start(&self, key: &str, nth: usize, top_level: bool) -> Option<usize> {
+        let mut seen = 0;
+        let mut offset = 0;
+        for line in self.raw.split_inclusive('\n') {
+            let trimmed = line.trim_start();
+            let body = if top_level {
+                if trimmed.len() != line.len() {
+                    offset += line.len();
+                    continue;
+                }
+                trimmed
+            } else {
+                trimmed
+                    .strip_prefix('-')
+                    .map(str::trim_start)
+                    .unwrap_or(trimmed)
+            };
+            if let Some(rest) = body.strip_prefix(key) {
+                if let Some(after) = rest.trim_start().strip_prefix(':') {
+                    if seen == nth {
+                        let value_off = offset + (line.len() - after.len());
+                        let lead = after.len() - after.trim_start().len();
+                        let v = after.trim_start();
+                        if v.starts_with('|') || v.starts_with('>') {
+                            // Block scalar: the value starts on the next non-blank line.
+                            let next = offset + line.len();
+                            let tail = &self.raw[next..];
+                            let skip = tail.len() - tail.trim_start().len();
+                            return Some(next + skip);
+                        }
+                        return Some(value_off + lead);
+                    }
+                    seen += 1;
+                }
+            }
+            offset += line.len();
+        }
+        None
+    }
+
+    /// Maps `offset` in the parsed `value` to the raw file: the value's non-blank characters
+    /// appear in the same order in the raw text, whatever YAML folding and quoting did.
+    fn map(&self, start: Option<usize>, value: &str, offset: usize) -> usize {
+        let Some(mut r) = start else { return 0 };
+        let raw = self.raw;
+        for (i, c) in value.char_indices() {
+            if i >= offset {
+                break;
+            }
+            if c.is_whitespace() {
+                continue;
+            }
+            if let Some(found) = raw[r..].find(c) {
+                r += found + c.len_utf8();
+            }
+        }
+        while r < raw.len() && raw[r..].starts_with(|c: char| c.is_whitespace()) {
+            r += 1;
+        }
+        r.min(raw.len())
+    }
+}
+
+/// Texts of one rule's pieces, to locate spans.
+struct Pieces<'a> {
+    exp: (&'a str, Option<usize>),
+    prefix: (&'a str, Option<usize>),
+    suffix: (&'a str, Option<usize>),
+    filter: (&'a str, Option<usize>),
+}
+
+impl Pieces<'_> {
+    fn locate(&self, map: &SourceMap<'_>, span: Span, message: impl Into<String>) -> Diagnostic {
+        let (text, start) = match span.part {
+            Part::Exp => self.exp,
+            Part::Prefix => self.prefix,
+            Part::Suffix => self.suffix,
+            Part::Filter => self.filter,
+        };
+        map.diag(map.map(start, text, span.start), message)
+    }
+}
+
+/// A chain fragment (`tag({..}).service([..], Layer.X)`) as the calls to graft, innermost first.
+fn chain_calls(e: Expr, what: &str) -> Result<Vec<Expr>, CompileError> {
+    match e.kind {
+        ExprKind::Call {
+            target,
+            name,
+            name_span,
+            args,
+            safe,
+        } => {
+            let mut calls = match target {
+                Some(t) => chain_calls(*t, what)?,
+                None => Vec::new(),
+            };
+            calls.push(Expr::new(
+                ExprKind::Call {
+                    target: None,
+                    name,
+                    name_span,
+                    args,
+                    safe,
+                },
+                e.span,
+            ));
+            Ok(calls)
+        }
+        _ => Err(CompileError::new(
+            format!("{what} must be a chain of function calls"),
+            e.span,
+        )),
+    }
+}
+
+fn graft(mut target: Expr, calls: &[Expr]) -> Expr {
+    for c in calls {
+        if let ExprKind::Call {
+            name,
+            name_span,
+            args,
+            safe,
+            ..
+        } = &c.kind
+        {
+            let span = target.span;
+            target = Expr::new(
+                ExprKind::Call {
+                    target: Some(Box::new(target)),
+                    name: name.clone(),
+                    name_span: *name_span,
+                    args: args.clone(),
+                    safe: *safe,
+                },
+                span,
+            );
+        }
+    }
+    target
+}
+
+/// Puts the prefix chain right after every sample-family reference (not inside closures, nor
+/// in `downsampling(...)`).
+fn inject_prefix(e: Expr, calls: &[Expr]) -> Expr {
+    let span = e.span;
+    let boxed = |b: Box<Expr>| Box::new(inject_prefix(*b, calls));
+    let kind = match e.kind {
+        ExprKind::Ident(name) if !crate::eval::CLASSES.contains(&name.as_str()) => {
+            return graft(Expr::new(ExprKind::Ident(name), span), calls)
+        }
+        ExprKind::Call {
+            target,
+            name,
+            name_span,
+            args,
+            safe,
+        } => {
+            let args = if name == "downsampling" {
+                args
+            } else {
+                args.into_iter().map(|a| inject_prefix(a, calls)).collect()
+            };
+            ExprKind::Call {
+                target: target.map(boxed),
+                name,
+                name_span,
+                args,
+                safe,
+            }
+        }
+        ExprKind::Binary { op, lhs, rhs } => ExprKind::Binary {
+            op,
+            lhs: boxed(lhs),
+            rhs: boxed(rhs),
+        },
+        ExprKind::Unary { op, expr } => ExprKind::Unary {
+            op,
+            expr: boxed(expr),
+        },
+        ExprKind::List(items) => {
+            ExprKind::List(items.into_iter().map(|a| inject_prefix(a, calls)).collect())
+        }
+        other => other,
+    };
+    Expr::new(kind, span)
+}
+
+fn parse_err(p: &Pieces<'_>, map: &SourceMap<'_>, e: ParseError) -> Error {
+    Error::Invalid(p.locate(map, e.span, e.message))
+}
+
+fn compile_file(file: &str, raw: &str) -> Result<Option<CompiledFile>> {
+    let map = SourceMap { file, raw };
+    let doc: Option<RuleFileYaml> = if raw.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t == "---"
+    }) {
+        None
+    } else {
+        Some(serde_yaml::from_str(raw).map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            Error::Invalid(Diagnostic {
+                file: file.to_string(),
+                line,
+                column,
+                message: format!("invalid rule file: {e}"),
+            })
+        })?)
+    };
+    let Some(doc) = doc else {
+        return Ok(None);
+    };
+    let prefix = doc.metric_prefix.as_deref().map(str::trim).unwrap_or("");
+    if prefix.is_empty() {
+        let off = map.value_start("metricPrefix", 0, true).unwrap_or(0);
+        return Err(Error::Invalid(
+            map.diag(off, "metricPrefix is required and must not be empty"),
+        ));
+    }
+    let nonempty = |s: &Option<String>| {
+        s.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let exp_prefix = nonempty(&doc.exp_prefix);
+    let exp_suffix = nonempty(&doc.exp_suffix);
+    let filter_text = nonempty(&doc.filter);
+    let mut pieces = Pieces {
+        exp: ("", None),
+        prefix: (
+            exp_prefix.as_deref().unwrap_or(""),
+            map.value_start("expPrefix", 0, true),
+        ),
+        suffix: (
+            exp_suffix.as_deref().unwrap_or(""),
+            map.value_start("expSuffix", 0, true),
+        ),
+        filter: (
+            filter_text.as_deref().unwrap_or(""),
+            map.value_start("filter", 0, true),
+        ),
+    };
+    let filter = match &filter_text {
+        None => None,
+        Some(text) => {
+            let e = parse(text, Part::Filter).map_err(|e| parse_err(&pieces, &map, e))?;
+            match e.kind {
+                ExprKind::Closure(c) => {
+                    crate::check::check_closure(&c)
+                        .map_err(|ce| Error::Invalid(pieces.locate(&map, ce.span, ce.message)))?;
+                    Some(*c)
+                }
+                _ => {
+                    return Err(Error::Invalid(pieces.locate(
+                        &map,
+                        e.span,
+                        "filter must be a closure such as { tags -> tags.job_name == 'x' }",
+                    )))
+                }
+            }
+        }
+    };
+    let prefix_calls = match &exp_prefix {
+        None => Vec::new(),
+        Some(t) => {
+            let e = parse(t, Part::Prefix).map_err(|e| parse_err(&pieces, &map, e))?;
+            chain_calls(e, "expPrefix")
+                .map_err(|ce| Error::Invalid(pieces.locate(&map, ce.span, ce.message)))?
+        }
+    };
+    let suffix_calls = match &exp_suffix {
+        None => Vec::new(),
+        Some(t) => {
+            let e = parse(t, Part::Suffix).map_err(|e| parse_err(&pieces, &map, e))?;
+            chain_calls(e, "expSuffix")
+                .map_err(|ce| Error::Invalid(pieces.locate(&map, ce.span, ce.message)))?
+        }
+    };
+    let mut rules = Vec::new();
+    for (i, r) in doc.metrics_rules.iter().enumerate() {
+        pieces.exp = (r.exp.as_str(), map.value_start("exp", i, false));
+        let e = parse(&r.exp, Part::Exp).map_err(|e| parse_err(&pieces, &map, e))?;
+        let e = if prefix_calls.is_empty() {
+            e
+        } else {
+            inject_prefix(e, &prefix_calls)
+        };
+        let e = graft(e, &suffix_calls);
+        let md =
+            analyze(&e).map_err(|ce| Error::Invalid(pieces.locate(&map, ce.span, ce.message)))?;
+        let exp_start = Span::new(0, 0, Part::Exp);
+        let Some(scope) = md.scope else {
+            return Err(Error::Invalid(pieces.locate(
+                &map,
+                exp_start,
+                format!(
+                    "rule '{}': one of service(), instance() or endpoint() should be invoked",
+                    r.name
+                ),
+            )));
+        };
+        let Some(function) = md.function() else {
+            return Err(Error::Invalid(pieces.locate(
+                &map,
+                exp_start,
+                format!(
+                    "rule '{}': no storage function for downsampling {:?} of a {:?} value",
+                    r.name,
+                    md.downsampling,
+                    md.value_kind()
+                ),
+            )));
+        };
+        let kind = md.value_kind();
+        rules.push(CompiledRule {
+            definition: MetricDefinition {
+                name: format!("{prefix}_{}", r.name),
+                scope,
+                function,
+                percentile_ranks: if kind == ValueKind::HistogramPercentile {
+                    md.percentiles.clone()
+                } else {
+                    Vec::new()
+                },
+            },
+            kind,
+            expr: e,
+            inputs: md.inputs,
+        });
+    }
+    Ok(Some(CompiledFile {
+        name: file.to_string(),
+        filter,
+        rules,
+    }))
+}
+
+/// Checks one rule file: syntax, functions, scope and storage function of every rule.
+pub fn check_file(path: &Path) -> Result<(), Diagnostic> {
+    let name = path.display().to_string();
+    let raw = std::fs::read_to_string(path).map_err(|e| Diagnostic {
+        file: name.clone(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read file: {e}"),
+    })?;
+    match compile_file(&name, &raw) {
+        Ok(_) => Ok(()),
+        Err(Error::Invalid(d)) => Err(d),
+        Err(e) => Err(Diagnostic {
+            file: name,
+            line: 1,
+            column: 1,
+            message: e.to_string(),
+        }),
+    }
+}
+
+impl RuleSet {
+    /// Loads and compiles `paths` in order; the first bad file fails the whole set.
+    pub fn load(paths: &[PathBuf]) -> Result<RuleSet> {
+        let mut sources = Vec::new();
+        for p in paths {
+            let raw = std::fs::read_to_string(p).map_err(|source| Error::Read {
+                path: p.display().to_string(),
+                source,
+            })?;
+            sources.push((p.display().to_string(), raw));
+        }
+        let refs: Vec<(&str, &str)> = sources
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.as_str()))
+            .collect();
+        RuleSet::from_sources(&refs)
+    }
+
+    /// Compiles rule files given as `(name, yaml text)` (the name is used in errors).
+    pub fn from_sources(sources: &[(&str, &str)]) -> Result<RuleSet> {
+        let mut files = Vec::new();
+        let mut seen: Vec<MetricDefinition> = Vec::new();
+        for (name, raw) in sources {
+            let Some(file) = compile_file(name, raw)? else {
+                continue;
+            };
+            for r in &file.rules {
+                if let Some(other) = seen.iter().find(|d| d.name == r.definition.name) {
+                    if other.scope != r.definition.scope || other.function != r.definition.function
+                    {
+                        let map = SourceMap { file: name, raw };
+                        return Err(Error::Invalid(map.diag(
+                            0,
+                            format!(
+                                "metric {} is already defined as {:?}/{} and cannot be redefined as {:?}/{}",
+                                r.definition.name,
+                                other.scope,
+                                other.function.name(),
+                                r.definition.scope,
+                                r.definition.function.name()
+                            ),
+                        )));
+                    }
+                } else {
+                    seen.push(r.definition.clone());
+                }
+            }
+            files.push(file);
+        }
+        Ok(RuleSet {
+            files,
+            counters: Mutex::new(CounterWindows::default()),
+            regexes: RegexCache::default(),
+        })
+    }
+
+    /// Every metric the rules define (one per distinct name), in file and rule order.
+    pub fn definitions(&self) -> Vec<MetricDefinition> {
+        let mut out: Vec<MetricDefinition> = Vec::new();
+        for r in self.files.iter().flat_map(|f| &f.rules) {
+            if !out.iter().any(|d| d.name == r.definition.name) {
+                out.push(r.definition.clone());
+            }
+        }
+        out
+    }
+
+    /// Runs every rule of every file on one batch (one OTLP `ResourceMetrics`). A rule that
+    /// fails at run time is logged and skipped; the others still run.
+    pub fn evaluate(&self, families: &SampleFamilies, ctx: &EvalContext) -> RuleOutput {
+        let mut out = RuleOutput::default();
+        let mut seen_traffic = HashSet::new();
+        for file in &self.files {
+            for rule in &file.rules {
+                let Some(input) = self.select(file, rule, families) else {
+                    continue;
+                };
+                let mut ev = MalEval {
+                    families: &input,
+                    ctx,
+                    counters: &self.counters,
+                    regexes: &self.regexes,
+                    metric_name: &rule.definition.name,
+                    groups: None,
+                };
+                match ev.eval(&rule.expr) {
+                    Ok(Value::Family(result)) if !result.is_empty() => {
+                        if let Some(groups) = ev.groups.take() {
+                            emit(rule, groups, &mut out, &mut seen_traffic);
+                        }
+                    }
+                    Ok(Value::Family(_)) => {}
+                    Ok(other) => tracing::warn!(
+                        file = %file.name,
+                        metric = %rule.definition.name,
+                        "rule produced a {} instead of a sample family",
+                        other.type_name()
+                    ),
+                    Err(e) => tracing::warn!(
+                        file = %file.name,
+                        metric = %rule.definition.name,
+                        error = %e,
+                        "rule evaluation failed"
+                    ),
+                }
+            }
+        }
+        out
+    }
+
+    /// The rule's input families after the file filter; `None` when nothing is left.
+    fn select(
+        &self,
+        file: &CompiledFile,
+        rule: &CompiledRule,
+        families: &SampleFamilies,
+    ) -> Option<SampleFamilies> {
+        let mut input = SampleFamilies::new();
+        for name in &rule.inputs {
+            if let Some(f) = families.get(name) {
+                input.insert(name.clone(), f.clone());
+            }
+        }
+        if input.is_empty() {
+            return None;
+        }
+        let Some(filter) = &file.filter else {
+            return Some(input);
+        };
+        let mut interp = Interp::new(&self.regexes);
+        let mut filtered = SampleFamilies::new();
+        for (name, fam) in &input {
+            let mut kept = Vec::new();
+            for s in &fam.samples {
+                match interp.call(filter, vec![Value::from_labels(&s.labels)]) {
+                    Ok((v, _)) if v.truthy() => kept.push(s.clone()),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(file = %file.name, error = %e, "filter failed; using unfiltered input");
+                        return Some(input);
+                    }
+                }
+            }
+            if !kept.is_empty() {
+                filtered.insert(name.clone(), SampleFamily::new(kept));
+            }
+        }
+        (!filtered.is_empty()).then_some(filtered)
+    }
+}
+
+fn bucket_bound(le: &str) -> i64 {
+    le.parse::<i64>().unwrap_or_else(|_| {
+        crate::eval::family::parse_java_double(le)
+            .map(|f| f as i64)
+            .unwrap_or(0)
+    })
+}
+
+fn emit(
+    rule: &CompiledRule,
+    groups: Vec<EntityGroup>,
+    out: &mut RuleOutput,
+    seen: &mut HashSet<Traffic>,
+) {
+    for g in groups {
+        let Some(first) = g.samples.first() else {
+            continue;
+        };
+        let minute = match TimeBucket::from_epoch_ms(first.timestamp_ms, Step::Minute) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(metric = %rule.definition.name, error = %e, "sample time out of range");
+                continue;
+            }
+        };
+        let value = match rule.kind {
+            ValueKind::Single => MeterValue::Single(to_long(first.value)),
+            ValueKind::Labeled => MeterValue::Labeled(
+                g.samples
+                    .iter()
+                    .map(|s| (s.labels.clone(), to_long(s.value)))
+                    .collect(),
+            ),
+            ValueKind::Histogram | ValueKind::HistogramPercentile => {
+                let mut groups: Vec<HistogramGroup> = Vec::new();
+                for s in &g.samples {
+                    let mut labels: Labels = s.labels.clone();
+                    let Some(le) = labels.remove("le") else {
+                        continue;
+                    };
+                    let bucket = (bucket_bound(&le), to_long(s.value));
+                    match groups.iter_mut().find(|h| h.labels == labels) {
+                        Some(h) => h.buckets.push(bucket),
+                        None => groups.push(HistogramGroup {
+                            labels,
+                            buckets: vec![bucket],
+                        }),
+                    }
+                }
+                for h in &mut groups {
+                    h.buckets.sort_by_key(|(b, _)| *b);
+                }
+                MeterValue::Histogram(groups)
+            }
+        };
+        let entity = g.entity;
+        let mut push = |t: Traffic| {
+            if seen.insert(t.clone()) {
+                out.traffic.push(t);
+            }
+        };
+        push(Traffic::Service(ServiceTraffic {
+            name: entity.service_name.clone(),
+            layer: entity.layer,
+        }));
+        if entity.scope == Scope::ServiceInstance && !entity.instance_name.is_empty() {
+            push(Traffic::Instance(InstanceTraffic {
+                service_name: entity.service_name.clone(),
+                name: entity.instance_name.clone(),
+                layer: entity.layer,
+            }));
+        }
+        if entity.scope == Scope::Endpoint && !entity.endpoint_name.is_empty() {
+            push(Traffic::Endpoint(EndpointTraffic {
+                service_name: entity.service_name.clone(),
+                name: entity.endpoint_name.clone(),
+                layer: entity.layer,
+            }));
+        }
+        out.emissions.push(MetricEmission {
+            metric: rule.definition.clone(),
+            entity,
+            minute,
+            value,
+        });
+    }
+}
