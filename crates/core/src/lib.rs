@@ -38,6 +38,5 @@ pub use log::{ContentType, LogBody, LogData, LogRecord};
 /// Native SkyWalking trace segments and the record storage keeps per segment.
 pub mod segment;
 pub use segment::{
-    component_name, RefType, Segment, SegmentRecord, SegmentRef, Span, SpanLayer, SpanLog,
-    SpanType,
+    component_name, RefType, Segment, SegmentRecord, SegmentRef, Span, SpanLayer, SpanLog, SpanType,
 };
