@@ -1,20 +1,21 @@
 //! The storage semantics shared by every backend: in-memory aggregation of metric rows, the
-//! traffic mirror, batched read-combine-write flushes and retention.
-use crate::keys::{self, METRIC_STEPS};
-use crate::model::{EndpointRecord, InstanceRecord, RetentionPolicy, ServiceRecord};
+//! traffic mirror, batched read-combine-write flushes, records and retention.
+use crate::keys::{self, DAY_MS, METRIC_STEPS};
+use crate::model::{
+    EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy, ServiceRecord, StoredLog, TraceQuery,
+};
+use crate::records::{self, LogIds};
 use crate::rows::{self, RowOp, RowStore};
 use crate::traffic::TrafficCache;
 use crate::Result;
 use parking_lot::{Mutex, RwLock};
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    EndpointId, InstanceId, Layer, MetricDefinition, MetricEmission, MetricFunction, MetricState,
-    MetricValue, ServiceId, Step, TimeBucket,
+    EndpointId, InstanceId, Layer, LogRecord, MetricDefinition, MetricEmission, MetricFunction,
+    MetricState, MetricValue, SegmentRecord, ServiceId, Step, TimeBucket,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// A not-yet-stored metric row.
 #[derive(Clone)]
@@ -58,6 +59,7 @@ pub(crate) struct Engine<K: RowStore> {
     traffic: RwLock<TrafficCache>,
     /// Serialises flushes and retention, which both read-modify-write stored rows.
     flush_lock: Mutex<()>,
+    log_ids: LogIds,
 }
 
 impl<K: RowStore> Engine<K> {
@@ -70,6 +72,7 @@ impl<K: RowStore> Engine<K> {
             in_flight: RwLock::new(Rows::new()),
             traffic: RwLock::new(traffic),
             flush_lock: Mutex::new(()),
+            log_ids: LogIds::new(),
         })
     }
 
@@ -270,14 +273,70 @@ impl<K: RowStore> Engine<K> {
         Ok(self.traffic.read().endpoint(id.as_str()))
     }
 
+    pub(crate) fn write_logs(&self, logs: Vec<LogRecord>) -> Result<()> {
+        records::write_logs(&self.store, &self.log_ids, logs)
+    }
+
+    pub(crate) fn query_logs(&self, query: &LogQuery) -> Result<Vec<StoredLog>> {
+        records::query_logs(&self.store, query)
+    }
+
+    pub(crate) fn log_tag_keys(&self, start_ms: i64, end_ms: i64) -> Result<Vec<String>> {
+        records::tag_autocomplete(&self.store, keys::LOG, None, start_ms, end_ms)
+    }
+
+    pub(crate) fn log_tag_values(
+        &self,
+        key: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>> {
+        records::tag_autocomplete(&self.store, keys::LOG, Some(key), start_ms, end_ms)
+    }
+
+    pub(crate) fn write_segments(&self, segments: Vec<SegmentRecord>) -> Result<()> {
+        records::write_segments(&self.store, segments)
+    }
+
+    pub(crate) fn query_segments(&self, query: &TraceQuery) -> Result<Vec<SegmentRecord>> {
+        records::query_segments(&self.store, query)
+    }
+
+    pub(crate) fn get_trace(&self, trace_id: &str) -> Result<Vec<SegmentRecord>> {
+        records::get_trace(&self.store, trace_id)
+    }
+
+    pub(crate) fn trace_tag_keys(&self, start_ms: i64, end_ms: i64) -> Result<Vec<String>> {
+        records::tag_autocomplete(&self.store, keys::SEGMENT, None, start_ms, end_ms)
+    }
+
+    pub(crate) fn trace_tag_values(
+        &self,
+        key: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>> {
+        records::tag_autocomplete(&self.store, keys::SEGMENT, Some(key), start_ms, end_ms)
+    }
+
     pub(crate) fn remove_expired(&self, policy: &RetentionPolicy, now_ms: i64) -> Result<u64> {
         let _flushing = self.flush_lock.lock();
+        let records_cutoff_ms =
+            now_ms.saturating_sub(i64::from(policy.records_days).saturating_mul(DAY_MS));
+        let records = records::remove_expired(&self.store, records_cutoff_ms)?;
+        let metrics = self.remove_expired_metrics(policy, now_ms)?;
+        tracing::info!(records, records_cutoff_ms, "expired records removed");
+        Ok(records + metrics)
+    }
+
+    /// Metric rows and entities older than `metrics_days`; the caller holds `flush_lock`.
+    fn remove_expired_metrics(&self, policy: &RetentionPolicy, now_ms: i64) -> Result<u64> {
         let cutoff_ms =
             now_ms.saturating_sub(i64::from(policy.metrics_days).saturating_mul(DAY_MS));
         let cutoff_minute = match TimeBucket::from_epoch_ms(cutoff_ms, Step::Minute) {
             Ok(b) => b,
             Err(error) => {
-                tracing::warn!(%error, cutoff_ms, "retention cutoff is not a valid time, nothing removed");
+                tracing::warn!(%error, cutoff_ms, "retention cutoff is not a valid time, no metrics removed");
                 return Ok(0);
             }
         };

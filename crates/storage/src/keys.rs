@@ -14,6 +14,22 @@ pub(crate) const INSTANCE: u8 = b'i';
 /// Endpoint rows: `e | endpoint id`.
 pub(crate) const ENDPOINT: u8 = b'e';
 
+/// Log rows: `l | timestamp(8, ordered) | log id(16)`.
+pub(crate) const LOG: u8 = b'l';
+/// Logs by trace: `L | len(trace id)(2, BE) | trace id | timestamp(8) | log id(16)`, no value.
+pub(crate) const LOG_BY_TRACE: u8 = b'L';
+/// Segment rows without their spans: `g | start(8, ordered) | segment id`.
+pub(crate) const SEGMENT: u8 = b'g';
+/// The segments themselves, under the same tail as their [`SEGMENT`] row: `b | start | segment id`.
+pub(crate) const SEGMENT_BODY: u8 = b'b';
+/// Segments by trace: `G | len(trace id)(2, BE) | trace id | start(8) | segment id`, no value.
+pub(crate) const SEGMENT_BY_TRACE: u8 = b'G';
+/// Tag autocomplete: `t | record kind | day(8, ordered) | len(key)(2, BE) | key | value`, no value.
+pub(crate) const TAG: u8 = b't';
+
+/// Milliseconds per (UTC) day, the granularity of the tag autocomplete rows.
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
 /// The steps metric rows are kept at, finest first.
 pub(crate) const METRIC_STEPS: [Step; 3] = [Step::Minute, Step::Hour, Step::Day];
 
@@ -29,6 +45,10 @@ fn step_byte(step: Step) -> Option<u8> {
 /// Flipping the sign bit makes big-endian byte order match numeric order for negatives too.
 fn ordered_i64(v: i64) -> [u8; 8] {
     ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn from_ordered_i64(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
 }
 
 fn ordered_i32(v: i32) -> [u8; 4] {
@@ -94,6 +114,105 @@ pub(crate) fn child_key(kind: u8, id: &str) -> Vec<u8> {
     key
 }
 
+/// The first key a record of `kind` at `time_ms` can have.
+pub(crate) fn record_time_start(kind: u8, time_ms: i64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(kind);
+    key.extend_from_slice(&ordered_i64(time_ms));
+    key
+}
+
+/// `time(8) | suffix`: what follows the kind byte in a record key and ends its trace index key.
+pub(crate) fn record_tail(time_ms: i64, suffix: &[u8]) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(8 + suffix.len());
+    tail.extend_from_slice(&ordered_i64(time_ms));
+    tail.extend_from_slice(suffix);
+    tail
+}
+
+/// `kind | tail`.
+pub(crate) fn record_key(kind: u8, tail: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + tail.len());
+    key.push(kind);
+    key.extend_from_slice(tail);
+    key
+}
+
+/// `[start, end)` covering every record of `kind` whose time lies in `[start_ms, end_ms]`
+/// (unbounded where `None`).
+pub(crate) fn record_range(
+    kind: u8,
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+) -> (Vec<u8>, Vec<u8>) {
+    let start = record_time_start(kind, start_ms.unwrap_or(i64::MIN));
+    let end = match end_ms.and_then(|e| e.checked_add(1)) {
+        Some(after) => record_time_start(kind, after),
+        // Every key of this kind sorts before the next kind byte.
+        None => vec![kind.saturating_add(1)],
+    };
+    (start, end)
+}
+
+/// The time of a record key (or of a record key's tail when `kind_len` is 0).
+pub(crate) fn record_time(key: &[u8], kind_len: usize) -> Option<i64> {
+    let bytes: [u8; 8] = key.get(kind_len..kind_len + 8)?.try_into().ok()?;
+    Some(from_ordered_i64(bytes))
+}
+
+/// `kind | len | trace id`: every index entry of one trace. `None` for trace ids too long to index.
+pub(crate) fn trace_index_prefix(kind: u8, trace_id: &str) -> Option<Vec<u8>> {
+    let len = u16::try_from(trace_id.len()).ok()?;
+    let mut key = Vec::with_capacity(3 + trace_id.len());
+    key.push(kind);
+    key.extend_from_slice(&len.to_be_bytes());
+    key.extend_from_slice(trace_id.as_bytes());
+    Some(key)
+}
+
+/// The index entry pointing at the record with `tail`.
+pub(crate) fn trace_index_key(kind: u8, trace_id: &str, tail: &[u8]) -> Option<Vec<u8>> {
+    let mut key = trace_index_prefix(kind, trace_id)?;
+    key.extend_from_slice(tail);
+    Some(key)
+}
+
+/// `t | record kind | day`: the first autocomplete row of `day`.
+pub(crate) fn tag_day_start(record_kind: u8, day: i64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(10);
+    key.push(TAG);
+    key.push(record_kind);
+    key.extend_from_slice(&ordered_i64(day));
+    key
+}
+
+/// The autocomplete row saying tag `key=value` was seen on a record of `record_kind` in `day`.
+pub(crate) fn tag_key(record_kind: u8, day: i64, key: &str, value: &str) -> Option<Vec<u8>> {
+    let len = u16::try_from(key.len()).ok()?;
+    let mut row = tag_day_start(record_kind, day);
+    row.extend_from_slice(&len.to_be_bytes());
+    row.extend_from_slice(key.as_bytes());
+    row.extend_from_slice(value.as_bytes());
+    Some(row)
+}
+
+/// The `(key, value)` of an autocomplete row.
+pub(crate) fn tag_of(row: &[u8]) -> Option<(String, String)> {
+    let rest = row.get(10..)?;
+    let len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));
+    let key = rest.get(2..2 + len)?;
+    let value = rest.get(2 + len..)?;
+    Some((
+        String::from_utf8(key.to_vec()).ok()?,
+        String::from_utf8(value.to_vec()).ok()?,
+    ))
+}
+
+/// The UTC day number of `ms`.
+pub(crate) fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +249,37 @@ mod tests {
             value: 1,
         };
         assert!(metric_key("m", "e", b).is_none());
+    }
+
+    #[test]
+    fn record_keys_sort_by_time_including_negative_times() {
+        let a = record_key(LOG, &record_tail(-5, b"zz"));
+        let b = record_key(LOG, &record_tail(3, b"aa"));
+        assert!(a < b);
+        assert_eq!(record_time(&b, 1), Some(3));
+        assert_eq!(record_time(&a, 1), Some(-5));
+        let (start, end) = record_range(LOG, Some(3), Some(3));
+        assert!(start <= b && b < end && a < start);
+        let (_, open_end) = record_range(LOG, None, None);
+        assert!(record_key(LOG, &record_tail(i64::MAX, &[0xff; 16])) < open_end);
+    }
+
+    #[test]
+    fn trace_index_prefix_does_not_match_longer_trace_ids() {
+        let p = trace_index_prefix(LOG_BY_TRACE, "t1").unwrap();
+        let other = trace_index_key(LOG_BY_TRACE, "t10", &record_tail(1, b"x")).unwrap();
+        assert!(!other.starts_with(&p));
+    }
+
+    #[test]
+    fn tag_rows_round_trip() {
+        let row = tag_key(LOG, 20_000, "http.method", "GET").unwrap();
+        assert_eq!(
+            tag_of(&row),
+            Some(("http.method".to_string(), "GET".to_string()))
+        );
+        assert!(row.starts_with(&tag_day_start(LOG, 20_000)));
+        assert!(row < tag_day_start(LOG, 20_001));
+        assert_eq!(day_of(-1), -1);
     }
 }

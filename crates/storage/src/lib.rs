@@ -1,4 +1,4 @@
-//! Skylark's storage: where metric rows, entities (and later logs and segments) are kept.
+//! Skylark's storage: where metric rows, entities, logs and trace segments are kept.
 //!
 //! Everything the rules produce goes through [`Storage`]; queries read through it too, so a second
 //! backend (a distributed store) can be added without touching rules or queries. [`SledStorage`]
@@ -10,6 +10,7 @@ mod error;
 mod keys;
 mod mem_storage;
 mod model;
+mod records;
 mod rows;
 mod sled_storage;
 #[cfg(feature = "testsuite")]
@@ -18,19 +19,26 @@ mod traffic;
 
 pub use error::{Error, Result};
 pub use mem_storage::MemStorage;
-pub use model::{EndpointRecord, InstanceRecord, RetentionPolicy, ServiceRecord};
+pub use model::{
+    EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy, ServiceRecord, StoredLog,
+    TraceOrder, TraceQuery, TraceState,
+};
+pub use records::{LOG_CONTENT_MAX_BYTES, LOG_TAGS_MAX, LOG_TRUNCATED_TAG};
 pub use sled_storage::{SledConfig, SledStorage};
 #[cfg(feature = "testsuite")]
 pub use testsuite::{run_conformance_suite, ConformanceCheck, CONFORMANCE_CHECKS};
 
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    EndpointId, InstanceId, Layer, MetricDefinition, MetricEmission, MetricValue, ServiceId,
-    TimeBucket,
+    EndpointId, InstanceId, Layer, LogRecord, MetricDefinition, MetricEmission, MetricValue,
+    SegmentRecord, ServiceId, TimeBucket,
 };
 
 /// The storage contract. Implementations aggregate writes in memory and persist them in batches
 /// on [`Storage::flush`]; reads see both persisted and not-yet-flushed data.
+///
+/// Records (logs and segments) are not aggregated: each `write_logs`/`write_segments` call is
+/// persisted as one batch before it returns.
 ///
 /// Metric rows are keyed by (metric name, entity id, bucket) and merged with OAP's storage
 /// functions (`MetricState::combine`) within and across flushes. Nothing is persisted until
@@ -93,9 +101,51 @@ pub trait Storage: Send + Sync + 'static {
     /// One endpoint by id.
     fn get_endpoint(&self, id: &EndpointId) -> Result<Option<EndpointRecord>>;
 
+    /// Stores logs durably (one batch for the call), each under a new unique id with its
+    /// service/instance/endpoint ids computed as OAP's (`instance_id`/`endpoint_id` only when the
+    /// name is non-empty).
+    ///
+    /// Receivers may hand over huge logs, so a log whose content exceeds
+    /// [`LOG_CONTENT_MAX_BYTES`] (256 KiB) has it cut at a character boundary, and one with more
+    /// than [`LOG_TAGS_MAX`] (1,000) tags keeps only the first 1,000; either way the tag
+    /// `truncated=true` ([`LOG_TRUNCATED_TAG`]) is appended.
+    fn write_logs(&self, logs: Vec<LogRecord>) -> Result<()>;
+
+    /// Logs matching `query`, ordered by timestamp (newest first unless `order_desc` is false),
+    /// then paged with `offset`/`limit`.
+    fn query_logs(&self, query: &LogQuery) -> Result<Vec<StoredLog>>;
+
+    /// Distinct log tag keys seen in the UTC days overlapping `[start_ms, end_ms]`, sorted. Tags
+    /// longer than 256 characters (`key=value`) are not offered.
+    fn log_tag_keys(&self, start_ms: i64, end_ms: i64) -> Result<Vec<String>>;
+
+    /// Distinct values of log tag `key` seen in the UTC days overlapping `[start_ms, end_ms]`,
+    /// sorted.
+    fn log_tag_values(&self, key: &str, start_ms: i64, end_ms: i64) -> Result<Vec<String>>;
+
+    /// Stores segment records durably (one batch for the call). A segment with the same id and
+    /// start time as a stored one replaces it; segments are stored whole however many spans they
+    /// have (the caller limits size).
+    fn write_segments(&self, segments: Vec<SegmentRecord>) -> Result<()>;
+
+    /// Segment records matching `query` (with their full segments), sorted by `query.order`
+    /// (descending) and paged with `offset`/`limit`.
+    fn query_segments(&self, query: &TraceQuery) -> Result<Vec<SegmentRecord>>;
+
+    /// Every segment record of `trace_id`, earliest start first; empty for an unknown trace.
+    fn get_trace(&self, trace_id: &str) -> Result<Vec<SegmentRecord>>;
+
+    /// Distinct searchable span tag keys seen in the UTC days overlapping `[start_ms, end_ms]`.
+    fn trace_tag_keys(&self, start_ms: i64, end_ms: i64) -> Result<Vec<String>>;
+
+    /// Distinct values of searchable span tag `key` seen in the UTC days overlapping
+    /// `[start_ms, end_ms]`.
+    fn trace_tag_values(&self, key: &str, start_ms: i64, end_ms: i64) -> Result<Vec<String>>;
+
     /// Removes metric rows (minute, hour and day) whose bucket lies wholly before
-    /// `now_ms - metrics_days`, and instances/endpoints last seen before then (services are
-    /// kept); returns how many rows and entities were removed.
+    /// `now_ms - metrics_days`, instances/endpoints last seen before then (services are kept),
+    /// and logs and segments older than `now_ms - records_days` (with their indexes); returns
+    /// how many metric rows, entities, logs and segments were removed.
     fn remove_expired(&self, policy: &RetentionPolicy, now_ms: i64) -> Result<u64>;
 }
 
@@ -175,6 +225,55 @@ macro_rules! delegate_storage {
                 id: &skylark_core::EndpointId,
             ) -> $crate::Result<Option<$crate::EndpointRecord>> {
                 self.engine.get_endpoint(id)
+            }
+            fn write_logs(&self, logs: Vec<skylark_core::LogRecord>) -> $crate::Result<()> {
+                self.engine.write_logs(logs)
+            }
+            fn query_logs(
+                &self,
+                query: &$crate::LogQuery,
+            ) -> $crate::Result<Vec<$crate::StoredLog>> {
+                self.engine.query_logs(query)
+            }
+            fn log_tag_keys(&self, start_ms: i64, end_ms: i64) -> $crate::Result<Vec<String>> {
+                self.engine.log_tag_keys(start_ms, end_ms)
+            }
+            fn log_tag_values(
+                &self,
+                key: &str,
+                start_ms: i64,
+                end_ms: i64,
+            ) -> $crate::Result<Vec<String>> {
+                self.engine.log_tag_values(key, start_ms, end_ms)
+            }
+            fn write_segments(
+                &self,
+                segments: Vec<skylark_core::SegmentRecord>,
+            ) -> $crate::Result<()> {
+                self.engine.write_segments(segments)
+            }
+            fn query_segments(
+                &self,
+                query: &$crate::TraceQuery,
+            ) -> $crate::Result<Vec<skylark_core::SegmentRecord>> {
+                self.engine.query_segments(query)
+            }
+            fn get_trace(
+                &self,
+                trace_id: &str,
+            ) -> $crate::Result<Vec<skylark_core::SegmentRecord>> {
+                self.engine.get_trace(trace_id)
+            }
+            fn trace_tag_keys(&self, start_ms: i64, end_ms: i64) -> $crate::Result<Vec<String>> {
+                self.engine.trace_tag_keys(start_ms, end_ms)
+            }
+            fn trace_tag_values(
+                &self,
+                key: &str,
+                start_ms: i64,
+                end_ms: i64,
+            ) -> $crate::Result<Vec<String>> {
+                self.engine.trace_tag_values(key, start_ms, end_ms)
             }
             fn remove_expired(
                 &self,

@@ -1,6 +1,6 @@
 //! An in-memory backend with the same semantics as [`crate::SledStorage`].
 use crate::engine::Engine;
-use crate::rows::{RowOp, RowStore, RowVisitor};
+use crate::rows::{RangeVisitor, RowOp, RowStore, RowVisitor};
 use crate::Result;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -26,7 +26,39 @@ impl RowStore for MemRows {
         Ok(())
     }
 
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut RangeVisitor<'_>,
+    ) -> Result<()> {
+        // BTreeMap::range panics on an inverted range.
+        if start >= end {
+            return Ok(());
+        }
+        let rows = self.rows.read();
+        let range = rows.range(start.to_vec()..end.to_vec());
+        if reverse {
+            for (key, value) in range.rev() {
+                if !visit(key, value)? {
+                    break;
+                }
+            }
+        } else {
+            for (key, value) in range {
+                if !visit(key, value)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
         Ok(self
             .rows
             .read()

@@ -1,4 +1,4 @@
-use skylark_core::{EndpointId, InstanceId, Layer, ServiceId};
+use skylark_core::{EndpointId, InstanceId, Layer, LogRecord, ServiceId};
 
 /// A registered service with every layer it was seen in.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -51,6 +51,154 @@ impl Default for RetentionPolicy {
         RetentionPolicy {
             metrics_days: 7,
             records_days: 3,
+        }
+    }
+}
+
+/// A stored log: the record plus the id and entity ids storage gave it (OAP's `Log` row).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredLog {
+    /// Unique id, 32 lowercase hex digits.
+    pub id: String,
+    /// `b64(service).1`.
+    pub service_id: ServiceId,
+    /// `serviceId_b64(instance)`, only when the record names an instance.
+    pub instance_id: Option<InstanceId>,
+    /// `serviceId_b64(endpoint)`, only when the record names an endpoint.
+    pub endpoint_id: Option<EndpointId>,
+    /// The log as written (after truncation, see [`crate::Storage::write_logs`]).
+    pub record: LogRecord,
+}
+
+/// Which logs [`crate::Storage::query_logs`] returns. Every filter is ANDed; `None`, empty ids
+/// and empty lists filter nothing (clients send `""` for "unset").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Only logs of this service.
+    pub service_id: Option<ServiceId>,
+    /// Only logs of this instance.
+    pub instance_id: Option<InstanceId>,
+    /// Only logs of this endpoint.
+    pub endpoint_id: Option<EndpointId>,
+    /// Only logs linked to this trace.
+    pub trace_id: Option<String>,
+    /// Only logs linked to this segment.
+    pub segment_id: Option<String>,
+    /// Only logs linked to this span (within the segment).
+    pub span_id: Option<i32>,
+    /// Earliest timestamp, epoch ms, inclusive.
+    pub start_ms: Option<i64>,
+    /// Latest timestamp, epoch ms, inclusive.
+    pub end_ms: Option<i64>,
+    /// Tags the log must carry: `(key, Some(value))` an exact pair, `(key, None)` any value of
+    /// the key. Keys and values are trimmed, as OAP does.
+    pub tags: Vec<(String, Option<String>)>,
+    /// Words the content must all contain (empty words are ignored).
+    pub keywords: Vec<String>,
+    /// Words the content must not contain (empty words are ignored).
+    pub excluding_keywords: Vec<String>,
+    /// Newest first (OAP's default `DES`); oldest first when false.
+    pub order_desc: bool,
+    /// Matching logs to skip.
+    pub offset: usize,
+    /// At most this many logs.
+    pub limit: usize,
+}
+
+impl Default for LogQuery {
+    /// No filters, newest first, no paging.
+    fn default() -> Self {
+        LogQuery {
+            service_id: None,
+            instance_id: None,
+            endpoint_id: None,
+            trace_id: None,
+            segment_id: None,
+            span_id: None,
+            start_ms: None,
+            end_ms: None,
+            tags: Vec::new(),
+            keywords: Vec::new(),
+            excluding_keywords: Vec::new(),
+            order_desc: true,
+            offset: 0,
+            limit: usize::MAX,
+        }
+    }
+}
+
+/// Which segments a trace query wants by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TraceState {
+    /// Every segment.
+    #[default]
+    All,
+    /// Segments without an error span.
+    Success,
+    /// Segments with an error span.
+    Error,
+}
+
+/// How trace query results are sorted (both descending, as OAP).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TraceOrder {
+    /// Latest start first.
+    #[default]
+    ByStartTime,
+    /// Longest first (ties: latest start first).
+    ByDuration,
+}
+
+/// Which segments [`crate::Storage::query_segments`] returns. Every filter is ANDed; `None` and
+/// empty ids filter nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceQuery {
+    /// Only segments of this service.
+    pub service_id: Option<ServiceId>,
+    /// Only segments of this instance.
+    pub instance_id: Option<InstanceId>,
+    /// Only segments whose first span is this endpoint.
+    pub endpoint_id: Option<EndpointId>,
+    /// Only segments of this trace.
+    pub trace_id: Option<String>,
+    /// Earliest segment start, epoch ms, inclusive.
+    pub start_ms: Option<i64>,
+    /// Latest segment start, epoch ms, inclusive.
+    pub end_ms: Option<i64>,
+    /// Minimum latency in ms, inclusive.
+    pub min_duration: Option<i64>,
+    /// Maximum latency in ms, inclusive.
+    pub max_duration: Option<i64>,
+    /// Outcome filter.
+    pub state: TraceState,
+    /// Sort order.
+    pub order: TraceOrder,
+    /// Searchable span tags the segment must carry (exact `key=value`, trimmed). Tags that are
+    /// not searchable never match, as in OAP.
+    pub tags: Vec<(String, String)>,
+    /// Matching segments to skip.
+    pub offset: usize,
+    /// At most this many segments.
+    pub limit: usize,
+}
+
+impl Default for TraceQuery {
+    /// No filters, latest first, no paging.
+    fn default() -> Self {
+        TraceQuery {
+            service_id: None,
+            instance_id: None,
+            endpoint_id: None,
+            trace_id: None,
+            start_ms: None,
+            end_ms: None,
+            min_duration: None,
+            max_duration: None,
+            state: TraceState::All,
+            order: TraceOrder::ByStartTime,
+            tags: Vec::new(),
+            offset: 0,
+            limit: usize::MAX,
         }
     }
 }

@@ -9,6 +9,9 @@ pub(crate) type RowOp = (Vec<u8>, Option<Vec<u8>>);
 /// Called with each `(key, value)` of a scan; an error stops the scan.
 pub(crate) type RowVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 
+/// Called with each `(key, value)` of a range scan; `Ok(false)` stops the scan early.
+pub(crate) type RangeVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// An ordered byte-key store. The engine keeps all semantics; a backend only stores bytes.
 pub(crate) trait RowStore: Send + Sync + 'static {
     /// The value under `key`.
@@ -16,6 +19,16 @@ pub(crate) trait RowStore: Send + Sync + 'static {
 
     /// Calls `visit` for every row whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8], visit: &mut RowVisitor<'_>) -> Result<()>;
+
+    /// Calls `visit` for every row in `[start, end)`, in key order (descending when `reverse`),
+    /// until it returns `false`. An empty or inverted range visits nothing.
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut RangeVisitor<'_>,
+    ) -> Result<()>;
 
     /// Keys in `[start, end)`, in key order.
     fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>>;

@@ -1,6 +1,6 @@
 //! The embedded default backend.
 use crate::engine::Engine;
-use crate::rows::{RowOp, RowStore, RowVisitor};
+use crate::rows::{RangeVisitor, RowOp, RowStore, RowVisitor};
 use crate::Result;
 use std::path::PathBuf;
 
@@ -59,7 +59,39 @@ impl RowStore for SledRows {
         Ok(())
     }
 
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut RangeVisitor<'_>,
+    ) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        let range = self.rows.range(start..end);
+        if reverse {
+            for row in range.rev() {
+                let (key, value) = row?;
+                if !visit(&key, &value)? {
+                    break;
+                }
+            }
+        } else {
+            for row in range {
+                let (key, value) = row?;
+                if !visit(&key, &value)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
         let mut keys = Vec::new();
         for row in self.rows.range(start..end) {
             let (key, _) = row?;

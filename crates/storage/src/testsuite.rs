@@ -1,6 +1,8 @@
 //! The behaviour every [`Storage`] implementation must show, runnable against any backend.
 //!
 //! Each check gets a fresh, empty store and panics (like a test assertion) on a mismatch.
+mod records;
+
 use crate::{RetentionPolicy, Storage};
 use skylark_core::traffic::{EndpointTraffic, InstanceTraffic, ServiceTraffic, Traffic};
 use skylark_core::{
@@ -36,6 +38,37 @@ pub const CONFORMANCE_CHECKS: &[ConformanceCheck] = &[
     (
         "ten_thousand_entities_in_one_flush",
         ten_thousand_entities_in_one_flush,
+    ),
+    (
+        "logs_filter_by_entity_trace_and_time",
+        records::logs_filter_by_entity_trace_and_time,
+    ),
+    (
+        "logs_match_tags_and_keywords",
+        records::logs_match_tags_and_keywords,
+    ),
+    ("logs_order_and_paging", records::logs_order_and_paging),
+    ("log_tag_autocomplete", records::log_tag_autocomplete),
+    (
+        "oversized_logs_are_truncated",
+        records::oversized_logs_are_truncated,
+    ),
+    (
+        "segments_filter_by_entity_state_tags_and_duration",
+        records::segments_filter_by_entity_state_tags_and_duration,
+    ),
+    (
+        "segments_order_and_paging",
+        records::segments_order_and_paging,
+    ),
+    (
+        "get_trace_returns_every_segment",
+        records::get_trace_returns_every_segment,
+    ),
+    ("trace_tag_autocomplete", records::trace_tag_autocomplete),
+    (
+        "retention_removes_old_records",
+        records::retention_removes_old_records,
     ),
 ];
 

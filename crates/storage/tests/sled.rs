@@ -2,10 +2,11 @@
 //! rows are rewritten at most once a minute.
 use skylark_core::traffic::{InstanceTraffic, ServiceTraffic, Traffic};
 use skylark_core::{
-    InstanceId, Layer, MeterEntity, MeterValue, MetricDefinition, MetricEmission, MetricFunction,
-    MetricValue, Scope, ServiceId, Step, TimeBucket,
+    ContentType, InstanceId, Layer, LogRecord, MeterEntity, MeterValue, MetricDefinition,
+    MetricEmission, MetricFunction, MetricValue, Scope, Segment, SegmentRecord, ServiceId, Span,
+    Step, TimeBucket,
 };
-use skylark_storage::{SledConfig, SledStorage, Storage};
+use skylark_storage::{LogQuery, SledConfig, SledStorage, Storage, TraceQuery};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -187,6 +188,130 @@ fn reads_during_flushes_never_miss_or_double_count() {
         read(store.as_ref(), &m, MINUTE),
         Some(MetricValue::Single(200))
     );
+}
+
+fn log(at: i64, content: &str) -> LogRecord {
+    LogRecord {
+        service: SERVICE.into(),
+        service_instance: "sim".into(),
+        endpoint: "pages/index/index".into(),
+        layer: Layer::WECHAT_MINI_PROGRAM,
+        timestamp_ms: at,
+        trace_id: Some("t1".into()),
+        segment_id: None,
+        span_id: None,
+        content_type: ContentType::Text,
+        content: content.into(),
+        tags: vec![("platform".into(), "wechat".into())],
+    }
+}
+
+fn segment(id: &str, start: i64) -> SegmentRecord {
+    SegmentRecord::from_segment(&Segment {
+        trace_id: "t1".into(),
+        segment_id: id.into(),
+        service: SERVICE.into(),
+        service_instance: "-".into(),
+        spans: vec![Span {
+            start_time_ms: start,
+            end_time_ms: start + 40,
+            operation_name: "pages/index/index".into(),
+            component_id: 10002,
+            tags: vec![("http.method".into(), "GET".into())],
+            ..Span::default()
+        }],
+        is_size_limited: false,
+    })
+    .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn records_survive_a_crash_right_after_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = 1_795_500_000_000;
+    let written_ids: Vec<String>;
+    {
+        // No background sync: whatever is on disk got there through the record writes.
+        let config = SledConfig {
+            flush_every_ms: None,
+            ..SledConfig::new(dir.path().join("live"))
+        };
+        let store = SledStorage::open(config).unwrap();
+        store
+            .write_logs(vec![log(at, "first"), log(at + 1, "second")])
+            .unwrap();
+        store
+            .write_segments(vec![segment("s1", at), segment("s2", at + 5)])
+            .unwrap();
+        written_ids = store
+            .query_logs(&LogQuery::default())
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        // A copy taken while the store is still open is what a crash would leave behind.
+        copy_dir(&dir.path().join("live"), &dir.path().join("db"));
+    }
+    let store = open(dir.path());
+    let logs = store.query_logs(&LogQuery::default()).unwrap();
+    assert_eq!(
+        logs.iter()
+            .map(|l| l.record.content.as_str())
+            .collect::<Vec<_>>(),
+        vec!["second", "first"]
+    );
+    assert_eq!(
+        logs.iter().map(|l| l.id.clone()).collect::<Vec<_>>(),
+        written_ids
+    );
+    let svc = ServiceId::new(SERVICE, true);
+    assert_eq!(logs[0].instance_id, Some(InstanceId::new(&svc, "sim")));
+    let by_trace = LogQuery {
+        trace_id: Some("t1".into()),
+        ..LogQuery::default()
+    };
+    assert_eq!(store.query_logs(&by_trace).unwrap().len(), 2);
+
+    let trace = store.get_trace("t1").unwrap();
+    assert_eq!(trace.len(), 2);
+    assert_eq!(trace[0], segment("s1", at));
+    assert_eq!(
+        store.query_segments(&TraceQuery::default()).unwrap()[0].segment_id,
+        "s2"
+    );
+    assert_eq!(
+        store.trace_tag_keys(at, at).unwrap(),
+        vec!["http.method".to_string()]
+    );
+    assert_eq!(
+        store.log_tag_values("platform", at, at).unwrap(),
+        vec!["wechat"]
+    );
+
+    // New logs after reopening get ids that differ from the stored ones.
+    store.write_logs(vec![log(at, "third")]).unwrap();
+    let mut ids: Vec<String> = store
+        .query_logs(&LogQuery::default())
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
 }
 
 #[test]

@@ -1,0 +1,33 @@
+# Skylark: the two commands that matter are `make run` and `make test`.
+CARGO ?= cargo
+SHARED ?= ../shared
+
+.PHONY: help run build test lint fmt fmt-check bench check-rules
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+run: ## Run the server with the embedded default config (REST :12800, gRPC :11800, data in ./data)
+	$(CARGO) run --release --bin skylark
+
+build: ## Build the release binary
+	$(CARGO) build --release --bin skylark
+
+test: ## Run every test (unit, rule corpus, end to end); tests needing ../shared skip without it
+	$(CARGO) test --workspace --all-targets
+
+lint: ## clippy with warnings as errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+fmt-check: ## Check formatting
+	$(CARGO) fmt --all -- --check
+
+bench: ## Ingest benchmark against a running release server (figures in one run)
+	$(CARGO) build --release --bin skylark --bin skylark-bench
+	./target/release/skylark-bench --server ./target/release/skylark --fixtures $(SHARED)/fixtures/sdk
+
+check-rules: ## Validate the shipped rule files
+	$(CARGO) run --release --bin skylark -- check-rules otel-rules/*/*.yaml

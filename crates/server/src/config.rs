@@ -1,0 +1,277 @@
+//! `config/application.yml`: the settings, with `${ENV_NAME:default}` placeholders resolved from
+//! the environment before parsing (OAP's convention).
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The configuration shipped in the binary, used when no `--config` is given.
+pub const EMBEDDED: &str = include_str!("../../../config/application.yml");
+
+/// Every setting Skylark reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, TTLs and limits.
+    pub core: CoreConfig,
+    /// OTLP metrics rules.
+    #[serde(rename = "receiver-otel")]
+    pub receiver_otel: OtelConfig,
+    /// Storage backend.
+    pub storage: StorageConfig,
+}
+
+/// `core:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CoreConfig {
+    /// REST listener (OTLP/HTTP, segments, GraphQL).
+    pub rest: Listen,
+    /// gRPC listener.
+    pub grpc: Listen,
+    /// Metric TTL in days.
+    #[serde(rename = "metricsDataTTL")]
+    pub metrics_data_ttl: u32,
+    /// Record TTL in days.
+    #[serde(rename = "recordDataTTL")]
+    pub record_data_ttl: u32,
+    /// Persist period in ms.
+    pub persistent_period_ms: u64,
+    /// Largest accepted body in bytes.
+    pub max_body_bytes: usize,
+    /// Version reported over GraphQL.
+    pub version: String,
+}
+
+/// A host and port to listen on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Interface address.
+    pub host: String,
+    /// Port (0 picks a free one).
+    pub port: u16,
+}
+
+/// `receiver-otel:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OtelConfig {
+    /// Comma-separated rule names (`miniprogram/*`).
+    pub enabled_otel_metrics_rules: String,
+    /// Folder the names are relative to.
+    pub rules_path: PathBuf,
+}
+
+/// `storage:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Backend name; only `sled` exists.
+    pub selector: String,
+    /// sled settings.
+    pub sled: SledSettings,
+}
+
+/// `storage.sled:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SledSettings {
+    /// Data folder.
+    pub path: PathBuf,
+    /// Page cache in MiB.
+    pub cache_capacity_mb: u64,
+}
+
+/// Replaces every `${NAME:default}` with the environment value of NAME, or the default.
+fn substitute(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            bail!("unterminated ${{...}} placeholder")
+        };
+        let inner = &after[..end];
+        let (name, default) = inner.split_once(':').unwrap_or((inner, ""));
+        out.push_str(&env(name).unwrap_or_else(|| default.to_string()));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Config {
+    /// Reads the configuration from `path`, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let (origin, text) = match path {
+            Some(p) => (
+                p.display().to_string(),
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?,
+            ),
+            None => (
+                "embedded config/application.yml".to_string(),
+                EMBEDDED.to_string(),
+            ),
+        };
+        Config::parse(&origin, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration text, resolving placeholders with `env`.
+    pub fn parse(origin: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        let resolved = substitute(text, env).with_context(|| format!("in {origin}"))?;
+        let config: Config = serde_yaml::from_str(&resolved).map_err(|e| {
+            anyhow::anyhow!("invalid setting in {origin}: {e} (values come from the environment variables named in the file)")
+        })?;
+        config
+            .validate()
+            .with_context(|| format!("invalid setting in {origin}"))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.storage.selector != "sled" {
+            bail!(
+                "storage.selector (SW_STORAGE) is '{}'; the only storage is 'sled'",
+                self.storage.selector
+            );
+        }
+        if self.core.metrics_data_ttl == 0 {
+            bail!("core.metricsDataTTL (SW_CORE_METRICS_DATA_TTL) must be at least 1 day");
+        }
+        if self.core.record_data_ttl == 0 {
+            bail!("core.recordDataTTL (SW_CORE_RECORD_DATA_TTL) must be at least 1 day");
+        }
+        if self.core.persistent_period_ms == 0 {
+            bail!("core.persistentPeriodMs (SW_CORE_PERSISTENT_PERIOD_MS) must be positive");
+        }
+        if self.core.max_body_bytes == 0 {
+            bail!("core.maxBodyBytes (SW_CORE_MAX_BODY_BYTES) must be positive");
+        }
+        let v = &self.core.version;
+        let mut parts = v.split('.');
+        let numeric = |p: Option<&str>| {
+            p.map(|s| !s.is_empty() && s.chars().take_while(|c| c.is_ascii_digit()).count() > 0)
+        };
+        if numeric(parts.next()) != Some(true) || numeric(parts.next()) != Some(true) {
+            bail!("core.version (SW_CORE_VERSION) '{v}' must start with <major>.<minor> (swctl parses it)");
+        }
+        Ok(())
+    }
+
+    /// The MAL rule files the enabled rule names select, in order. Unknown names are errors.
+    pub fn otel_rule_files(&self) -> Result<Vec<PathBuf>> {
+        resolve_rule_files(
+            &self.receiver_otel.rules_path,
+            &self.receiver_otel.enabled_otel_metrics_rules,
+        )
+    }
+}
+
+/// Resolves comma-separated rule names (`miniprogram/*`, `vm`) to files under `root`.
+pub fn resolve_rule_files(root: &Path, names: &str) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let is_rule = |p: &Path| p.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        if let Some(dir) = name.strip_suffix("/*") {
+            let folder = root.join(dir);
+            let entries = std::fs::read_dir(&folder).with_context(|| {
+                format!(
+                    "rule name '{name}': cannot read folder {}",
+                    folder.display()
+                )
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_rule(p))
+                .collect();
+            if found.is_empty() {
+                bail!(
+                    "rule name '{name}' matches no .yaml/.yml file in {}",
+                    folder.display()
+                );
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            let candidates = [
+                root.join(format!("{name}.yaml")),
+                root.join(format!("{name}.yml")),
+            ];
+            match candidates.iter().find(|p| p.is_file()) {
+                Some(p) => files.push(p.clone()),
+                None => bail!(
+                    "unknown rule name '{name}': no file {}",
+                    candidates[0].display()
+                ),
+            }
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn shipped_config_loads_with_oap_defaults() {
+        let c = Config::parse("test", EMBEDDED, &env_of(&[])).unwrap();
+        assert_eq!(c.core.rest.port, 12800);
+        assert_eq!(c.core.grpc.port, 11800);
+        assert_eq!(c.core.rest.host, "0.0.0.0");
+        assert_eq!(c.receiver_otel.enabled_otel_metrics_rules, "miniprogram/*");
+        assert_eq!(c.storage.sled.path, PathBuf::from("./data"));
+        assert_eq!(c.core.metrics_data_ttl, 7);
+    }
+
+    #[test]
+    fn environment_overrides_settings() {
+        let c = Config::parse(
+            "test",
+            EMBEDDED,
+            &env_of(&[
+                ("SW_CORE_REST_PORT", "9999"),
+                ("SW_STORAGE_SLED_PATH", "/tmp/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.core.rest.port, 9999);
+        assert_eq!(c.storage.sled.path, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err =
+            Config::parse("test", EMBEDDED, &env_of(&[("SW_CORE_REST_PORT", "http")])).unwrap_err();
+        assert!(format!("{err:#}").contains("core.rest.port"), "{err:#}");
+        let err = Config::parse("test", EMBEDDED, &env_of(&[("SW_STORAGE", "mysql")])).unwrap_err();
+        assert!(format!("{err:#}").contains("SW_STORAGE"), "{err:#}");
+        let err =
+            Config::parse("test", EMBEDDED, &env_of(&[("SW_CORE_VERSION", "latest")])).unwrap_err();
+        assert!(format!("{err:#}").contains("SW_CORE_VERSION"), "{err:#}");
+    }
+
+    #[test]
+    fn unknown_rule_names_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mp")).unwrap();
+        std::fs::write(dir.path().join("mp/a.yaml"), "x").unwrap();
+        std::fs::write(dir.path().join("b.yml"), "x").unwrap();
+        let files = resolve_rule_files(dir.path(), "mp/*, b").unwrap();
+        assert_eq!(files.len(), 2);
+        let err = resolve_rule_files(dir.path(), "nope").unwrap_err();
+        assert!(err.to_string().contains("unknown rule name 'nope'"));
+        assert!(resolve_rule_files(dir.path(), "empty/*").is_err());
+    }
+}

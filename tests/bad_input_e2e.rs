@@ -1,0 +1,169 @@
+//! Bad input against a real `skylark`: each gets the right status and message, the server keeps
+//! serving, and data from good requests stays intact.
+mod common;
+
+use common::*;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use serde_json::json;
+
+const SERVICE: &str = "bad-input-app";
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A WeChat app_launch gauge request with one point per (page, value, time).
+fn launch_request(points: &[(String, f64, u64)]) -> Vec<u8> {
+    let data_points = points
+        .iter()
+        .map(|(page, value, t)| NumberDataPoint {
+            attributes: vec![kv("miniprogram.page.path", page)],
+            time_unix_nano: *t,
+            value: Some(number_data_point::Value::AsDouble(*value)),
+            ..Default::default()
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", SERVICE),
+                    kv("miniprogram.platform", "wechat"),
+                ],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "miniprogram.app_launch.duration".into(),
+                    unit: "ms".into(),
+                    data: Some(metric::Data::Gauge(Gauge { data_points })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn minute_ago_nanos() -> u64 {
+    let now = chrono::Utc::now().timestamp();
+    ((now - now % 60 - 60 + 30) as u64) * 1_000_000_000
+}
+
+async fn launch_value(server: &Server) -> Vec<String> {
+    let now = chrono::Local::now() - chrono::Duration::minutes(1);
+    let minute = now.format("%Y-%m-%d %H%M").to_string();
+    let q = "query ($e: Entity!, $d: Duration!) { r: execExpression(expression: \"meter_wechat_mp_app_launch_duration\", entity: $e, duration: $d) { results { values { value } } error } }";
+    let reply = server
+        .graphql(q, json!({"e": {"serviceName": SERVICE, "normal": true}, "d": {"start": minute, "end": minute, "step": "MINUTE"}}))
+        .await;
+    reply["data"]["r"]["results"][0]["values"]
+        .as_array()
+        .map(|vs| {
+            vs.iter()
+                .filter_map(|v| v["value"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_good_data_survives() {
+    let server = Server::start_with(&[("SW_CORE_MAX_BODY_BYTES", "1048576")]).await;
+    let t = minute_ago_nanos();
+    let good = launch_request(&[("pages/a".into(), 100.0, t)]);
+    let (status, _) = server
+        .post("/v1/metrics", "application/x-protobuf", good.clone())
+        .await;
+    assert_eq!(status, 200);
+
+    // Truncated protobuf.
+    let (status, text) = server
+        .post(
+            "/v1/metrics",
+            "application/x-protobuf",
+            good[..good.len() - 3].to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(!text.is_empty(), "a 400 carries the reason");
+    // Invalid JSON.
+    let (status, text) = server
+        .post(
+            "/v1/metrics",
+            "application/json",
+            b"{\"resourceMetrics\": [".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(!text.is_empty());
+    // Wrong content type.
+    let (status, text) = server
+        .post("/v1/metrics", "text/plain", b"hello".to_vec())
+        .await;
+    assert_eq!(status, 415, "{text}");
+    // Oversized body (limit set to 1 MiB above).
+    let (status, _) = server
+        .post(
+            "/v1/metrics",
+            "application/x-protobuf",
+            vec![0u8; 2 * 1024 * 1024],
+        )
+        .await;
+    assert_eq!(status, 413);
+
+    // NaN and infinite values are skipped, the good point beside them is kept.
+    let mixed = launch_request(&[
+        ("pages/a".into(), f64::NAN, t),
+        ("pages/a".into(), f64::INFINITY, t),
+        ("pages/a".into(), 300.0, t),
+    ]);
+    let (status, text) = server
+        .post("/v1/metrics", "application/x-protobuf", mixed)
+        .await;
+    assert_eq!(status, 200, "{text}");
+
+    // Timestamps years in the past and in the future are dropped, not stored.
+    let years = 3 * 365 * 86_400 * 1_000_000_000u64;
+    let skewed = launch_request(&[
+        ("pages/a".into(), 5000.0, t - years),
+        ("pages/a".into(), 7000.0, t + years),
+    ]);
+    let (status, text) = server
+        .post("/v1/metrics", "application/x-protobuf", skewed)
+        .await;
+    assert_eq!(status, 200, "{text}");
+
+    // 10,000 distinct label values in one request.
+    let many: Vec<(String, f64, u64)> = (0..10_000)
+        .map(|i| (format!("pages/p{i}"), 200.0, t))
+        .collect();
+    let (status, text) = server
+        .post(
+            "/v1/metrics",
+            "application/x-protobuf",
+            launch_request(&many),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+
+    // The service value is the average of every accepted request: (100 + 300 + 200) / 3 = 200.
+    // (Each request's points are first averaged by MAL: 100; 300 (NaN/Inf skipped); 200.)
+    assert_eq!(launch_value(&server).await, ["200"], "{}", server.log());
+    let reply = server.graphql("query { version }", json!({})).await;
+    assert!(reply["data"]["version"].is_string(), "server keeps serving");
+}
