@@ -521,7 +521,11 @@ impl MetricState {
         let per_min = |v: i64| v / step.minutes().max(1);
         match self {
             MetricState::Avg { summation, count } if function == F::Percent => {
-                MetricValue::Single(if *count == 0 { 0 } else { summation.saturating_mul(10_000) / count })
+                MetricValue::Single(if *count == 0 {
+                    0
+                } else {
+                    summation.saturating_mul(10_000) / count
+                })
             }
             MetricState::Avg { summation, count } => MetricValue::Single(avg(*summation, *count)),
             MetricState::Sum(v) if function == F::SumPerMin => MetricValue::Single(per_min(*v)),

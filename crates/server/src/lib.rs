@@ -57,7 +57,6 @@ pub async fn serve(
         sink: pipeline.clone(),
         config: skylark_receiver::ReceiverConfig {
             max_body_bytes: config.core.max_body_bytes,
-            ..Default::default()
         },
     };
 
