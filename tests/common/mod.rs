@@ -288,7 +288,7 @@ pub fn retime_metrics(f: &Fixture, latest_nanos: i128) -> Vec<u8> {
         let mut req =
             ExportMetricsServiceRequest::decode(f.body.as_slice()).expect("fixture protobuf");
         let mut max = 0u64;
-        let mut visit =
+        let visit =
             |shift: Option<i128>, req: &mut ExportMetricsServiceRequest, max: &mut u64| {
                 for rm in &mut req.resource_metrics {
                     for sm in &mut rm.scope_metrics {
