@@ -1,3 +1,5 @@
+use crate::log::LogData;
+use crate::segment::Segment;
 use crate::{ErrorCode, SampleFamilies};
 
 /// Decoded OTLP metrics of one request: one [`SampleFamilies`] per `ResourceMetrics`, processed
@@ -47,4 +49,23 @@ impl IngestError {
 pub trait IngestSink: Send + Sync + 'static {
     /// Takes the metrics of one request. Returning `Ok` is the acknowledgement.
     async fn ingest_metrics(&self, batch: MetricBatch) -> Result<IngestReport, IngestError>;
+
+    /// Takes the logs of one request (already converted, in arrival order). Returning `Ok` is the
+    /// acknowledgement. Sinks that do not handle logs keep the default, which refuses them.
+    async fn ingest_logs(&self, logs: Vec<LogData>) -> Result<IngestReport, IngestError> {
+        let _ = logs;
+        Err(IngestError::Internal(
+            "log ingestion is not supported".to_owned(),
+        ))
+    }
+
+    /// Takes the trace segments of one request (already validated, in arrival order). Returning
+    /// `Ok` is the acknowledgement. Sinks that do not handle segments keep the default, which
+    /// refuses them.
+    async fn ingest_segments(&self, segments: Vec<Segment>) -> Result<IngestReport, IngestError> {
+        let _ = segments;
+        Err(IngestError::Internal(
+            "segment ingestion is not supported".to_owned(),
+        ))
+    }
 }

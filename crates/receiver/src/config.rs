@@ -5,6 +5,10 @@ use skylark_core::IngestSink;
 /// Largest accepted request body by default: 8 MiB (the SDK's bodies are under 6 KB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
+/// Most spans one trace segment may carry by default (the SDK sends one; Java agents cap theirs
+/// at 300 by default).
+pub const DEFAULT_MAX_SPANS_PER_SEGMENT: usize = 10_000;
+
 /// Receiver settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -12,12 +16,15 @@ pub struct ReceiverConfig {
     /// Largest accepted request in bytes. Applies to the body as received *and* to the body after
     /// gzip decompression (HTTP), and is the gRPC max decoding message size.
     pub max_body_bytes: usize,
+    /// A trace segment with more spans than this is rejected (the rest of its batch is kept).
+    pub max_spans_per_segment: usize,
 }
 
 impl Default for ReceiverConfig {
     fn default() -> Self {
         ReceiverConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_spans_per_segment: DEFAULT_MAX_SPANS_PER_SEGMENT,
         }
     }
 }
@@ -54,8 +61,11 @@ mod tests {
     fn config_defaults_to_eight_mebibytes_and_rejects_unknown_fields() {
         let config: ReceiverConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(config.max_body_bytes, 8 * 1024 * 1024);
-        let config: ReceiverConfig = serde_json::from_str(r#"{"maxBodyBytes": 1024}"#).unwrap();
+        assert_eq!(config.max_spans_per_segment, 10_000);
+        let config: ReceiverConfig =
+            serde_json::from_str(r#"{"maxBodyBytes": 1024, "maxSpansPerSegment": 5}"#).unwrap();
         assert_eq!(config.max_body_bytes, 1024);
+        assert_eq!(config.max_spans_per_segment, 5);
         let err = serde_json::from_str::<ReceiverConfig>(r#"{"maxBodyByte": 1}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
     }

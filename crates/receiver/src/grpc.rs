@@ -1,4 +1,11 @@
-//! OTLP over gRPC on tonic. The service only converts, then calls the shared ingest function.
+//! OTLP and SkyWalking over gRPC on tonic. Services only convert, then call the shared ingest
+//! functions.
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -7,23 +14,47 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::ingest::ingest_metrics;
-use crate::otlp::convert_metrics_request;
-use crate::{Error, ReceiverState};
+use crate::ingest::{ingest_logs, ingest_metrics, ingest_segments};
+use crate::otlp::{convert_logs_request, convert_metrics_request};
+use crate::skywalking::{
+    SwCommands, SwSegmentCollection, SwSegmentObject, TraceSegmentReportService,
+    TraceSegmentReportServiceServer,
+};
+use crate::{Error, ReceiverState, SegmentBatch};
 
-/// The OTLP gRPC services: `opentelemetry.proto.collector.metrics.v1.MetricsService/Export`,
-/// accepting gzip and messages up to `config.max_body_bytes` (decompressed).
+/// A `collect` stream hands its valid segments to the sink every this many, so a long stream
+/// does not pile up in memory.
+const STREAM_CHUNK_SEGMENTS: usize = 1_000;
+
+/// The gRPC services, each accepting gzip and messages up to `config.max_body_bytes`
+/// (decompressed):
+///
+/// - `opentelemetry.proto.collector.metrics.v1.MetricsService/Export`
+/// - `opentelemetry.proto.collector.logs.v1.LogsService/Export`
+/// - `skywalking.v3.TraceSegmentReportService/collect` (client stream) and `/collectInSync`
 ///
 /// Serve with `tonic::transport::Server::builder().add_routes(grpc_routes(state))`.
 pub fn grpc_routes(state: ReceiverState) -> Routes {
     let limit = state.config.max_body_bytes;
-    let metrics = MetricsServiceServer::new(OtlpMetricsService { state })
+    let metrics = MetricsServiceServer::new(OtlpMetricsService {
+        state: state.clone(),
+    })
+    .accept_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Gzip)
+    .max_decoding_message_size(limit);
+    let logs = LogsServiceServer::new(OtlpLogsService {
+        state: state.clone(),
+    })
+    .accept_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Gzip)
+    .max_decoding_message_size(limit);
+    let segments = TraceSegmentReportServiceServer::new(SegmentReportService { state })
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(limit);
-    Routes::new(metrics)
+    Routes::new(metrics).add_service(logs).add_service(segments)
 }
 
 struct OtlpMetricsService {
@@ -41,6 +72,78 @@ impl MetricsService for OtlpMetricsService {
             .await
             .map_err(|e| status_from_error(&e))?;
         Ok(Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+struct OtlpLogsService {
+    state: ReceiverState,
+}
+
+#[tonic::async_trait]
+impl LogsService for OtlpLogsService {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let batch = convert_logs_request(request.into_inner());
+        ingest_logs(&self.state, batch, "grpc")
+            .await
+            .map_err(|e| status_from_error(&e))?;
+        Ok(Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+struct SegmentReportService {
+    state: ReceiverState,
+}
+
+impl SegmentReportService {
+    /// Ingests the valid segments and reports the rejected ones (INVALID_ARGUMENT naming them by
+    /// position), as the REST route does.
+    async fn finish(&self, batch: SegmentBatch) -> Result<Response<SwCommands>, Status> {
+        let (segments, rejected) = batch.into_parts();
+        ingest_segments(&self.state, segments, "grpc")
+            .await
+            .map_err(|e| status_from_error(&e))?;
+        match rejected {
+            Some(e) => Err(status_from_error(&e)),
+            None => Ok(Response::new(SwCommands::default())),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceSegmentReportService for SegmentReportService {
+    /// A broken stream (transport or decoding error) ends the call with that error; chunks
+    /// already handed to the sink stay ingested.
+    async fn collect(
+        &self,
+        request: Request<Streaming<SwSegmentObject>>,
+    ) -> Result<Response<SwCommands>, Status> {
+        let max_spans = self.state.config.max_spans_per_segment;
+        let mut stream = request.into_inner();
+        let mut batch = SegmentBatch::default();
+        while let Some(segment) = stream.message().await? {
+            batch.push(batch.total(), Ok(segment), max_spans);
+            if batch.segments.len() >= STREAM_CHUNK_SEGMENTS {
+                ingest_segments(&self.state, std::mem::take(&mut batch.segments), "grpc")
+                    .await
+                    .map_err(|e| status_from_error(&e))?;
+            }
+        }
+        self.finish(batch).await
+    }
+
+    async fn collect_in_sync(
+        &self,
+        request: Request<SwSegmentCollection>,
+    ) -> Result<Response<SwCommands>, Status> {
+        let max_spans = self.state.config.max_spans_per_segment;
+        let mut batch = SegmentBatch::default();
+        for (index, segment) in request.into_inner().segments.into_iter().enumerate() {
+            batch.push(index, Ok(segment), max_spans);
+        }
+        self.finish(batch).await
     }
 }
 

@@ -1,4 +1,5 @@
-//! OTLP/HTTP on axum. Handlers only decode, then call the shared ingest function.
+//! OTLP/HTTP and SkyWalking's REST segment report on axum. Handlers only decode, then call the
+//! shared ingest functions.
 use std::io::Read;
 use std::pin::Pin;
 
@@ -9,26 +10,35 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use flate2::read::MultiGzDecoder;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use serde::de::DeserializeOwned;
 
-use crate::ingest::ingest_metrics;
-use crate::otlp::{convert_metrics_request, OtlpEncoding};
-use crate::{Error, ReceiverState, Result};
+use crate::ingest::{ingest_logs, ingest_metrics, ingest_segments};
+use crate::otlp::{convert_logs_request, convert_metrics_request, OtlpEncoding};
+use crate::{
+    decode_segment_json, decode_segments_json, Error, ReceiverState, Result, SegmentBatch,
+};
 
 /// Bodies above this size (or any gzip body) are decoded on the blocking pool, so a large
 /// request cannot stall the async workers.
 const INLINE_DECODE_MAX_BYTES: usize = 64 * 1024;
 
-/// The OTLP/HTTP routes: `POST /v1/metrics`.
+/// The REST routes: OTLP `POST /v1/metrics` and `POST /v1/logs` (protobuf or JSON), SkyWalking
+/// `POST /v3/segments` (JSON array) and `POST /v3/segment` (one JSON object). Every route
+/// accepts gzip and enforces `config.max_body_bytes` on the body before and after decompression.
 ///
 /// Mount under a prefix with `Router::nest("/otlp", http_router(state))` when the collector URL
 /// has a path (the SDK appends `/v1/metrics` to whatever it is configured with).
 pub fn http_router(state: ReceiverState) -> Router {
     Router::new()
         .route("/v1/metrics", post(export_metrics))
+        .route("/v1/logs", post(export_logs))
+        .route("/v3/segments", post(report_segments))
+        .route("/v3/segment", post(report_segment))
         .with_state(state)
 }
 
@@ -38,13 +48,12 @@ async fn export_metrics(
     body: Body,
 ) -> Response {
     let result = async {
-        let (encoding, request) = decode_otlp_request::<ExportMetricsServiceRequest>(
-            &headers,
-            body,
-            state.config.max_body_bytes,
-        )
+        let encoding = otlp_encoding(&headers)?;
+        let batch = decode_body(&headers, body, state.config.max_body_bytes, move |bytes| {
+            let request: ExportMetricsServiceRequest = encoding.decode(bytes)?;
+            Ok(convert_metrics_request(&request))
+        })
         .await?;
-        let batch = convert_metrics_request(&request);
         ingest_metrics(&state, batch, "http").await?;
         Ok(encoding)
     }
@@ -55,17 +64,101 @@ async fn export_metrics(
     }
 }
 
-/// Validates headers, reads the body within the limit, un-gzips and decodes it.
-async fn decode_otlp_request<T>(
-    headers: &HeaderMap,
+async fn export_logs(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
     body: Body,
-    limit: usize,
-) -> Result<(OtlpEncoding, T)>
+) -> Response {
+    let result = async {
+        let encoding = otlp_encoding(&headers)?;
+        let batch = decode_body(&headers, body, state.config.max_body_bytes, move |bytes| {
+            let request: ExportLogsServiceRequest = encoding.decode(bytes)?;
+            Ok(convert_logs_request(request))
+        })
+        .await?;
+        ingest_logs(&state, batch, "http").await?;
+        Ok(encoding)
+    }
+    .await;
+    match result {
+        Ok(encoding) => success_response(encoding, &ExportLogsServiceResponse::default()),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn report_segments(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let max_spans = state.config.max_spans_per_segment;
+    report(&state, &headers, body, move |bytes| {
+        decode_segments_json(bytes, max_spans)
+    })
+    .await
+}
+
+async fn report_segment(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let max_spans = state.config.max_spans_per_segment;
+    report(&state, &headers, body, move |bytes| {
+        decode_segment_json(bytes, max_spans)
+    })
+    .await
+}
+
+/// A segment report: the valid segments are ingested even when others are rejected; the answer
+/// is then 400 naming the rejected ones (see `skywalking::segment`).
+async fn report<F>(state: &ReceiverState, headers: &HeaderMap, body: Body, decode: F) -> Response
 where
-    T: prost::Message + DeserializeOwned + Default + Send + 'static,
+    F: FnOnce(&[u8]) -> Result<SegmentBatch> + Send + 'static,
 {
-    // Header checks come first so a wrong request is refused before its body is read.
-    let encoding = OtlpEncoding::from_content_type(header_str(headers, header::CONTENT_TYPE))?;
+    let result = async {
+        require_json(headers)?;
+        let batch = decode_body(headers, body, state.config.max_body_bytes, decode).await?;
+        let (segments, rejected) = batch.into_parts();
+        ingest_segments(state, segments, "http").await?;
+        rejected.map_or(Ok(()), Err)
+    }
+    .await;
+    match result {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            "{}",
+        )
+            .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn otlp_encoding(headers: &HeaderMap) -> Result<OtlpEncoding> {
+    OtlpEncoding::from_content_type(header_str(headers, header::CONTENT_TYPE))
+}
+
+/// SkyWalking's REST protocol is JSON only (parameters and case ignored).
+fn require_json(headers: &HeaderMap) -> Result<()> {
+    let content_type = header_str(headers, header::CONTENT_TYPE);
+    match otlp_encoding(headers) {
+        Ok(OtlpEncoding::Json) => Ok(()),
+        _ => Err(Error::UnsupportedSegmentContentType(
+            content_type.to_owned(),
+        )),
+    }
+}
+
+/// Checks the encoding headers, reads the body within the limit, un-gzips and decodes it.
+/// The caller checks `Content-Type` first, so a wrong request is refused before its body is read.
+async fn decode_body<T, F>(headers: &HeaderMap, body: Body, limit: usize, decode: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&[u8]) -> Result<T> + Send + 'static,
+{
     let gzip = is_gzip(header_str(headers, header::CONTENT_ENCODING))?;
     let declared_length = header_str(headers, header::CONTENT_LENGTH)
         .parse::<u64>()
@@ -78,19 +171,18 @@ where
 
     let decode = move || -> Result<T> {
         if gzip {
-            encoding.decode(&gunzip(&body, limit)?)
+            decode(&gunzip(&body, limit)?)
         } else {
-            encoding.decode(&body)
+            decode(&body)
         }
     };
-    let message = if decode_inline {
-        decode()?
+    if decode_inline {
+        decode()
     } else {
         tokio::task::spawn_blocking(decode)
             .await
-            .map_err(Error::DecodeTask)??
-    };
-    Ok((encoding, message))
+            .map_err(Error::DecodeTask)?
+    }
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
@@ -162,9 +254,9 @@ fn error_response(error: &Error) -> Response {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if status.is_server_error() {
-        tracing::warn!(protocol = "http", code = code.as_str(), error = %error, "otlp request failed");
+        tracing::warn!(protocol = "http", code = code.as_str(), error = %error, "request failed");
     } else {
-        tracing::debug!(protocol = "http", code = code.as_str(), error = %error, "otlp request refused");
+        tracing::debug!(protocol = "http", code = code.as_str(), error = %error, "request refused");
     }
     let mut response = (
         status,

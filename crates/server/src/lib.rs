@@ -57,6 +57,7 @@ pub async fn serve(
         sink: pipeline.clone(),
         config: skylark_receiver::ReceiverConfig {
             max_body_bytes: config.core.max_body_bytes,
+            ..Default::default()
         },
     };
 

@@ -1,8 +1,9 @@
-//! OTLP attributes → OAP label maps (shared by metrics and, later, logs).
-use opentelemetry_proto::tonic::common::v1::{any_value::Value as OtlpValue, KeyValue};
+//! OTLP attributes → OAP label maps (metrics) and string pairs (logs).
+use opentelemetry_proto::tonic::common::v1::{any_value::Value as OtlpValue, AnyValue, KeyValue};
 use skylark_core::Labels;
 
 use super::java_double_to_string;
+use super::text_format::array_value_text;
 
 /// Resource attributes OAP also copies under another name, applied in this order with
 /// `putIfAbsent` (so `host.name` beats `net.host.name`).
@@ -28,6 +29,22 @@ pub(crate) fn attribute_value_string(attribute: &KeyValue) -> String {
         Some(OtlpValue::DoubleValue(d)) => java_double_to_string(*d),
         Some(OtlpValue::ArrayValue(_))
         | Some(OtlpValue::KvlistValue(_))
+        | Some(OtlpValue::BytesValue(_))
+        | Some(OtlpValue::StringValueStrindex(_))
+        | None => String::new(),
+    }
+}
+
+/// The value as OAP's log handler stringifies it: like [`attribute_value_string`], except that an
+/// array becomes its protobuf text form (`values {\n  string_value: "a"\n}\n`).
+pub(crate) fn log_value_string(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(OtlpValue::ArrayValue(array)) => array_value_text(array),
+        Some(OtlpValue::StringValue(s)) => s.clone(),
+        Some(OtlpValue::BoolValue(b)) => b.to_string(),
+        Some(OtlpValue::IntValue(i)) => i.to_string(),
+        Some(OtlpValue::DoubleValue(d)) => java_double_to_string(*d),
+        Some(OtlpValue::KvlistValue(_))
         | Some(OtlpValue::BytesValue(_))
         | Some(OtlpValue::StringValueStrindex(_))
         | None => String::new(),
