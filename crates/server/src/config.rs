@@ -16,8 +16,25 @@ pub struct Config {
     /// OTLP metrics rules.
     #[serde(rename = "receiver-otel")]
     pub receiver_otel: OtelConfig,
+    /// Log rules.
+    #[serde(rename = "log-analyzer")]
+    pub log_analyzer: LogAnalyzerConfig,
     /// Storage backend.
     pub storage: StorageConfig,
+}
+
+/// `log-analyzer:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LogAnalyzerConfig {
+    /// Comma-separated LAL rule names.
+    pub lal_files: String,
+    /// Folder of the LAL rules.
+    pub lal_path: PathBuf,
+    /// Comma-separated log-MAL rule names.
+    pub mal_files: String,
+    /// Folder of the log-MAL rules.
+    pub mal_path: PathBuf,
 }
 
 /// `core:` settings.
@@ -167,6 +184,16 @@ impl Config {
             &self.receiver_otel.enabled_otel_metrics_rules,
         )
     }
+
+    /// The LAL rule files, in order.
+    pub fn lal_files(&self) -> Result<Vec<PathBuf>> {
+        resolve_rule_files(&self.log_analyzer.lal_path, &self.log_analyzer.lal_files)
+    }
+
+    /// The log-MAL rule files, in order.
+    pub fn log_mal_files(&self) -> Result<Vec<PathBuf>> {
+        resolve_rule_files(&self.log_analyzer.mal_path, &self.log_analyzer.mal_files)
+    }
 }
 
 /// Resolves comma-separated rule names (`miniprogram/*`, `vm`) to files under `root`.
@@ -233,6 +260,12 @@ mod tests {
         assert_eq!(c.receiver_otel.enabled_otel_metrics_rules, "miniprogram/*");
         assert_eq!(c.storage.sled.path, PathBuf::from("./data"));
         assert_eq!(c.core.metrics_data_ttl, 7);
+        assert_eq!(c.log_analyzer.lal_files, "miniprogram,default");
+        assert_eq!(
+            c.log_analyzer.mal_files,
+            "miniprogram-wechat,miniprogram-alipay"
+        );
+        assert_eq!(c.core.record_data_ttl, 3);
     }
 
     #[test]

@@ -17,10 +17,15 @@ use std::time::Duration;
 /// How often expired rows are swept.
 const RETENTION_SWEEP: Duration = Duration::from_secs(600);
 
-/// Loads the configured MAL rules; a bad file fails with its file:line:col.
-fn load_otel_rules(config: &Config) -> Result<skylark_mal::RuleSet> {
-    let files = config.otel_rule_files()?;
-    skylark_mal::RuleSet::load(&files).map_err(|e| anyhow::anyhow!("{e}"))
+/// Loads every configured rule file; a bad file fails naming its file:line:col.
+fn load_rules(config: &Config) -> Result<pipeline::Rules> {
+    let otel = skylark_mal::RuleSet::load(&config.otel_rule_files()?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let lal =
+        skylark_lal::LalEngine::load(&config.lal_files()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log_mal =
+        skylark_mal::RuleSet::load(&config.log_mal_files()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(pipeline::Rules { otel, lal, log_mal })
 }
 
 /// Runs the server until `shutdown` resolves, then persists everything and returns.
@@ -29,11 +34,7 @@ pub async fn serve(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let otel_rules = load_otel_rules(&config)?;
-    let catalog = Arc::new(MetricCatalog::new());
-    for def in otel_rules.definitions() {
-        catalog.register(def).map_err(anyhow::Error::msg)?;
-    }
+    let rules = load_rules(&config)?;
 
     let sled = SledStorage::open(SledConfig {
         cache_capacity_bytes: config.storage.sled.cache_capacity_mb * 1024 * 1024,
@@ -48,11 +49,16 @@ pub async fn serve(
     let storage: Arc<dyn Storage> = Arc::new(sled);
 
     let pipeline = Arc::new(Pipeline::new(
-        otel_rules,
+        rules,
         storage.clone(),
         config.core.metrics_data_ttl,
+        config.core.record_data_ttl,
         clock.clone(),
     ));
+    let catalog = Arc::new(MetricCatalog::new());
+    for def in pipeline.definitions() {
+        catalog.register(def).map_err(anyhow::Error::msg)?;
+    }
     let receiver_state = skylark_receiver::ReceiverState {
         sink: pipeline.clone(),
         config: skylark_receiver::ReceiverConfig {
@@ -156,7 +162,15 @@ pub async fn serve(
     Ok(())
 }
 
-/// Validates one rule file (MAL; LAL once it exists): `Err` carries `file:line:col: problem`.
+/// Validates one rule file, MAL or LAL (a LAL file has a top-level `rules:` list): `Err`
+/// carries `file:line:col: problem`.
 pub fn check_rule_file(path: &std::path::Path) -> std::result::Result<(), String> {
-    skylark_mal::check_file(path).map_err(|d| d.to_string())
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}:1:1: cannot read: {e}", path.display()))?;
+    let is_lal = text.lines().any(|l| l.starts_with("rules:"));
+    if is_lal {
+        skylark_lal::check_file(path).map_err(|d| d.to_string())
+    } else {
+        skylark_mal::check_file(path).map_err(|d| d.to_string())
+    }
 }

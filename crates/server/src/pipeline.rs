@@ -1,6 +1,12 @@
 //! The write path: decoded data → rules → storage. This is the one place every acknowledged
 //! request passes through, so a write-ahead log can later sit at its entry.
-use skylark_core::{IngestError, IngestReport, IngestSink, MetricBatch, SampleFamilies};
+use skylark_core::traffic::Traffic;
+use skylark_core::{
+    HistogramGroup, IngestError, IngestReport, IngestSink, Labels, Layer, LogData, MeterEntity,
+    MeterValue, MetricBatch, MetricDefinition, MetricEmission, MetricFunction, SampleFamilies,
+    Scope, Segment, SegmentRecord, SpanType, Step, TimeBucket,
+};
+use skylark_lal::LalEngine;
 use skylark_mal::{EvalContext, RuleSet, TimeUnit};
 use skylark_storage::Storage;
 use std::sync::Arc;
@@ -8,6 +14,12 @@ use std::sync::Arc;
 /// Samples further ahead than this are refused: a device clock years in the future would
 /// otherwise create rows that outlive every TTL.
 const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
+
+/// OAP's `percentile2` precision for relation latency percentiles, in ms.
+const RELATION_PERCENTILE_PRECISION: i64 = 10;
+
+/// Ranks of the relation latency percentiles.
+const RELATION_PERCENTILE_RANKS: [u32; 5] = [50, 75, 90, 95, 99];
 
 /// A source of "now" in epoch milliseconds (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -17,28 +29,104 @@ pub fn system_clock() -> Clock {
     Arc::new(|| chrono::Utc::now().timestamp_millis())
 }
 
-/// Runs OTLP metric batches through the MAL rules into storage.
+/// The rule sets the pipeline runs.
+pub struct Rules {
+    /// MAL rules for OTLP metrics (`otel-rules/`).
+    pub otel: RuleSet,
+    /// LAL rules for logs.
+    pub lal: LalEngine,
+    /// MAL rules for samples LAL emits (`log-mal-rules/`).
+    pub log_mal: RuleSet,
+}
+
+fn relation_metric(name: &str, scope: Scope, function: MetricFunction) -> MetricDefinition {
+    let percentile_ranks = if function == MetricFunction::SumHistogramPercentile {
+        RELATION_PERCENTILE_RANKS.to_vec()
+    } else {
+        Vec::new()
+    };
+    MetricDefinition {
+        name: name.to_string(),
+        scope,
+        function,
+        percentile_ranks,
+    }
+}
+
+/// The client-side relation metrics OAP derives from exit spans (its `service_relation_client_*`
+/// and `service_instance_relation_client_*`), in order: cpm, resp_time, call_sla, percentile.
+pub fn relation_metrics() -> Vec<MetricDefinition> {
+    let mut defs = Vec::new();
+    for (prefix, scope) in [
+        ("service_relation_client", Scope::ServiceRelation),
+        (
+            "service_instance_relation_client",
+            Scope::ServiceInstanceRelation,
+        ),
+    ] {
+        defs.push(relation_metric(
+            &format!("{prefix}_cpm"),
+            scope,
+            MetricFunction::SumPerMin,
+        ));
+        defs.push(relation_metric(
+            &format!("{prefix}_resp_time"),
+            scope,
+            MetricFunction::Avg,
+        ));
+        defs.push(relation_metric(
+            &format!("{prefix}_call_sla"),
+            scope,
+            MetricFunction::Percent,
+        ));
+        defs.push(relation_metric(
+            &format!("{prefix}_percentile"),
+            scope,
+            MetricFunction::SumHistogramPercentile,
+        ));
+    }
+    defs
+}
+
+/// Runs decoded requests through the rules into storage.
 pub struct Pipeline {
-    otel_rules: RuleSet,
+    rules: Rules,
+    relation_metrics: Vec<MetricDefinition>,
     storage: Arc<dyn Storage>,
     metrics_ttl_ms: i64,
+    records_ttl_ms: i64,
     clock: Clock,
 }
 
+fn internal(e: impl std::fmt::Display) -> IngestError {
+    IngestError::Internal(e.to_string())
+}
+
 impl Pipeline {
-    /// A pipeline over these rules and storage; samples older than `metrics_ttl_days` are dropped.
+    /// A pipeline over these rules and storage; data older than the TTLs (days) is dropped.
     pub fn new(
-        otel_rules: RuleSet,
+        rules: Rules,
         storage: Arc<dyn Storage>,
         metrics_ttl_days: u32,
+        records_ttl_days: u32,
         clock: Clock,
     ) -> Self {
         Pipeline {
-            otel_rules,
+            rules,
+            relation_metrics: relation_metrics(),
             storage,
             metrics_ttl_ms: i64::from(metrics_ttl_days) * 86_400_000,
+            records_ttl_ms: i64::from(records_ttl_days) * 86_400_000,
             clock,
         }
+    }
+
+    /// Every metric the pipeline can write: the rules' and the relation metrics.
+    pub fn definitions(&self) -> Vec<MetricDefinition> {
+        let mut defs = self.rules.otel.definitions();
+        defs.extend(self.rules.log_mal.definitions());
+        defs.extend(self.relation_metrics.iter().cloned());
+        defs
     }
 
     /// Drops samples OAP would never store (timestamp ≤ 0, older than the TTL) and those too far
@@ -57,6 +145,116 @@ impl Pipeline {
         families.retain(|_, f| !f.is_empty());
         dropped
     }
+
+    /// Whether a record time (ms) is inside the window records are kept for.
+    fn record_in_range(&self, time_ms: i64, now_ms: i64) -> bool {
+        time_ms >= now_ms - self.records_ttl_ms && time_ms <= now_ms + MAX_FUTURE_MS
+    }
+
+    /// Runs sample families through `rules`, collecting emissions and traffic.
+    fn run_mal(
+        &self,
+        rules: &RuleSet,
+        mut families: SampleFamilies,
+        now_ms: i64,
+        report: &mut IngestReport,
+        emissions: &mut Vec<MetricEmission>,
+        traffic: &mut Vec<Traffic>,
+    ) {
+        let dropped = self.drop_out_of_range(&mut families, now_ms);
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                "samples outside the accepted time range were dropped"
+            );
+        }
+        report.rejected += dropped;
+        report.accepted += families
+            .values()
+            .map(|f| f.samples.len() as u64)
+            .sum::<u64>();
+        if families.is_empty() {
+            return;
+        }
+        let ctx = EvalContext {
+            default_histogram_unit: TimeUnit::Seconds,
+            now_ms,
+        };
+        let out = rules.evaluate(&families, &ctx);
+        emissions.extend(out.emissions);
+        traffic.extend(out.traffic);
+    }
+
+    /// Writes what a request produced; record writes are synchronous (fsync), so they run on the
+    /// blocking pool.
+    async fn write(
+        &self,
+        emissions: Vec<MetricEmission>,
+        traffic: Vec<Traffic>,
+        now_ms: i64,
+    ) -> Result<(), IngestError> {
+        if !emissions.is_empty() {
+            self.storage.write_metrics(emissions).map_err(internal)?;
+        }
+        if !traffic.is_empty() {
+            self.storage
+                .write_traffic(traffic, now_ms)
+                .map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    /// The client-side relation emissions of one segment's exit spans (OAP §5.2).
+    fn relation_emissions(&self, segment: &Segment, out: &mut Vec<MetricEmission>) {
+        for span in &segment.spans {
+            if span.span_type != SpanType::Exit || span.peer.is_empty() || span.skip_analysis {
+                continue;
+            }
+            let Ok(minute) = TimeBucket::from_epoch_ms(span.start_time_ms, Step::Minute) else {
+                continue;
+            };
+            let latency = (span.end_time_ms - span.start_time_ms).max(0);
+            let service = MeterEntity {
+                service_name: segment.service.clone(),
+                dest_service_name: span.peer.clone(),
+                ..MeterEntity::new(Scope::ServiceRelation, Layer::GENERAL)
+            };
+            let mut entities = vec![service];
+            if !segment.service_instance.is_empty() {
+                entities.push(MeterEntity {
+                    service_name: segment.service.clone(),
+                    instance_name: segment.service_instance.clone(),
+                    dest_service_name: span.peer.clone(),
+                    dest_instance_name: span.peer.clone(),
+                    ..MeterEntity::new(Scope::ServiceInstanceRelation, Layer::GENERAL)
+                });
+            }
+            let bucket = latency / RELATION_PERCENTILE_PRECISION * RELATION_PERCENTILE_PRECISION;
+            let values = [
+                MeterValue::Single(1),
+                MeterValue::Single(latency),
+                MeterValue::Single(i64::from(!span.is_error)),
+                MeterValue::Histogram(vec![HistogramGroup {
+                    labels: Labels::new(),
+                    buckets: vec![(bucket, 1)],
+                }]),
+            ];
+            for entity in entities {
+                let defs = self
+                    .relation_metrics
+                    .iter()
+                    .filter(|d| d.scope == entity.scope);
+                for (def, value) in defs.zip(values.iter()) {
+                    out.push(MetricEmission {
+                        metric: def.clone(),
+                        entity: entity.clone(),
+                        minute,
+                        value: value.clone(),
+                    });
+                }
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -67,34 +265,85 @@ impl IngestSink for Pipeline {
             accepted: 0,
             rejected: batch.skipped_points,
         };
-        let ctx = EvalContext {
-            default_histogram_unit: TimeUnit::Seconds,
-            now_ms,
-        };
-        for mut families in batch.resources {
-            let dropped = self.drop_out_of_range(&mut families, now_ms);
-            if dropped > 0 {
-                tracing::debug!(
-                    dropped,
-                    "samples outside the accepted time range were dropped"
-                );
-            }
-            report.rejected += dropped;
-            report.accepted += families
-                .values()
-                .map(|f| f.samples.len() as u64)
-                .sum::<u64>();
-            if families.is_empty() {
+        let (mut emissions, mut traffic) = (Vec::new(), Vec::new());
+        for families in batch.resources {
+            self.run_mal(
+                &self.rules.otel,
+                families,
+                now_ms,
+                &mut report,
+                &mut emissions,
+                &mut traffic,
+            );
+        }
+        self.write(emissions, traffic, now_ms).await?;
+        Ok(report)
+    }
+
+    async fn ingest_logs(&self, logs: Vec<LogData>) -> Result<IngestReport, IngestError> {
+        let now_ms = (self.clock)();
+        let mut report = IngestReport::default();
+        let (mut records, mut emissions, mut traffic) = (Vec::new(), Vec::new(), Vec::new());
+        let mut samples = IngestReport::default();
+        for log in logs {
+            // Time 0 means "now" (LAL substitutes it); anything else must be within retention.
+            if log.timestamp_ms != 0 && !self.record_in_range(log.timestamp_ms, now_ms) {
+                report.rejected += 1;
                 continue;
             }
-            let out = self.otel_rules.evaluate(&families, &ctx);
-            self.storage
-                .write_metrics(out.emissions)
-                .map_err(|e| IngestError::Internal(format!("{e:#}")))?;
-            self.storage
-                .write_traffic(out.traffic, now_ms)
-                .map_err(|e| IngestError::Internal(format!("{e:#}")))?;
+            report.accepted += 1;
+            let out = self.rules.lal.process_at(log, now_ms);
+            records.extend(out.records);
+            traffic.extend(out.traffic);
+            for families in out.samples {
+                self.run_mal(
+                    &self.rules.log_mal,
+                    families,
+                    now_ms,
+                    &mut samples,
+                    &mut emissions,
+                    &mut traffic,
+                );
+            }
         }
+        if !records.is_empty() {
+            let storage = self.storage.clone();
+            tokio::task::spawn_blocking(move || storage.write_logs(records))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        }
+        self.write(emissions, traffic, now_ms).await?;
+        Ok(report)
+    }
+
+    async fn ingest_segments(&self, segments: Vec<Segment>) -> Result<IngestReport, IngestError> {
+        let now_ms = (self.clock)();
+        let mut report = IngestReport::default();
+        let (mut records, mut emissions) = (Vec::new(), Vec::new());
+        for segment in segments {
+            // OAP ignores segments without spans.
+            let Some(record) = SegmentRecord::from_segment(&segment) else {
+                report.rejected += 1;
+                continue;
+            };
+            if !self.record_in_range(record.start_time_ms, now_ms) {
+                report.rejected += 1;
+                continue;
+            }
+            report.accepted += 1;
+            self.relation_emissions(&segment, &mut emissions);
+            records.push(record);
+        }
+        if !records.is_empty() {
+            let storage = self.storage.clone();
+            tokio::task::spawn_blocking(move || storage.write_segments(records))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        }
+        // Segments register no entities: a mini-program keeps exactly its MAL/LAL layer.
+        self.write(emissions, Vec::new(), now_ms).await?;
         Ok(report)
     }
 }
