@@ -38,3 +38,45 @@ impl QueryDuration {
             .unwrap_or(0)
     }
 }
+
+/// The epoch-ms window `[first bucket's start, last bucket's end]` a `Duration` covers for record
+/// queries (logs, segments): a MINUTE end of `12:30` reaches `12:30:59.999`. Unlike metric
+/// durations there is no 500-point limit, as in OAP (the UIs send 30-minute SECOND windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordWindow {
+    /// Epoch ms of the start, inclusive.
+    pub start_ms: i64,
+    /// Epoch ms of the end, inclusive.
+    pub end_ms: i64,
+}
+
+impl RecordWindow {
+    /// Parses `start`/`end` in the step's format, in the server's time zone. An end before the
+    /// start is kept as is (it matches nothing).
+    pub fn parse(start: &str, end: &str, step: Step) -> Result<RecordWindow> {
+        let start = TimeBucket::parse(start.trim(), step)?;
+        let end = TimeBucket::parse(end.trim(), step)?;
+        Ok(RecordWindow {
+            start_ms: start.start_epoch_ms()?,
+            end_ms: end.next().start_epoch_ms()? - 1,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_windows_end_at_the_last_bucket_end_without_a_point_limit() {
+        let minute =
+            RecordWindow::parse("2026-05-01 1200", "2026-05-01 1230", Step::Minute).unwrap();
+        assert_eq!(minute.end_ms - minute.start_ms, 31 * 60_000 - 1);
+        // 1,801 seconds would be far over the 500-point metric limit.
+        let second =
+            RecordWindow::parse("2026-05-01 120000", "2026-05-01 123000", Step::Second).unwrap();
+        assert_eq!(second.start_ms, minute.start_ms);
+        assert_eq!(second.end_ms, minute.start_ms + 1_801_000 - 1);
+        assert!(RecordWindow::parse("2026-05-01 12", "2026-05-01 1230", Step::Minute).is_err());
+    }
+}

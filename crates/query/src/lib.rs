@@ -7,14 +7,21 @@
 //! bad durations.
 #![warn(missing_docs, unreachable_pub)]
 
+mod always_data;
 mod duration;
 mod error;
 mod gql;
 pub mod mqe;
+mod ui_templates;
 
-pub use duration::{QueryDuration, MAX_DURATION_POINTS};
+pub use always_data::AlwaysData;
+pub use duration::{QueryDuration, RecordWindow, MAX_DURATION_POINTS};
 pub use error::{Error, Result};
 pub use gql::*;
+pub use ui_templates::{
+    parse_menu, parse_template_file, schema_with_ui, template_expressions, ConfigurationFields,
+    MenuEntry, TemplateLoadError, UiContext, UiTemplate, UiTemplates, MENU_FILE,
+};
 
 use async_graphql::{EmptySubscription, Schema};
 use async_graphql_axum::GraphQL;
@@ -42,11 +49,10 @@ pub struct QueryContext {
 /// The executable schema.
 pub type SkylarkSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Builds the schema (introspection enabled: Horizon probes `__type(name: "Query")`).
+/// Builds the schema (introspection enabled: Horizon probes `__type(name: "Query")`) without UI
+/// templates: an empty menu, no dashboards, template edits refused. See [`schema_with_ui`].
 pub fn schema(ctx: QueryContext) -> SkylarkSchema {
-    Schema::build(Query::default(), Mutation, EmptySubscription)
-        .data(ctx)
-        .finish()
+    schema_with_ui(ctx, UiContext::default())
 }
 
 /// `POST /graphql` (single or batched JSON requests) and `GET /graphql` (a playground page).

@@ -2,10 +2,12 @@
 //! traffic mirror, batched read-combine-write flushes, records and retention.
 use crate::keys::{self, DAY_MS, METRIC_STEPS};
 use crate::model::{
-    EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy, ServiceRecord, StoredLog, TraceQuery,
+    EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy, ServiceRecord, StoredLog,
+    TemplateRecord, TraceQuery,
 };
 use crate::records::{self, LogIds};
 use crate::rows::{self, RowOp, RowStore};
+use crate::templates;
 use crate::traffic::TrafficCache;
 use crate::Result;
 use parking_lot::{Mutex, RwLock};
@@ -317,6 +319,18 @@ impl<K: RowStore> Engine<K> {
         end_ms: i64,
     ) -> Result<Vec<String>> {
         records::tag_autocomplete(&self.store, keys::SEGMENT, Some(key), start_ms, end_ms)
+    }
+
+    pub(crate) fn put_template(&self, id: &str, configuration: &str, disabled: bool) -> Result<()> {
+        templates::put_template(&self.store, id, configuration, disabled)
+    }
+
+    pub(crate) fn get_template(&self, id: &str) -> Result<Option<TemplateRecord>> {
+        templates::get_template(&self.store, id)
+    }
+
+    pub(crate) fn list_templates(&self) -> Result<Vec<TemplateRecord>> {
+        templates::list_templates(&self.store)
     }
 
     pub(crate) fn remove_expired(&self, policy: &RetentionPolicy, now_ms: i64) -> Result<u64> {

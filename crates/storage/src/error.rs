@@ -15,6 +15,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The backend does not implement this part of the contract.
+    #[error("{0} are not supported by this storage")]
+    Unsupported(&'static str),
     /// A row could not be encoded.
     #[error("row could not be encoded")]
     Encode(#[source] serde_json::Error),

@@ -27,6 +27,9 @@ pub(crate) const SEGMENT_BY_TRACE: u8 = b'G';
 /// Tag autocomplete: `t | record kind | day(8, ordered) | len(key)(2, BE) | key | value`, no value.
 pub(crate) const TAG: u8 = b't';
 
+/// UI templates: `u | template id`. Never expired.
+pub(crate) const TEMPLATE: u8 = b'u';
+
 /// Milliseconds per (UTC) day, the granularity of the tag autocomplete rows.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
@@ -206,6 +209,14 @@ pub(crate) fn tag_of(row: &[u8]) -> Option<(String, String)> {
         String::from_utf8(key.to_vec()).ok()?,
         String::from_utf8(value.to_vec()).ok()?,
     ))
+}
+
+/// The key of the UI template `id`.
+pub(crate) fn template_key(id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(id.len() + 1);
+    key.push(TEMPLATE);
+    key.extend_from_slice(id.as_bytes());
+    key
 }
 
 /// The UTC day number of `ms`.

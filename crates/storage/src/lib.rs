@@ -13,6 +13,7 @@ mod model;
 mod records;
 mod rows;
 mod sled_storage;
+mod templates;
 #[cfg(feature = "testsuite")]
 mod testsuite;
 mod traffic;
@@ -21,7 +22,7 @@ pub use error::{Error, Result};
 pub use mem_storage::MemStorage;
 pub use model::{
     EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy, ServiceRecord, StoredLog,
-    TraceOrder, TraceQuery, TraceState,
+    TemplateRecord, TraceOrder, TraceQuery, TraceState,
 };
 pub use records::{LOG_CONTENT_MAX_BYTES, LOG_TAGS_MAX, LOG_TRUNCATED_TAG};
 pub use sled_storage::{SledConfig, SledStorage};
@@ -147,6 +148,26 @@ pub trait Storage: Send + Sync + 'static {
     /// and logs and segments older than `now_ms - records_days` (with their indexes); returns
     /// how many metric rows, entities, logs and segments were removed.
     fn remove_expired(&self, policy: &RetentionPolicy, now_ms: i64) -> Result<u64>;
+
+    /// Stores UI template `id` durably before returning, replacing any stored one with that id.
+    /// `configuration` is kept verbatim; `disabled` is a soft delete. Templates never expire.
+    ///
+    /// Backends without a template store refuse with [`Error::Unsupported`].
+    fn put_template(&self, id: &str, configuration: &str, disabled: bool) -> Result<()> {
+        let _ = (id, configuration, disabled);
+        Err(Error::Unsupported("ui templates"))
+    }
+
+    /// The stored UI template `id` (disabled ones included); `None` if never stored.
+    fn get_template(&self, id: &str) -> Result<Option<TemplateRecord>> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// Every stored UI template (disabled ones included), sorted by id.
+    fn list_templates(&self) -> Result<Vec<TemplateRecord>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Implements [`Storage`] for a type with an `engine` field by forwarding every method.
@@ -281,6 +302,20 @@ macro_rules! delegate_storage {
                 now_ms: i64,
             ) -> $crate::Result<u64> {
                 self.engine.remove_expired(policy, now_ms)
+            }
+            fn put_template(
+                &self,
+                id: &str,
+                configuration: &str,
+                disabled: bool,
+            ) -> $crate::Result<()> {
+                self.engine.put_template(id, configuration, disabled)
+            }
+            fn get_template(&self, id: &str) -> $crate::Result<Option<$crate::TemplateRecord>> {
+                self.engine.get_template(id)
+            }
+            fn list_templates(&self) -> $crate::Result<Vec<$crate::TemplateRecord>> {
+                self.engine.list_templates()
             }
         }
     };

@@ -37,6 +37,17 @@ pub struct EndpointRecord {
     pub last_ping_ms: i64,
 }
 
+/// A stored UI dashboard template (booster-ui's template store).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TemplateRecord {
+    /// Template id (a shipped file's top-level `id`, or a UUID for added ones).
+    pub id: String,
+    /// The template's configuration as JSON text, stored verbatim.
+    pub configuration: String,
+    /// Soft-deleted (`disableTemplate`); kept so it still overrides a shipped template.
+    pub disabled: bool,
+}
+
 /// How long rows are kept, in days (OAP's `metricsDataTTL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {

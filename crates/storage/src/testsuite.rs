@@ -2,6 +2,7 @@
 //!
 //! Each check gets a fresh, empty store and panics (like a test assertion) on a mismatch.
 mod records;
+mod templates;
 
 use crate::{RetentionPolicy, Storage};
 use skylark_core::traffic::{EndpointTraffic, InstanceTraffic, ServiceTraffic, Traffic};
@@ -69,6 +70,18 @@ pub const CONFORMANCE_CHECKS: &[ConformanceCheck] = &[
     (
         "retention_removes_old_records",
         records::retention_removes_old_records,
+    ),
+    (
+        "templates_round_trip_and_replace",
+        templates::templates_round_trip_and_replace,
+    ),
+    (
+        "templates_list_sorted_by_id",
+        templates::templates_list_sorted_by_id,
+    ),
+    (
+        "templates_survive_retention",
+        templates::templates_survive_retention,
     ),
 ];
 

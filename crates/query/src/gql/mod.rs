@@ -1,7 +1,15 @@
 //! The GraphQL schema (SkyWalking query-protocol names) and its HTTP route.
 
+mod logs;
 mod query;
+mod topology;
+mod traces;
 mod types;
+mod ui;
 
-pub use query::{BootstrapQuery, MetadataQuery, MetricsQuery, Mutation, Query};
+pub use logs::*;
+pub use query::{BootstrapQuery, MetadataQuery, MetricsQuery, Mutation, Query, VersionMutation};
+pub use topology::*;
+pub use traces::*;
 pub use types::*;
+pub use ui::*;

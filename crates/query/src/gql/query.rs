@@ -1,22 +1,26 @@
 //! Root resolvers: bootstrap, metadata and metrics (MQE).
 
+use super::logs::LogQueryRoot;
+use super::topology::TopologyQueryRoot;
+use super::traces::TraceQueryRoot;
 use super::types::*;
+use super::ui::{UiMutation, UiQuery};
 use crate::mqe;
 use crate::{Error, QueryContext, QueryDuration};
 use async_graphql::{Context, MergedObject, Object, Result, ID};
 use skylark_core::{EndpointId, InstanceId, Layer, MetricFunction, Scope, ServiceId};
 use skylark_storage::{InstanceRecord, ServiceRecord};
 
-fn qctx<'a>(ctx: &Context<'a>) -> Result<&'a QueryContext> {
+pub(crate) fn qctx<'a>(ctx: &Context<'a>) -> Result<&'a QueryContext> {
     ctx.data::<QueryContext>()
 }
 
 /// Empty strings from clients mean "not given".
-fn given(s: Option<String>) -> Option<String> {
+pub(crate) fn given(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
-fn duration(d: &DurationInput) -> std::result::Result<QueryDuration, Error> {
+pub(crate) fn duration(d: &DurationInput) -> std::result::Result<QueryDuration, Error> {
     QueryDuration::parse(&d.start, &d.end, d.step.into())
 }
 
@@ -140,11 +144,6 @@ impl BootstrapQuery {
     /// Layer hierarchy levels; none are defined.
     async fn list_layer_levels(&self) -> Vec<LayerLevel> {
         Vec::new()
-    }
-
-    /// Keeps UIs on `queryBasicTraces` + `queryTrace`.
-    async fn has_query_traces_v2_support(&self) -> bool {
-        false
     }
 }
 
@@ -398,14 +397,26 @@ impl MetricsQuery {
 
 /// The root `Query` type.
 #[derive(MergedObject, Default)]
-pub struct Query(BootstrapQuery, MetadataQuery, MetricsQuery);
+pub struct Query(
+    BootstrapQuery,
+    MetadataQuery,
+    MetricsQuery,
+    LogQueryRoot,
+    TraceQueryRoot,
+    TopologyQueryRoot,
+    UiQuery,
+);
 
-/// The root `Mutation` type (only `version`, as common.graphqls declares).
+/// The root `Mutation` type: `version` (common.graphqls) and the UI template mutations.
+#[derive(MergedObject, Default)]
+pub struct Mutation(VersionMutation, UiMutation);
+
+/// `Mutation.version`.
 #[derive(Default)]
-pub struct Mutation;
+pub struct VersionMutation;
 
 #[Object]
-impl Mutation {
+impl VersionMutation {
     /// OAP version text.
     async fn version(&self, ctx: &Context<'_>) -> Result<Option<String>> {
         Ok(Some(qctx(ctx)?.version.clone()))

@@ -577,3 +577,71 @@ pub struct MetricDefinitionObject {
     /// Scope catalog (`SERVICE`, `SERVICE_INSTANCE`, `ENDPOINT`, ...).
     pub catalog: Option<String>,
 }
+
+/// `input Pagination`: 1-based pages, no total.
+#[derive(InputObject, Debug, Clone)]
+pub struct Pagination {
+    /// Page number, 1 when absent.
+    pub page_num: Option<i32>,
+    /// Rows per page.
+    pub page_size: i32,
+}
+
+impl Pagination {
+    /// `(offset, limit)`: `pageSize * (pageNum - 1)` and `pageSize`; nonsense values page
+    /// nothing rather than everything.
+    pub fn offset_limit(&self) -> (usize, usize) {
+        let size = self.page_size.max(0) as usize;
+        let page = self.page_num.unwrap_or(1).max(1) as usize;
+        (size.saturating_mul(page - 1), size)
+    }
+}
+
+/// `input ServiceCondition`: a service by name (virtual layers make it a non-normal one).
+#[derive(InputObject, Debug, Clone)]
+pub struct ServiceCondition {
+    /// Service name.
+    pub service_name: String,
+    /// Layer name, only needed for virtual services.
+    pub layer: Option<String>,
+}
+
+/// `input InstanceCondition`.
+#[derive(InputObject, Debug, Clone)]
+pub struct InstanceCondition {
+    /// Service name.
+    pub service_name: String,
+    /// Instance name.
+    pub instance_name: String,
+    /// Layer name, only needed for virtual services.
+    pub layer: Option<String>,
+}
+
+/// `input EndpointCondition`.
+#[derive(InputObject, Debug, Clone)]
+pub struct EndpointCondition {
+    /// Service name.
+    pub service_name: String,
+    /// Endpoint name.
+    pub endpoint_name: String,
+    /// Layer name, only needed for virtual services.
+    pub layer: Option<String>,
+}
+
+/// The id of the service a `*Condition` names: normal unless its layer is a virtual one.
+pub(crate) fn condition_service_id(name: &str, layer: Option<&str>) -> skylark_core::ServiceId {
+    let normal = layer
+        .filter(|l| !l.is_empty())
+        .and_then(skylark_core::Layer::from_name)
+        .is_none_or(|l| l.is_normal());
+    skylark_core::ServiceId::new(name, normal)
+}
+
+/// `type KeyNumericValue`.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct KeyNumericValue {
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: Long,
+}
