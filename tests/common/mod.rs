@@ -288,38 +288,37 @@ pub fn retime_metrics(f: &Fixture, latest_nanos: i128) -> Vec<u8> {
         let mut req =
             ExportMetricsServiceRequest::decode(f.body.as_slice()).expect("fixture protobuf");
         let mut max = 0u64;
-        let visit =
-            |shift: Option<i128>, req: &mut ExportMetricsServiceRequest, max: &mut u64| {
-                for rm in &mut req.resource_metrics {
-                    for sm in &mut rm.scope_metrics {
-                        for m in &mut sm.metrics {
-                            let mut times: Vec<&mut u64> = Vec::new();
-                            match &mut m.data {
-                                Some(Data::Gauge(g)) => g
-                                    .data_points
-                                    .iter_mut()
-                                    .for_each(|p| times.push(&mut p.time_unix_nano)),
-                                Some(Data::Sum(g)) => g
-                                    .data_points
-                                    .iter_mut()
-                                    .for_each(|p| times.push(&mut p.time_unix_nano)),
-                                Some(Data::Histogram(g)) => g
-                                    .data_points
-                                    .iter_mut()
-                                    .for_each(|p| times.push(&mut p.time_unix_nano)),
+        let visit = |shift: Option<i128>, req: &mut ExportMetricsServiceRequest, max: &mut u64| {
+            for rm in &mut req.resource_metrics {
+                for sm in &mut rm.scope_metrics {
+                    for m in &mut sm.metrics {
+                        let mut times: Vec<&mut u64> = Vec::new();
+                        match &mut m.data {
+                            Some(Data::Gauge(g)) => g
+                                .data_points
+                                .iter_mut()
+                                .for_each(|p| times.push(&mut p.time_unix_nano)),
+                            Some(Data::Sum(g)) => g
+                                .data_points
+                                .iter_mut()
+                                .for_each(|p| times.push(&mut p.time_unix_nano)),
+                            Some(Data::Histogram(g)) => g
+                                .data_points
+                                .iter_mut()
+                                .for_each(|p| times.push(&mut p.time_unix_nano)),
+                            _ => {}
+                        }
+                        for t in times {
+                            match shift {
+                                None => *max = (*max).max(*t),
+                                Some(d) if *t > 0 => *t = (*t as i128 + d) as u64,
                                 _ => {}
-                            }
-                            for t in times {
-                                match shift {
-                                    None => *max = (*max).max(*t),
-                                    Some(d) if *t > 0 => *t = (*t as i128 + d) as u64,
-                                    _ => {}
-                                }
                             }
                         }
                     }
                 }
-            };
+            }
+        };
         visit(None, &mut req, &mut max);
         visit(Some(latest_nanos - max as i128), &mut req, &mut max);
         req.encode_to_vec()
@@ -350,4 +349,114 @@ pub fn swctl_document(reference: &Path, name: &str) -> String {
 pub fn b64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Re-times an OTLP logs body so that its latest record time is `latest_nanos`.
+pub fn retime_logs(f: &Fixture, latest_nanos: i128) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    if f.encoding == "proto" {
+        let mut req =
+            ExportLogsServiceRequest::decode(f.body.as_slice()).expect("fixture protobuf");
+        let max = req
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .map(|r| r.time_unix_nano.max(r.observed_time_unix_nano))
+            .max()
+            .unwrap_or(0);
+        let delta = latest_nanos - max as i128;
+        for r in req
+            .resource_logs
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_logs)
+            .flat_map(|s| &mut s.log_records)
+        {
+            for t in [&mut r.time_unix_nano, &mut r.observed_time_unix_nano] {
+                if *t > 0 {
+                    *t = (*t as i128 + delta) as u64;
+                }
+            }
+        }
+        req.encode_to_vec()
+    } else {
+        let mut v: Value = serde_json::from_slice(&f.body).expect("fixture json");
+        let mut times = Vec::new();
+        json_times(&v, &mut times);
+        let max = times.into_iter().max().unwrap_or(latest_nanos);
+        json_shift(&mut v, latest_nanos - max);
+        serde_json::to_vec(&v).expect("json")
+    }
+}
+
+/// Decodes an OTLP logs fixture (either encoding).
+pub fn decode_logs_fixture(
+    f: &Fixture,
+) -> opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    if f.encoding == "proto" {
+        ExportLogsServiceRequest::decode(f.body.as_slice()).expect("fixture protobuf")
+    } else {
+        serde_json::from_slice(&f.body).expect("fixture json")
+    }
+}
+
+/// A string attribute's value.
+pub fn attr(
+    attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    key: &str,
+) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            V::StringValue(s) => Some(s.clone()),
+            V::IntValue(i) => Some(i.to_string()),
+            _ => None,
+        }
+    })
+}
+
+/// A time window covering the last `minutes` minutes at `step` (`MINUTE` or `SECOND`).
+pub fn window(minutes: i64, step: &str) -> Value {
+    let now = chrono::Local::now() + chrono::Duration::minutes(1);
+    let start = now - chrono::Duration::minutes(minutes);
+    let fmt = if step == "SECOND" {
+        "%Y-%m-%d %H%M%S"
+    } else {
+        "%Y-%m-%d %H%M"
+    };
+    json!({"start": start.format(fmt).to_string(), "end": now.format(fmt).to_string(), "step": step})
+}
+
+/// Re-times a `/v3/segments` JSON body so its latest span end is `latest_ms`.
+pub fn retime_segments(body: &[u8], latest_ms: i64) -> Value {
+    fn walk(v: &mut Value, f: &mut dyn FnMut(&mut Value)) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "startTime" || k == "endTime" || (k == "time" && !x.is_object()) {
+                        f(x);
+                    } else {
+                        walk(x, f);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, f)),
+            _ => {}
+        }
+    }
+    let read = |x: &Value| {
+        x.as_i64()
+            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+    };
+    let mut v: Value = serde_json::from_slice(body).expect("segments json");
+    let mut max = 0;
+    walk(&mut v, &mut |x| max = max.max(read(x).unwrap_or(0)));
+    let delta = latest_ms - max;
+    walk(&mut v, &mut |x| {
+        if let Some(t) = read(x).filter(|t| *t > 0) {
+            *x = json!(t + delta);
+        }
+    });
+    v
 }

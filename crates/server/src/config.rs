@@ -57,6 +57,11 @@ pub struct CoreConfig {
     pub max_body_bytes: usize,
     /// Version reported over GraphQL.
     pub version: String,
+    /// Folder of the dashboard templates and `menu.yaml`.
+    pub ui_templates_path: PathBuf,
+    /// Whether template mutations are allowed.
+    #[serde(rename = "enableUpdateUITemplate")]
+    pub enable_update_ui_template: bool,
 }
 
 /// A host and port to listen on.

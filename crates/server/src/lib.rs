@@ -18,7 +18,7 @@ use std::time::Duration;
 const RETENTION_SWEEP: Duration = Duration::from_secs(600);
 
 /// Loads every configured rule file; a bad file fails naming its file:line:col.
-fn load_rules(config: &Config) -> Result<pipeline::Rules> {
+pub fn load_rules(config: &Config) -> Result<pipeline::Rules> {
     let otel = skylark_mal::RuleSet::load(&config.otel_rule_files()?)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let lal =
@@ -67,13 +67,22 @@ pub async fn serve(
         },
     };
 
-    let schema = skylark_query::schema(skylark_query::QueryContext {
-        storage: storage.clone(),
-        catalog: catalog.clone(),
-        version: config.core.version.clone(),
-        metrics_ttl_days: config.core.metrics_data_ttl,
-        records_ttl_days: config.core.record_data_ttl,
-    });
+    let templates = skylark_query::UiTemplates::load(&config.core.ui_templates_path)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ui = skylark_query::UiContext {
+        templates: Arc::new(templates),
+        ui_template_editing: config.core.enable_update_ui_template,
+    };
+    let schema = skylark_query::schema_with_ui(
+        skylark_query::QueryContext {
+            storage: storage.clone(),
+            catalog: catalog.clone(),
+            version: config.core.version.clone(),
+            metrics_ttl_days: config.core.metrics_data_ttl,
+            records_ttl_days: config.core.record_data_ttl,
+        },
+        ui,
+    );
     let app =
         skylark_receiver::http_router(receiver_state.clone()).merge(skylark_query::router(schema));
 

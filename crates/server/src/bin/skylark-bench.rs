@@ -120,6 +120,40 @@ fn load_bodies(dir: &Path) -> Result<Vec<(Vec<u8>, u64)>> {
     Ok(out)
 }
 
+/// Requests/s and points/s through decode, the shipped rules and sled, without HTTP.
+fn in_process(bodies: &[(Vec<u8>, u64)]) -> Result<(f64, f64)> {
+    use skylark_core::IngestSink;
+    let config = skylark_server::config::Config::load(None)?;
+    let dir = tempfile::tempdir()?;
+    let storage: Arc<dyn skylark_storage::Storage> = Arc::new(skylark_storage::SledStorage::open(
+        skylark_storage::SledConfig::new(dir.path().join("db")),
+    )?);
+    let pipeline = skylark_server::pipeline::Pipeline::new(
+        skylark_server::load_rules(&config)?,
+        storage.clone(),
+        config.core.metrics_data_ttl,
+        config.core.record_data_ttl,
+        skylark_server::pipeline::system_clock(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let start = Instant::now();
+    let (mut reqs, mut pts) = (0u64, 0u64);
+    while start.elapsed() < Duration::from_secs(3) {
+        for (b, n) in bodies {
+            let batch = skylark_receiver::decode_metrics("application/x-protobuf", b)?;
+            rt.block_on(pipeline.ingest_metrics(batch))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            reqs += 1;
+            pts += n;
+        }
+        storage.flush()?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((reqs as f64 / secs, pts as f64 / secs))
+}
+
 fn rss_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -162,6 +196,9 @@ fn main() -> Result<()> {
     }
     let secs = start.elapsed().as_secs_f64();
     let (decode_rps, decode_pps) = (reqs as f64 / secs, pts as f64 / secs);
+
+    // Decode + rules + storage in process (no HTTP), one thread: where the rest of the time goes.
+    let (inproc_rps, inproc_pps) = in_process(&bodies)?;
 
     // The whole path against the release server.
     let data = tempfile::tempdir()?;
@@ -264,6 +301,7 @@ fn main() -> Result<()> {
     println!("| measure | requests/s | data points/s |");
     println!("|---|---|---|");
     println!("| decode only (1 thread, receiver decode + sample conversion) | {decode_rps:.0} | {decode_pps:.0} |");
+    println!("| in process (decode → MAL → storage, 1 thread, no HTTP) | {inproc_rps:.0} | {inproc_pps:.0} |");
     println!("| end to end (OTLP/HTTP protobuf → MAL → storage, {} clients) | {e2e_rps:.0} | {e2e_pps:.0} |", args.concurrency);
     println!();
     println!(
