@@ -1,11 +1,14 @@
-//! `make bench`: OTLP/HTTP protobuf ingest through the whole path (receiver → MAL → storage)
-//! against the decode-only rate of the same bodies, measured in one run, plus the server's RSS.
+//! `make bench`: ingest through the whole path against decode-only of the same bodies, measured
+//! in one run, for each signal: OTLP metrics (protobuf), OTLP logs (protobuf) and SkyWalking
+//! segments (JSON); plus an in-process metrics stage (no HTTP) and the server's RSS.
 //!
 //! usage: skylark-bench --server PATH --fixtures DIR [--seconds N] [--concurrency N]
 use anyhow::{bail, Context, Result};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,59 +43,106 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
-fn points(req: &ExportMetricsServiceRequest) -> u64 {
-    req.resource_metrics
-        .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics)
-        .map(|m| match &m.data {
-            Some(Data::Gauge(g)) => g.data_points.len(),
-            Some(Data::Sum(g)) => g.data_points.len(),
-            Some(Data::Histogram(g)) => g.data_points.len(),
-            Some(Data::ExponentialHistogram(g)) => g.data_points.len(),
-            Some(Data::Summary(g)) => g.data_points.len(),
-            None => 0,
-        })
-        .sum::<usize>() as u64
+/// Which receiver a workload exercises.
+#[derive(Clone, Copy, PartialEq)]
+enum Signal {
+    Metrics,
+    Logs,
+    Segments,
 }
 
-/// The protobuf metric bodies, re-timed so their points are one minute old.
-fn load_bodies(dir: &Path) -> Result<Vec<(Vec<u8>, u64)>> {
-    let manifest: serde_json::Value =
+impl Signal {
+    fn path(self) -> &'static str {
+        match self {
+            Signal::Metrics => "/v1/metrics",
+            Signal::Logs => "/v1/logs",
+            Signal::Segments => "/v3/segments",
+        }
+    }
+    fn content_type(self) -> &'static str {
+        match self {
+            Signal::Metrics | Signal::Logs => "application/x-protobuf",
+            Signal::Segments => "application/json",
+        }
+    }
+    fn unit(self) -> &'static str {
+        match self {
+            Signal::Metrics => "data points",
+            Signal::Logs => "records",
+            Signal::Segments => "segments",
+        }
+    }
+    /// Decodes a body the way the receiver does (decode + conversion to model types).
+    fn decode(self, body: &[u8]) -> Result<()> {
+        match self {
+            Signal::Metrics => {
+                std::hint::black_box(skylark_receiver::decode_metrics(self.content_type(), body)?);
+            }
+            Signal::Logs => {
+                std::hint::black_box(skylark_receiver::decode_logs(self.content_type(), body)?);
+            }
+            Signal::Segments => {
+                std::hint::black_box(skylark_receiver::decode_segments_json(body, 10_000)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bodies of one signal with the number of items each carries.
+struct Workload {
+    signal: Signal,
+    bodies: Vec<(Vec<u8>, u64)>,
+}
+
+fn manifest_files(dir: &Path, path: &str, encoding: &str) -> Result<Vec<PathBuf>> {
+    let manifest: Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).with_context(|| {
             format!(
                 "{} has no manifest.json (make bench needs ../shared/fixtures/sdk)",
                 dir.display()
             )
         })?)?;
-    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 - 60_000_000_000;
+    Ok(manifest["files"]
+        .as_array()
+        .context("manifest files")?
+        .iter()
+        .filter(|f| f["path"] == path && f["encoding"] == encoding)
+        .filter_map(|f| f["file"].as_str().map(|n| dir.join(n)))
+        .collect())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The protobuf metric bodies, re-timed so their points are one minute old.
+fn metric_bodies(dir: &Path) -> Result<Vec<(Vec<u8>, u64)>> {
+    let target = (now_ms() as u64 - 60_000) * 1_000_000;
     let mut out = Vec::new();
-    for f in manifest["files"].as_array().context("manifest files")? {
-        if f["path"] != "/v1/metrics" || f["encoding"] != "proto" {
-            continue;
-        }
-        let body = std::fs::read(dir.join(f["file"].as_str().unwrap_or_default()))?;
-        let mut req = ExportMetricsServiceRequest::decode(body.as_slice())?;
+    for file in manifest_files(dir, "/v1/metrics", "proto")? {
+        let mut req = ExportMetricsServiceRequest::decode(std::fs::read(file)?.as_slice())?;
+        let metrics = || {
+            req.resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+        };
         let mut max = 0;
-        for m in req
-            .resource_metrics
-            .iter_mut()
-            .flat_map(|r| &mut r.scope_metrics)
-            .flat_map(|s| &mut s.metrics)
-        {
-            match &mut m.data {
-                Some(Data::Gauge(g)) => g
-                    .data_points
-                    .iter()
-                    .for_each(|p| max = max.max(p.time_unix_nano)),
-                Some(Data::Histogram(g)) => g
-                    .data_points
-                    .iter()
-                    .for_each(|p| max = max.max(p.time_unix_nano)),
-                _ => {}
-            }
+        let mut points = 0u64;
+        for m in metrics() {
+            let times: Vec<u64> = match &m.data {
+                Some(Data::Gauge(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
+                Some(Data::Sum(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
+                Some(Data::Histogram(g)) => {
+                    g.data_points.iter().map(|p| p.time_unix_nano).collect()
+                }
+                _ => Vec::new(),
+            };
+            points += times.len() as u64;
+            max = times.into_iter().fold(max, u64::max);
         }
-        let shift = now_ns.saturating_sub(max);
+        let shift = target.saturating_sub(max);
         for m in req
             .resource_metrics
             .iter_mut()
@@ -104,6 +154,10 @@ fn load_bodies(dir: &Path) -> Result<Vec<(Vec<u8>, u64)>> {
                     .data_points
                     .iter_mut()
                     .for_each(|p| p.time_unix_nano += shift),
+                Some(Data::Sum(g)) => g
+                    .data_points
+                    .iter_mut()
+                    .for_each(|p| p.time_unix_nano += shift),
                 Some(Data::Histogram(g)) => g
                     .data_points
                     .iter_mut()
@@ -111,16 +165,94 @@ fn load_bodies(dir: &Path) -> Result<Vec<(Vec<u8>, u64)>> {
                 _ => {}
             }
         }
-        let n = points(&req);
-        out.push((req.encode_to_vec(), n));
-    }
-    if out.is_empty() {
-        bail!("no protobuf /v1/metrics fixtures in {}", dir.display());
+        out.push((req.encode_to_vec(), points));
     }
     Ok(out)
 }
 
-/// Requests/s and points/s through decode, the shipped rules and sled, without HTTP.
+/// The protobuf log bodies, re-timed to one minute ago.
+fn log_bodies(dir: &Path) -> Result<Vec<(Vec<u8>, u64)>> {
+    let target = (now_ms() as u64 - 60_000) * 1_000_000;
+    let mut out = Vec::new();
+    for file in manifest_files(dir, "/v1/logs", "proto")? {
+        let mut req = ExportLogsServiceRequest::decode(std::fs::read(file)?.as_slice())?;
+        let records = req
+            .resource_logs
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_logs)
+            .flat_map(|s| &mut s.log_records);
+        let mut n = 0;
+        for r in records {
+            r.time_unix_nano = target;
+            r.observed_time_unix_nano = target;
+            n += 1;
+        }
+        out.push((req.encode_to_vec(), n));
+    }
+    Ok(out)
+}
+
+/// The JSON segment bodies, re-timed so the latest span ends one minute ago.
+fn segment_bodies(dir: &Path) -> Result<Vec<(Vec<u8>, u64)>> {
+    fn shift(v: &mut Value, delta: i64) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "startTime" || k == "endTime" {
+                        if let Some(t) = x
+                            .as_i64()
+                            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+                        {
+                            *x = Value::from(t + delta);
+                        }
+                    } else {
+                        shift(x, delta);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| shift(x, delta)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for file in manifest_files(dir, "/v3/segments", "json")? {
+        let mut v: Value = serde_json::from_slice(&std::fs::read(file)?)?;
+        let n = v.as_array().map(Vec::len).unwrap_or(0) as u64;
+        let text = v.to_string();
+        let max = text
+            .split("\"endTime\":")
+            .skip(1)
+            .filter_map(|s| {
+                s.trim_start_matches('"')
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0);
+        shift(&mut v, now_ms() - 60_000 - max);
+        out.push((serde_json::to_vec(&v)?, n));
+    }
+    Ok(out)
+}
+
+/// (requests/s, items/s) of decoding every body on one thread for ~2 s.
+fn decode_rate(w: &Workload) -> Result<(f64, f64)> {
+    let start = Instant::now();
+    let (mut reqs, mut items) = (0u64, 0u64);
+    while start.elapsed() < Duration::from_secs(2) {
+        for (b, n) in &w.bodies {
+            w.signal.decode(b)?;
+            reqs += 1;
+            items += n;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((reqs as f64 / secs, items as f64 / secs))
+}
+
+/// Metrics through decode, the shipped rules and sled, without HTTP, one thread.
 fn in_process(bodies: &[(Vec<u8>, u64)]) -> Result<(f64, f64)> {
     use skylark_core::IngestSink;
     let config = skylark_server::config::Config::load(None)?;
@@ -140,7 +272,7 @@ fn in_process(bodies: &[(Vec<u8>, u64)]) -> Result<(f64, f64)> {
         .build()?;
     let start = Instant::now();
     let (mut reqs, mut pts) = (0u64, 0u64);
-    while start.elapsed() < Duration::from_secs(3) {
+    while start.elapsed() < Duration::from_secs(2) {
         for (b, n) in bodies {
             let batch = skylark_receiver::decode_metrics("application/x-protobuf", b)?;
             rt.block_on(pipeline.ingest_metrics(batch))
@@ -171,36 +303,102 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// Result of one end-to-end stage.
+struct Stage {
+    ok: u64,
+    failed: u64,
+    items: u64,
+    secs: f64,
+}
+
+/// Posts the workload's bodies round-robin from `concurrency` clients for `seconds`.
+async fn end_to_end(
+    client: &reqwest::Client,
+    base: &str,
+    w: &Workload,
+    seconds: u64,
+    concurrency: usize,
+) -> Result<Stage> {
+    let bodies = Arc::new(w.bodies.clone());
+    let (ok, failed, items) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let url = format!("{base}{}", w.signal.path());
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
+        let (ok, failed, items) = (ok.clone(), failed.clone(), items.clone());
+        let content_type = w.signal.content_type();
+        tasks.push(tokio::spawn(async move {
+            let mut i = worker;
+            while Instant::now() < deadline {
+                let (b, n) = &bodies[i % bodies.len()];
+                i += 1;
+                match client
+                    .post(&url)
+                    .header("Content-Type", content_type)
+                    .body(b.clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        items.fetch_add(*n, Ordering::Relaxed);
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(Stage {
+        ok: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        items: items.load(Ordering::Relaxed),
+        secs: start.elapsed().as_secs_f64(),
+    })
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let bodies = load_bodies(&args.fixtures)?;
-    let total_points: u64 = bodies.iter().map(|(_, n)| n).sum();
-    let total_bytes: usize = bodies.iter().map(|(b, _)| b.len()).sum();
-    println!(
-        "bodies: {} protobuf fixtures, {} data points, {} bytes",
-        bodies.len(),
-        total_points,
-        total_bytes
-    );
-
-    // Decode only: the receiver's own decode + sample conversion, one thread.
-    let start = Instant::now();
-    let (mut reqs, mut pts) = (0u64, 0u64);
-    while start.elapsed() < Duration::from_secs(3) {
-        for (b, n) in &bodies {
-            let batch = skylark_receiver::decode_metrics("application/x-protobuf", b)?;
-            std::hint::black_box(&batch);
-            reqs += 1;
-            pts += n;
+    let workloads = [
+        Workload {
+            signal: Signal::Metrics,
+            bodies: metric_bodies(&args.fixtures)?,
+        },
+        Workload {
+            signal: Signal::Logs,
+            bodies: log_bodies(&args.fixtures)?,
+        },
+        Workload {
+            signal: Signal::Segments,
+            bodies: segment_bodies(&args.fixtures)?,
+        },
+    ];
+    for w in &workloads {
+        if w.bodies.is_empty() {
+            bail!("no fixtures for {}", w.signal.path());
         }
+        let items: u64 = w.bodies.iter().map(|(_, n)| n).sum();
+        println!(
+            "{}: {} fixture bodies, {} {}",
+            w.signal.path(),
+            w.bodies.len(),
+            items,
+            w.signal.unit()
+        );
     }
-    let secs = start.elapsed().as_secs_f64();
-    let (decode_rps, decode_pps) = (reqs as f64 / secs, pts as f64 / secs);
+    let decode: Vec<(f64, f64)> = workloads.iter().map(decode_rate).collect::<Result<_>>()?;
+    let inproc = in_process(&workloads[0].bodies)?;
 
-    // Decode + rules + storage in process (no HTTP), one thread: where the rest of the time goes.
-    let (inproc_rps, inproc_pps) = in_process(&bodies)?;
-
-    // The whole path against the release server.
     let data = tempfile::tempdir()?;
     let (rest, grpc) = (free_port()?, free_port()?);
     let mut child = Command::new(&args.server)
@@ -221,17 +419,15 @@ fn main() -> Result<()> {
         .build()?;
     let result = rt.block_on(async {
         let client = reqwest::Client::new();
-        let url = format!("http://127.0.0.1:{rest}/v1/metrics");
+        let base = format!("http://127.0.0.1:{rest}");
         let ready = Instant::now();
-        loop {
-            let probe = client
-                .post(format!("http://127.0.0.1:{rest}/graphql"))
-                .json(&serde_json::json!({"query": "{ version }"}))
-                .send()
-                .await;
-            if probe.is_ok() {
-                break;
-            }
+        while client
+            .post(format!("{base}/graphql"))
+            .json(&serde_json::json!({"query": "{ version }"}))
+            .send()
+            .await
+            .is_err()
+        {
             if ready.elapsed() > Duration::from_secs(30) {
                 bail!("server did not start");
             }
@@ -239,76 +435,45 @@ fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle_rss = rss_kb(pid, "VmRSS:");
-        let bodies = Arc::new(bodies);
-        let (ok, failed, pts) = (
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicU64::new(0)),
-        );
-        let deadline = Instant::now() + Duration::from_secs(args.seconds);
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..args.concurrency {
-            let (client, url, bodies, ok, failed, pts) = (
-                client.clone(),
-                url.clone(),
-                bodies.clone(),
-                ok.clone(),
-                failed.clone(),
-                pts.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                let mut i = w;
-                while Instant::now() < deadline {
-                    let (b, n) = &bodies[i % bodies.len()];
-                    i += 1;
-                    let r = client
-                        .post(&url)
-                        .header("Content-Type", "application/x-protobuf")
-                        .body(b.clone())
-                        .send()
-                        .await;
-                    match r {
-                        Ok(r) if r.status().is_success() => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                            pts.fetch_add(*n, Ordering::Relaxed);
-                        }
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }));
+        let mut stages = Vec::new();
+        for w in &workloads {
+            stages.push(end_to_end(&client, &base, w, args.seconds, args.concurrency).await?);
         }
-        for t in tasks {
-            t.await?;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        Ok((
-            idle_rss,
-            ok.load(Ordering::Relaxed),
-            failed.load(Ordering::Relaxed),
-            pts.load(Ordering::Relaxed),
-            secs,
-        ))
+        Ok((idle_rss, stages))
     });
     let peak_rss = rss_kb(pid, "VmHWM:");
     let _ = child.kill();
     let _ = child.wait();
-    let (idle_rss, ok, failed, e2e_pts, secs) = result?;
-    let (e2e_rps, e2e_pps) = (ok as f64 / secs, e2e_pts as f64 / secs);
+    let (idle_rss, stages) = result?;
+
     println!();
-    println!("| measure | requests/s | data points/s |");
-    println!("|---|---|---|");
-    println!("| decode only (1 thread, receiver decode + sample conversion) | {decode_rps:.0} | {decode_pps:.0} |");
-    println!("| in process (decode → MAL → storage, 1 thread, no HTTP) | {inproc_rps:.0} | {inproc_pps:.0} |");
-    println!("| end to end (OTLP/HTTP protobuf → MAL → storage, {} clients) | {e2e_rps:.0} | {e2e_pps:.0} |", args.concurrency);
+    println!("| signal | decode only (1 thread) req/s | items/s | end to end ({} clients) req/s | items/s | ratio |", args.concurrency);
+    println!("|---|---|---|---|---|---|");
+    for ((w, (drps, dips)), s) in workloads.iter().zip(&decode).zip(&stages) {
+        let (erps, eips) = (s.ok as f64 / s.secs, s.items as f64 / s.secs);
+        println!(
+            "| {} ({}) | {drps:.0} | {dips:.0} | {erps:.0} | {eips:.0} | {:.3} |",
+            w.signal.path(),
+            w.signal.unit(),
+            eips / dips
+        );
+    }
     println!();
     println!(
-        "ratio end-to-end / decode-only (data points/s): {:.3}",
-        e2e_pps / decode_pps
+        "metrics in process (decode → MAL → sled, 1 thread, no HTTP): {:.0} req/s, {:.0} data points/s ({:.3} of decode-only)",
+        inproc.0,
+        inproc.1,
+        inproc.1 / decode[0].1
     );
-    println!("requests: {ok} ok, {failed} failed in {secs:.1} s");
+    for (w, s) in workloads.iter().zip(&stages) {
+        println!(
+            "{}: {} acknowledged, {} failed in {:.1} s",
+            w.signal.path(),
+            s.ok,
+            s.failed,
+            s.secs
+        );
+    }
     println!(
         "server RSS: idle {:.1} MB, peak {:.1} MB",
         idle_rss as f64 / 1024.0,
