@@ -1,5 +1,6 @@
 //! The storage semantics shared by every backend: in-memory aggregation of metric rows, the
 //! traffic mirror, batched read-combine-write flushes, records and retention.
+use crate::applied::{self, AppliedSeqs, MarkKind, MetricsMark};
 use crate::keys::{self, DAY_MS, METRIC_STEPS};
 use crate::model::{
     EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy, ServiceRecord, StoredLog,
@@ -13,10 +14,10 @@ use crate::Result;
 use parking_lot::{Mutex, RwLock};
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    EndpointId, InstanceId, Layer, LogRecord, MetricDefinition, MetricEmission, MetricFunction,
-    MetricState, MetricValue, SegmentRecord, ServiceId, Step, TimeBucket,
+    EndpointId, InstanceId, Layer, LogRecord, MeterEntity, MetricDefinition, MetricEmission,
+    MetricFunction, MetricState, MetricValue, SegmentRecord, ServiceId, Step, TimeBucket,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 /// A not-yet-stored metric row.
@@ -62,12 +63,15 @@ pub(crate) struct Engine<K: RowStore> {
     /// Serialises flushes and retention, which both read-modify-write stored rows.
     flush_lock: Mutex<()>,
     log_ids: LogIds,
+    /// The write-ahead-log mark of the aggregated metrics.
+    metrics_mark: MetricsMark,
 }
 
 impl<K: RowStore> Engine<K> {
     /// An engine over `store`, with the traffic mirror loaded from it.
     pub(crate) fn new(store: K) -> Result<Self> {
         let traffic = TrafficCache::load(&store)?;
+        let metrics_mark = MetricsMark::load(&store)?;
         Ok(Engine {
             store,
             pending: Mutex::new(Rows::new()),
@@ -75,15 +79,60 @@ impl<K: RowStore> Engine<K> {
             traffic: RwLock::new(traffic),
             flush_lock: Mutex::new(()),
             log_ids: LogIds::new(),
+            metrics_mark,
         })
+    }
+
+    /// Aggregates `emissions` and marks every log entry up to `seq` as aggregated, under one
+    /// lock so a flush takes either both or neither.
+    pub(crate) fn write_metrics_through(
+        &self,
+        seq: u64,
+        emissions: Vec<MetricEmission>,
+    ) -> Result<()> {
+        let mut pending = self.pending.lock();
+        self.aggregate(&mut pending, emissions);
+        self.metrics_mark.advance(seq);
+        Ok(())
+    }
+
+    pub(crate) fn write_logs_through(&self, seq: u64, logs: Vec<LogRecord>) -> Result<()> {
+        records::write_logs(
+            &self.store,
+            &self.log_ids,
+            logs,
+            Some(MarkKind::Logs.op(seq)),
+        )
+    }
+
+    pub(crate) fn write_segments_through(
+        &self,
+        seq: u64,
+        segments: Vec<SegmentRecord>,
+    ) -> Result<()> {
+        records::write_segments(&self.store, segments, Some(MarkKind::Segments.op(seq)))
+    }
+
+    pub(crate) fn applied_seqs(&self) -> Result<AppliedSeqs> {
+        applied::read_applied(&self.store)
     }
 
     pub(crate) fn write_metrics(&self, emissions: Vec<MetricEmission>) -> Result<()> {
         let mut pending = self.pending.lock();
-        for emission in emissions {
+        self.aggregate(&mut pending, emissions);
+        Ok(())
+    }
+
+    fn aggregate(&self, pending: &mut Rows, emissions: Vec<MetricEmission>) {
+        // Many metrics of a batch share an entity: its id is formatted once.
+        let mut entity_ids: HashMap<&MeterEntity, String> = HashMap::new();
+        let mut key = Vec::new();
+        for emission in &emissions {
             let function = emission.metric.function;
             let state = MetricState::from_emission(function, &emission.value);
-            let entity_id = emission.entity.id();
+            let entity_id = entity_ids
+                .entry(&emission.entity)
+                .or_insert_with(|| emission.entity.id());
             // Seconds never carry metrics; a finer bucket is cut down to its minute.
             let base = if emission.minute.step == Step::Second {
                 emission.minute.to_step(Step::Minute)
@@ -94,8 +143,12 @@ impl<K: RowStore> Engine<K> {
             // their averages are Σ/count over every emission, as OAP's toHour/toDay.
             for step in METRIC_STEPS.into_iter().filter(|s| *s >= base.step) {
                 let bucket = base.to_step(step);
-                match keys::metric_key(&emission.metric.name, &entity_id, bucket) {
-                    Some(key) => merge_into(&mut pending, key, function, &state),
+                match keys::write_metric_key(&mut key, &emission.metric.name, entity_id, bucket) {
+                    // Most rows are already pending: combine without allocating a key.
+                    Some(()) => match pending.get_mut(key.as_slice()) {
+                        Some(row) => row.state.combine(function, &state),
+                        None => merge_into(pending, key.clone(), function, &state),
+                    },
                     None => tracing::warn!(
                         metric = %emission.metric.name,
                         "metric name too long to store, emission dropped"
@@ -103,7 +156,6 @@ impl<K: RowStore> Engine<K> {
                 }
             }
         }
-        Ok(())
     }
 
     pub(crate) fn write_traffic(&self, traffic: Vec<Traffic>, now_ms: i64) -> Result<()> {
@@ -118,20 +170,27 @@ impl<K: RowStore> Engine<K> {
     pub(crate) fn flush(&self) -> Result<()> {
         let _flushing = self.flush_lock.lock();
         let started = Instant::now();
-        {
+        let mark = {
             let mut in_flight = self.in_flight.write();
             let mut pending = self.pending.lock();
             std::mem::swap(&mut *in_flight, &mut *pending);
-        }
+            self.metrics_mark.take()
+        };
+        // Traffic is taken after the swap: a writer records traffic before the emissions it
+        // marks, so everything the mark covers is in this batch.
         let mut ops: Vec<RowOp> = Vec::new();
+        ops.extend(self.metrics_mark.op(mark));
         let taken = self.traffic.write().take_dirty(&mut ops)?;
         let result = self.write_in_flight(ops);
         match &result {
-            Ok(rows) => tracing::debug!(
-                rows = *rows,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "storage flushed"
-            ),
+            Ok(rows) => {
+                self.metrics_mark.stored(mark);
+                tracing::debug!(
+                    rows = *rows,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "storage flushed"
+                )
+            }
             Err(error) => {
                 tracing::error!(%error, "storage flush failed, rows kept in memory for the next one");
                 self.restore_in_flight();
@@ -276,7 +335,7 @@ impl<K: RowStore> Engine<K> {
     }
 
     pub(crate) fn write_logs(&self, logs: Vec<LogRecord>) -> Result<()> {
-        records::write_logs(&self.store, &self.log_ids, logs)
+        records::write_logs(&self.store, &self.log_ids, logs, None)
     }
 
     pub(crate) fn query_logs(&self, query: &LogQuery) -> Result<Vec<StoredLog>> {
@@ -297,7 +356,7 @@ impl<K: RowStore> Engine<K> {
     }
 
     pub(crate) fn write_segments(&self, segments: Vec<SegmentRecord>) -> Result<()> {
-        records::write_segments(&self.store, segments)
+        records::write_segments(&self.store, segments, None)
     }
 
     pub(crate) fn query_segments(&self, query: &TraceQuery) -> Result<Vec<SegmentRecord>> {

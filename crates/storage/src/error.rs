@@ -18,6 +18,9 @@ pub enum Error {
     /// The backend does not implement this part of the contract.
     #[error("{0} are not supported by this storage")]
     Unsupported(&'static str),
+    /// A stored write-ahead-log mark is not a sequence number.
+    #[error("stored write-ahead-log mark {0} is corrupt")]
+    CorruptMark(String),
     /// A row could not be encoded.
     #[error("row could not be encoded")]
     Encode(#[source] serde_json::Error),

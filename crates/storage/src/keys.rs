@@ -72,19 +72,37 @@ pub(crate) fn metric_bucket_start(bucket: TimeBucket) -> Option<Vec<u8>> {
 
 /// `m | step | bucket | len | metric`: every entity of `metric` in `bucket`.
 pub(crate) fn metric_prefix(metric: &str, bucket: TimeBucket) -> Option<Vec<u8>> {
-    let len = u16::try_from(metric.len()).ok()?;
-    let mut key = metric_bucket_start(bucket)?;
-    key.extend_from_slice(&len.to_be_bytes());
-    key.extend_from_slice(metric.as_bytes());
+    let mut key = Vec::new();
+    write_metric_key(&mut key, metric, "", bucket)?;
     Some(key)
 }
 
 /// The full key of one metric row. `None` for second buckets and absurdly long metric names,
 /// which are never stored.
 pub(crate) fn metric_key(metric: &str, entity_id: &str, bucket: TimeBucket) -> Option<Vec<u8>> {
-    let mut key = metric_prefix(metric, bucket)?;
-    key.extend_from_slice(entity_id.as_bytes());
+    let mut key = Vec::new();
+    write_metric_key(&mut key, metric, entity_id, bucket)?;
     Some(key)
+}
+
+/// Writes [`metric_key`] into `key` (cleared first), reusing its buffer; `None` (and `key` left
+/// unspecified) when the row is never stored.
+pub(crate) fn write_metric_key(
+    key: &mut Vec<u8>,
+    metric: &str,
+    entity_id: &str,
+    bucket: TimeBucket,
+) -> Option<()> {
+    let len = u16::try_from(metric.len()).ok()?;
+    let step = step_byte(bucket.step)?;
+    key.clear();
+    key.reserve(12 + metric.len() + entity_id.len());
+    key.extend_from_slice(&[METRIC, step]);
+    key.extend_from_slice(&ordered_i64(bucket.value));
+    key.extend_from_slice(&len.to_be_bytes());
+    key.extend_from_slice(metric.as_bytes());
+    key.extend_from_slice(entity_id.as_bytes());
+    Some(())
 }
 
 /// The entity id of a metric key that starts with `prefix` (from [`metric_prefix`]).

@@ -5,6 +5,7 @@
 //! is the embedded default.
 #![warn(missing_docs, unreachable_pub)]
 
+mod applied;
 mod engine;
 mod error;
 mod keys;
@@ -18,6 +19,7 @@ mod templates;
 mod testsuite;
 mod traffic;
 
+pub use applied::AppliedSeqs;
 pub use error::{Error, Result};
 pub use mem_storage::MemStorage;
 pub use model::{
@@ -168,6 +170,35 @@ pub trait Storage: Send + Sync + 'static {
     fn list_templates(&self) -> Result<Vec<TemplateRecord>> {
         Ok(Vec::new())
     }
+
+    /// Like [`Storage::write_metrics`], and marks every write-ahead-log entry up to `seq` as
+    /// aggregated: the next [`Storage::flush`] stores the mark in the same batch as the rows, so
+    /// [`Storage::applied_seqs`] never claims more than is stored. Callers apply entries in `seq`
+    /// order and write an entry's traffic before calling this.
+    ///
+    /// Backends without write-ahead-log marks refuse with [`Error::Unsupported`].
+    fn write_metrics_through(&self, seq: u64, emissions: Vec<MetricEmission>) -> Result<()> {
+        let _ = (seq, emissions);
+        Err(Error::Unsupported("write-ahead-log marks"))
+    }
+
+    /// Like [`Storage::write_logs`], storing `seq` as the logs mark in the same batch (callers
+    /// apply entries in `seq` order).
+    fn write_logs_through(&self, seq: u64, logs: Vec<LogRecord>) -> Result<()> {
+        let _ = (seq, logs);
+        Err(Error::Unsupported("write-ahead-log marks"))
+    }
+
+    /// Like [`Storage::write_segments`], storing `seq` as the segments mark in the same batch.
+    fn write_segments_through(&self, seq: u64, segments: Vec<SegmentRecord>) -> Result<()> {
+        let _ = (seq, segments);
+        Err(Error::Unsupported("write-ahead-log marks"))
+    }
+
+    /// The stored write-ahead-log marks (all 0 in a new store).
+    fn applied_seqs(&self) -> Result<AppliedSeqs> {
+        Err(Error::Unsupported("write-ahead-log marks"))
+    }
 }
 
 /// Implements [`Storage`] for a type with an `engine` field by forwarding every method.
@@ -316,6 +347,30 @@ macro_rules! delegate_storage {
             }
             fn list_templates(&self) -> $crate::Result<Vec<$crate::TemplateRecord>> {
                 self.engine.list_templates()
+            }
+            fn write_metrics_through(
+                &self,
+                seq: u64,
+                emissions: Vec<skylark_core::MetricEmission>,
+            ) -> $crate::Result<()> {
+                self.engine.write_metrics_through(seq, emissions)
+            }
+            fn write_logs_through(
+                &self,
+                seq: u64,
+                logs: Vec<skylark_core::LogRecord>,
+            ) -> $crate::Result<()> {
+                self.engine.write_logs_through(seq, logs)
+            }
+            fn write_segments_through(
+                &self,
+                seq: u64,
+                segments: Vec<skylark_core::SegmentRecord>,
+            ) -> $crate::Result<()> {
+                self.engine.write_segments_through(seq, segments)
+            }
+            fn applied_seqs(&self) -> $crate::Result<$crate::AppliedSeqs> {
+                self.engine.applied_seqs()
             }
         }
     };

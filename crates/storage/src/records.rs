@@ -167,7 +167,13 @@ fn page_of<T>(items: Vec<T>, offset: usize, limit: usize) -> Vec<T> {
     items.into_iter().skip(offset).take(limit).collect()
 }
 
-pub(crate) fn write_logs(store: &dyn RowStore, ids: &LogIds, logs: Vec<LogRecord>) -> Result<()> {
+/// Stores `logs` in one batch, with `mark` (a write-ahead-log mark) in the same batch.
+pub(crate) fn write_logs(
+    store: &dyn RowStore,
+    ids: &LogIds,
+    logs: Vec<LogRecord>,
+    mark: Option<RowOp>,
+) -> Result<()> {
     if logs.is_empty() {
         return Ok(());
     }
@@ -202,6 +208,7 @@ pub(crate) fn write_logs(store: &dyn RowStore, ids: &LogIds, logs: Vec<LogRecord
         ops.push((keys::record_key(LOG, &tail), Some(rows::encode(&log)?)));
     }
     ops.extend(tags.into_iter().map(|k| (k, Some(Vec::new()))));
+    ops.extend(mark);
     store.apply(ops)
 }
 
@@ -327,7 +334,12 @@ pub(crate) fn tag_autocomplete(
     Ok(out.into_iter().collect())
 }
 
-pub(crate) fn write_segments(store: &dyn RowStore, segments: Vec<SegmentRecord>) -> Result<()> {
+/// Stores `segments` in one batch, with `mark` (a write-ahead-log mark) in the same batch.
+pub(crate) fn write_segments(
+    store: &dyn RowStore,
+    segments: Vec<SegmentRecord>,
+    mark: Option<RowOp>,
+) -> Result<()> {
     if segments.is_empty() {
         return Ok(());
     }
@@ -361,6 +373,7 @@ pub(crate) fn write_segments(store: &dyn RowStore, segments: Vec<SegmentRecord>)
         ));
     }
     ops.extend(tags.into_iter().map(|k| (k, Some(Vec::new()))));
+    ops.extend(mark);
     store.apply(ops)
 }
 

@@ -119,14 +119,31 @@ pub struct SledStorage {
     engine: Engine<SledRows>,
 }
 
+/// How long `open` waits for another handle in this process to release the database lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl SledStorage {
     /// Opens (or creates) the database at `config.path` and loads the entity registry.
     pub fn open(config: SledConfig) -> Result<SledStorage> {
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity_bytes)
-            .flush_every_ms(config.flush_every_ms)
-            .open()?;
+            .flush_every_ms(config.flush_every_ms);
+        // A just-dropped instance in this process releases sled's file lock only when its
+        // background flusher thread finishes; wait briefly for it instead of failing a reopen.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled_config.open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::Other
+                        && e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let rows = db.open_tree("rows")?;
         tracing::info!(path = %config.path.display(), "storage opened");
         Ok(SledStorage {
