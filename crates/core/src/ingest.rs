@@ -3,8 +3,8 @@ use crate::segment::Segment;
 use crate::{ErrorCode, SampleFamilies};
 
 /// Decoded OTLP metrics of one request: one [`SampleFamilies`] per `ResourceMetrics`, processed
-/// independently as OAP does.
-#[derive(Debug, Clone, Default)]
+/// independently as OAP does. Serializable so a write-ahead log can keep it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricBatch {
     /// One entry per `ResourceMetrics`.
     pub resources: Vec<SampleFamilies>,

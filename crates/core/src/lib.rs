@@ -40,3 +40,6 @@ pub mod segment;
 pub use segment::{
     component_name, RefType, Segment, SegmentRecord, SegmentRef, Span, SpanLayer, SpanLog, SpanType,
 };
+
+/// Self-metric names and the registry receivers and the server report into.
+pub mod telemetry;

@@ -470,31 +470,29 @@ impl MetricState {
             (S::Latest(a), S::Latest(b)) => *a = *b,
             (S::Max(a), S::Max(b)) => *a = (*a).max(*b),
             (S::Min(a), S::Min(b)) => *a = (*a).min(*b),
+            // Keys are looked up before they are cloned: rows mostly combine known label sets.
             (S::AvgTable(a), S::AvgTable(b)) => {
                 for (k, (s, c)) in b {
-                    let e = a.entry(k.clone()).or_insert((0, 0));
+                    let e = match a.get_mut(k) {
+                        Some(e) => e,
+                        None => a.entry(k.clone()).or_insert((0, 0)),
+                    };
                     e.0 = e.0.wrapping_add(*s);
                     e.1 = e.1.wrapping_add(*c);
                 }
             }
             (S::Table(a), S::Table(b)) => {
                 for (k, v) in b {
+                    let Some(e) = a.get_mut(k) else {
+                        // New key: every function starts from the value itself (0 + v for sums).
+                        a.insert(k.clone(), *v);
+                        continue;
+                    };
                     match function {
-                        MetricFunction::LatestLabeled => {
-                            a.insert(k.clone(), *v);
-                        }
-                        MetricFunction::MaxLabeled => {
-                            let e = a.entry(k.clone()).or_insert(*v);
-                            *e = (*e).max(*v);
-                        }
-                        MetricFunction::MinLabeled => {
-                            let e = a.entry(k.clone()).or_insert(*v);
-                            *e = (*e).min(*v);
-                        }
-                        _ => {
-                            let e: &mut i64 = a.entry(k.clone()).or_insert(0);
-                            *e = e.wrapping_add(*v);
-                        }
+                        MetricFunction::LatestLabeled => *e = *v,
+                        MetricFunction::MaxLabeled => *e = (*e).max(*v),
+                        MetricFunction::MinLabeled => *e = (*e).min(*v),
+                        _ => *e = e.wrapping_add(*v),
                     }
                 }
             }

@@ -16,7 +16,9 @@ use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::ingest::{ingest_logs, ingest_metrics, ingest_segments};
+use crate::ingest::{
+    admit, ingest_logs, ingest_metrics, ingest_segments, record_items, record_request,
+};
 use crate::otlp::{convert_logs_request, convert_metrics_request};
 use crate::skywalking::{
     SwCommands, SwSegmentCollection, SwSegmentObject, TraceSegmentReportService,
@@ -67,10 +69,14 @@ impl MetricsService for OtlpMetricsService {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let batch = convert_metrics_request(request.get_ref());
-        ingest_metrics(&self.state, batch, "grpc")
-            .await
-            .map_err(|e| status_from_error(&e))?;
+        let result = async {
+            let _slot = admit(&self.state)?;
+            let batch = convert_metrics_request(request.get_ref());
+            ingest_metrics(&self.state, batch, "grpc").await
+        }
+        .await;
+        record_request(&self.state, "grpc", "metrics", &result);
+        result.map_err(|e| status_from_error(&e))?;
         Ok(Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -85,10 +91,14 @@ impl LogsService for OtlpLogsService {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let batch = convert_logs_request(request.into_inner());
-        ingest_logs(&self.state, batch, "grpc")
-            .await
-            .map_err(|e| status_from_error(&e))?;
+        let result = async {
+            let _slot = admit(&self.state)?;
+            let batch = convert_logs_request(request.into_inner());
+            ingest_logs(&self.state, batch, "grpc").await
+        }
+        .await;
+        record_request(&self.state, "grpc", "logs", &result);
+        result.map_err(|e| status_from_error(&e))?;
         Ok(Response::new(ExportLogsServiceResponse::default()))
     }
 }
@@ -100,50 +110,66 @@ struct SegmentReportService {
 impl SegmentReportService {
     /// Ingests the valid segments and reports the rejected ones (INVALID_ARGUMENT naming them by
     /// position), as the REST route does.
-    async fn finish(&self, batch: SegmentBatch) -> Result<Response<SwCommands>, Status> {
+    async fn finish(&self, batch: SegmentBatch) -> crate::Result<()> {
         let (segments, rejected) = batch.into_parts();
-        ingest_segments(&self.state, segments, "grpc")
-            .await
-            .map_err(|e| status_from_error(&e))?;
-        match rejected {
-            Some(e) => Err(status_from_error(&e)),
-            None => Ok(Response::new(SwCommands::default())),
+        if let Some(Error::SegmentsRejected { rejected, .. }) = &rejected {
+            record_items(&self.state, "segments", 0, rejected.len() as u64);
         }
+        ingest_segments(&self.state, segments, "grpc").await?;
+        rejected.map_or(Ok(()), Err)
+    }
+
+    /// Counts the call and turns its outcome into the reply.
+    fn answer(&self, result: crate::Result<()>) -> Result<Response<SwCommands>, Status> {
+        record_request(&self.state, "grpc", "segments", &result);
+        result
+            .map(|()| Response::new(SwCommands::default()))
+            .map_err(|e| status_from_error(&e))
     }
 }
 
 #[tonic::async_trait]
 impl TraceSegmentReportService for SegmentReportService {
     /// A broken stream (transport or decoding error) ends the call with that error; chunks
-    /// already handed to the sink stay ingested.
+    /// already handed to the sink stay ingested. The stream holds one in-flight slot until it
+    /// ends.
     async fn collect(
         &self,
         request: Request<Streaming<SwSegmentObject>>,
     ) -> Result<Response<SwCommands>, Status> {
+        let _slot = match admit(&self.state) {
+            Ok(slot) => slot,
+            Err(e) => return self.answer(Err(e)),
+        };
         let max_spans = self.state.config.max_spans_per_segment;
         let mut stream = request.into_inner();
         let mut batch = SegmentBatch::default();
         while let Some(segment) = stream.message().await? {
             batch.push(batch.total(), Ok(segment), max_spans);
             if batch.segments.len() >= STREAM_CHUNK_SEGMENTS {
-                ingest_segments(&self.state, std::mem::take(&mut batch.segments), "grpc")
-                    .await
-                    .map_err(|e| status_from_error(&e))?;
+                let chunk = std::mem::take(&mut batch.segments);
+                if let Err(e) = ingest_segments(&self.state, chunk, "grpc").await {
+                    return self.answer(Err(e));
+                }
             }
         }
-        self.finish(batch).await
+        self.answer(self.finish(batch).await)
     }
 
     async fn collect_in_sync(
         &self,
         request: Request<SwSegmentCollection>,
     ) -> Result<Response<SwCommands>, Status> {
+        let _slot = match admit(&self.state) {
+            Ok(slot) => slot,
+            Err(e) => return self.answer(Err(e)),
+        };
         let max_spans = self.state.config.max_spans_per_segment;
         let mut batch = SegmentBatch::default();
         for (index, segment) in request.into_inner().segments.into_iter().enumerate() {
             batch.push(index, Ok(segment), max_spans);
         }
-        self.finish(batch).await
+        self.answer(self.finish(batch).await)
     }
 }
 

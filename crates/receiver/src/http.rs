@@ -17,7 +17,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 
-use crate::ingest::{ingest_logs, ingest_metrics, ingest_segments};
+use crate::ingest::{
+    admit, ingest_logs, ingest_metrics, ingest_segments, record_items, record_request,
+};
 use crate::otlp::{convert_logs_request, convert_metrics_request, OtlpEncoding};
 use crate::{
     decode_segment_json, decode_segments_json, Error, ReceiverState, Result, SegmentBatch,
@@ -49,6 +51,7 @@ async fn export_metrics(
 ) -> Response {
     let result = async {
         let encoding = otlp_encoding(&headers)?;
+        let _slot = admit(&state)?;
         let batch = decode_body(&headers, body, state.config.max_body_bytes, move |bytes| {
             let request: ExportMetricsServiceRequest = encoding.decode(bytes)?;
             Ok(convert_metrics_request(&request))
@@ -58,6 +61,7 @@ async fn export_metrics(
         Ok(encoding)
     }
     .await;
+    record_request(&state, "http", "metrics", &result);
     match result {
         Ok(encoding) => success_response(encoding, &ExportMetricsServiceResponse::default()),
         Err(e) => error_response(&e),
@@ -71,6 +75,7 @@ async fn export_logs(
 ) -> Response {
     let result = async {
         let encoding = otlp_encoding(&headers)?;
+        let _slot = admit(&state)?;
         let batch = decode_body(&headers, body, state.config.max_body_bytes, move |bytes| {
             let request: ExportLogsServiceRequest = encoding.decode(bytes)?;
             Ok(convert_logs_request(request))
@@ -80,6 +85,7 @@ async fn export_logs(
         Ok(encoding)
     }
     .await;
+    record_request(&state, "http", "logs", &result);
     match result {
         Ok(encoding) => success_response(encoding, &ExportLogsServiceResponse::default()),
         Err(e) => error_response(&e),
@@ -118,12 +124,17 @@ where
 {
     let result = async {
         require_json(headers)?;
+        let _slot = admit(state)?;
         let batch = decode_body(headers, body, state.config.max_body_bytes, decode).await?;
         let (segments, rejected) = batch.into_parts();
+        if let Some(Error::SegmentsRejected { rejected, .. }) = &rejected {
+            record_items(state, "segments", 0, rejected.len() as u64);
+        }
         ingest_segments(state, segments, "http").await?;
         rejected.map_or(Ok(()), Err)
     }
     .await;
+    record_request(state, "http", "segments", &result);
     match result {
         Ok(()) => (
             [(

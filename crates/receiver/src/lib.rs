@@ -23,7 +23,8 @@ mod otlp;
 mod skywalking;
 
 pub use config::{
-    ReceiverConfig, ReceiverState, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SPANS_PER_SEGMENT,
+    Backpressure, Overload, ReceiverConfig, ReceiverState, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_INFLIGHT_REQUESTS, DEFAULT_MAX_SPANS_PER_SEGMENT,
 };
 pub use error::{Error, RejectedSegment, Result, SegmentRejection};
 pub use grpc::grpc_routes;
