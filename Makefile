@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHARED ?= ../shared
 
-.PHONY: help run build test lint fmt fmt-check bench check-rules
+.PHONY: help run build test test-crash lint fmt fmt-check bench check-rules
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ build: ## Build the release binary
 
 test: ## Run every test (unit, rule corpus, end to end); tests needing ../shared skip without it
 	$(CARGO) test --workspace --all-targets
+
+test-crash: ## kill -9 the server 25 times under load; every acknowledged request must be found once
+	SKYLARK_CRASH_KILLS=$${SKYLARK_CRASH_KILLS:-25} $(CARGO) test -p skylark-server --test crash_e2e -- --nocapture
 
 lint: ## clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

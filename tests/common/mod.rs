@@ -59,6 +59,8 @@ pub struct Server {
     child: Child,
     pub rest: u16,
     pub grpc: u16,
+    /// The admin port (`GET /metrics`).
+    pub admin: u16,
     pub data: tempfile::TempDir,
     client: reqwest::Client,
 }
@@ -67,7 +69,7 @@ impl Server {
     /// Starts the server with extra environment settings and waits until GraphQL answers.
     pub async fn start_with(env: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().expect("tempdir");
-        let (rest, grpc) = (free_port(), free_port());
+        let (rest, grpc, admin) = (free_port(), free_port(), free_port());
         let log = std::fs::File::create(data.path().join("server.log")).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_skylark"));
         cmd.current_dir(repo_root())
@@ -75,6 +77,7 @@ impl Server {
             .env("SW_CORE_REST_PORT", rest.to_string())
             .env("SW_CORE_GRPC_HOST", "127.0.0.1")
             .env("SW_CORE_GRPC_PORT", grpc.to_string())
+            .env("SW_ADMIN_PORT", admin.to_string())
             .env("SW_STORAGE_SLED_PATH", data.path().join("db"))
             .env("SW_CORE_PERSISTENT_PERIOD_MS", "500")
             .env("SKYLARK_STOP_ON_STDIN_EOF", "1")
@@ -89,6 +92,7 @@ impl Server {
             child,
             rest,
             grpc,
+            admin,
             data,
             client: reqwest::Client::new(),
         };
@@ -155,6 +159,24 @@ impl Server {
         match r {
             Ok(r) => r.json().await.unwrap_or(Value::Null),
             Err(_) => Value::Null,
+        }
+    }
+
+    /// The process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The Prometheus text at the admin port's `/metrics`.
+    pub async fn self_metrics(&self) -> String {
+        match self
+            .client
+            .get(format!("http://127.0.0.1:{}/metrics", self.admin))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
         }
     }
 

@@ -62,6 +62,53 @@ pub struct CoreConfig {
     /// Whether template mutations are allowed.
     #[serde(rename = "enableUpdateUITemplate")]
     pub enable_update_ui_template: bool,
+    /// Admin listener: Prometheus self-metrics at `GET /metrics`.
+    pub admin: Listen,
+    /// Most requests ingested at once; more are answered 503 / `UNAVAILABLE`.
+    pub max_inflight_requests: usize,
+    /// Memory budget (MiB) of metric rows aggregated between flushes: over half of it a flush
+    /// starts early, over all of it ingestion answers busy.
+    pub max_memory_mb: u64,
+    /// How often expired data is removed, in ms.
+    pub retention_sweep_ms: u64,
+    /// Log lines: `text` (human-readable) or `json`.
+    pub log_format: String,
+    /// Caps on instances, endpoints and label values.
+    pub cardinality: CardinalityConfig,
+    /// When a request is acknowledged: `sync` (once in the write-ahead log on disk) or `relaxed`.
+    pub durability: crate::durable::Durability,
+    /// How often the write-ahead log is fsynced in `relaxed` mode, in ms.
+    pub wal_flush_ms: u64,
+    /// Folder of the write-ahead log; empty means `wal/` inside the storage folder.
+    #[serde(default)]
+    pub wal_path: Option<PathBuf>,
+}
+
+/// `core.cardinality:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CardinalityConfig {
+    /// Distinct instances per service.
+    pub max_instances_per_service: usize,
+    /// Distinct endpoints per service.
+    pub max_endpoints_per_service: usize,
+    /// Distinct values of each label of each metric.
+    pub max_label_values_per_metric: usize,
+    /// `fold` (into `_other`) or `reject`.
+    pub overflow: String,
+}
+
+impl CardinalityConfig {
+    /// The caps as the guard takes them (the overflow word was checked on load).
+    pub fn limits(&self) -> crate::guards::CardinalityLimits {
+        crate::guards::CardinalityLimits {
+            max_instances_per_service: self.max_instances_per_service,
+            max_endpoints_per_service: self.max_endpoints_per_service,
+            max_label_values_per_metric: self.max_label_values_per_metric,
+            overflow: crate::guards::Overflow::parse(&self.overflow)
+                .unwrap_or(crate::guards::Overflow::Fold),
+        }
+    }
 }
 
 /// A host and port to listen on.
@@ -124,6 +171,18 @@ fn substitute(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
 }
 
 impl Config {
+    /// The write-ahead log settings.
+    pub fn durability(&self) -> crate::durable::DurabilitySettings {
+        crate::durable::DurabilitySettings {
+            mode: self.core.durability,
+            wal_flush: std::time::Duration::from_millis(self.core.wal_flush_ms),
+            wal_dir: crate::durable::wal_dir(
+                self.core.wal_path.as_deref(),
+                &self.storage.sled.path,
+            ),
+        }
+    }
+
     /// Reads the configuration from `path`, or the embedded default when `None`.
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let (origin, text) = match path {
@@ -170,6 +229,38 @@ impl Config {
         }
         if self.core.max_body_bytes == 0 {
             bail!("core.maxBodyBytes (SW_CORE_MAX_BODY_BYTES) must be positive");
+        }
+        let core = &self.core;
+        if core.wal_flush_ms == 0 {
+            bail!("core.walFlushMs (SW_CORE_WAL_FLUSH_MS) must be positive");
+        }
+        if core.max_inflight_requests == 0 {
+            bail!("core.maxInflightRequests (SW_CORE_MAX_INFLIGHT_REQUESTS) must be positive");
+        }
+        if core.max_memory_mb == 0 {
+            bail!("core.maxMemoryMb (SW_CORE_MAX_MEMORY_MB) must be positive");
+        }
+        if core.retention_sweep_ms == 0 {
+            bail!("core.retentionSweepMs (SW_CORE_RETENTION_SWEEP_MS) must be positive");
+        }
+        if !matches!(core.log_format.as_str(), "text" | "json") {
+            bail!(
+                "core.logFormat (SKYLARK_LOG_FORMAT) is '{}'; expected text or json",
+                core.log_format
+            );
+        }
+        let caps = &core.cardinality;
+        if crate::guards::Overflow::parse(&caps.overflow).is_none() {
+            bail!(
+                "core.cardinality.overflow (SW_CORE_CARDINALITY_OVERFLOW) is '{}'; expected fold or reject",
+                caps.overflow
+            );
+        }
+        if caps.max_instances_per_service == 0
+            || caps.max_endpoints_per_service == 0
+            || caps.max_label_values_per_metric == 0
+        {
+            bail!("core.cardinality caps (SW_CORE_MAX_INSTANCES_PER_SERVICE, SW_CORE_MAX_ENDPOINTS_PER_SERVICE, SW_CORE_MAX_LABEL_VALUES_PER_METRIC) must be positive");
         }
         let v = &self.core.version;
         let mut parts = v.split('.');
@@ -271,6 +362,95 @@ mod tests {
             "miniprogram-wechat,miniprogram-alipay"
         );
         assert_eq!(c.core.record_data_ttl, 3);
+        assert_eq!(c.core.admin.host, "127.0.0.1");
+        assert_eq!(c.core.admin.port, 17128);
+        assert_eq!(c.core.max_inflight_requests, 32);
+        assert_eq!(c.core.max_memory_mb, 256);
+        assert_eq!(c.core.retention_sweep_ms, 600_000);
+        assert_eq!(c.core.log_format, "text");
+        assert_eq!(
+            c.core.cardinality.limits(),
+            crate::guards::CardinalityLimits {
+                max_instances_per_service: 1000,
+                max_endpoints_per_service: 2000,
+                max_label_values_per_metric: 1000,
+                overflow: crate::guards::Overflow::Fold,
+            }
+        );
+    }
+
+    #[test]
+    fn durability_defaults_to_sync_with_the_log_beside_the_data() {
+        let c = Config::parse("test", EMBEDDED, &env_of(&[])).unwrap();
+        let d = c.durability();
+        assert_eq!(d.mode, crate::durable::Durability::Sync);
+        assert_eq!(d.wal_dir, PathBuf::from("./data/wal"));
+        let c = Config::parse(
+            "test",
+            EMBEDDED,
+            &env_of(&[
+                ("SW_CORE_DURABILITY", "relaxed"),
+                ("SW_CORE_WAL_FLUSH_MS", "50"),
+                ("SW_CORE_WAL_PATH", "/tmp/skylark-wal"),
+            ]),
+        )
+        .unwrap();
+        let d = c.durability();
+        assert_eq!(d.mode, crate::durable::Durability::Relaxed);
+        assert_eq!(d.wal_flush, std::time::Duration::from_millis(50));
+        assert_eq!(d.wal_dir, PathBuf::from("/tmp/skylark-wal"));
+        let err = Config::parse("test", EMBEDDED, &env_of(&[("SW_CORE_DURABILITY", "fast")]))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("durability"), "{err:#}");
+        let err =
+            Config::parse("test", EMBEDDED, &env_of(&[("SW_CORE_WAL_FLUSH_MS", "0")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("SW_CORE_WAL_FLUSH_MS"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn limits_are_checked_on_load() {
+        let err = Config::parse(
+            "test",
+            EMBEDDED,
+            &env_of(&[("SW_CORE_CARDINALITY_OVERFLOW", "drop")]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("SW_CORE_CARDINALITY_OVERFLOW"),
+            "{err:#}"
+        );
+        let err = Config::parse(
+            "test",
+            EMBEDDED,
+            &env_of(&[("SW_CORE_MAX_INFLIGHT_REQUESTS", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("SW_CORE_MAX_INFLIGHT_REQUESTS"),
+            "{err:#}"
+        );
+        let err =
+            Config::parse("test", EMBEDDED, &env_of(&[("SKYLARK_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(format!("{err:#}").contains("SKYLARK_LOG_FORMAT"), "{err:#}");
+        let c = Config::parse(
+            "test",
+            EMBEDDED,
+            &env_of(&[
+                ("SW_CORE_CARDINALITY_OVERFLOW", "reject"),
+                ("SW_CORE_RETENTION_SWEEP_MS", "250"),
+                ("SW_ADMIN_PORT", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.core.cardinality.limits().overflow,
+            crate::guards::Overflow::Reject
+        );
+        assert_eq!(c.core.retention_sweep_ms, 250);
+        assert_eq!(c.core.admin.port, 0);
     }
 
     #[test]

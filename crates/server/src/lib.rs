@@ -1,21 +1,24 @@
 //! The `skylark` server: wiring of receivers, rules, storage and the query API. No logic of its
 //! own beyond configuration, the write path ([`pipeline`]) and background tasks.
 
+pub mod admin;
 pub mod config;
+pub mod durable;
+pub mod guards;
 pub mod pipeline;
+pub mod retention;
+pub mod wal;
 
 use anyhow::{Context, Result};
 use config::Config;
 use pipeline::{Clock, Pipeline};
+use skylark_core::telemetry::{Telemetry, STORAGE_FLUSHES_TOTAL, STORAGE_FLUSH_DURATION_SECONDS};
 use skylark_core::MetricCatalog;
 use skylark_storage::{RetentionPolicy, SledConfig, SledStorage, Storage};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How often expired rows are swept.
-const RETENTION_SWEEP: Duration = Duration::from_secs(600);
+use std::time::{Duration, Instant};
 
 /// Loads every configured rule file; a bad file fails naming its file:line:col.
 pub fn load_rules(config: &Config) -> Result<pipeline::Rules> {
@@ -47,25 +50,47 @@ pub async fn serve(
         )
     })?;
     let storage: Arc<dyn Storage> = Arc::new(sled);
-
-    let pipeline = Arc::new(Pipeline::new(
-        rules,
-        storage.clone(),
-        config.core.metrics_data_ttl,
-        config.core.record_data_ttl,
-        clock.clone(),
+    let telemetry = Arc::new(Telemetry::new());
+    let guard = Arc::new(guards::CardinalityGuard::new(
+        config.core.cardinality.limits(),
+        &telemetry,
     ));
+    guard
+        .seed(storage.as_ref())
+        .context("cannot count the stored entities")?;
+    let budget = Arc::new(guards::MemoryBudget::new(
+        storage.clone(),
+        config.core.max_memory_mb,
+        telemetry.clone(),
+    ));
+
+    let pipeline = Arc::new(
+        Pipeline::new(
+            rules,
+            storage.clone(),
+            config.core.metrics_data_ttl,
+            config.core.record_data_ttl,
+            clock.clone(),
+        )
+        .with_cardinality_guard(guard),
+    );
     let catalog = Arc::new(MetricCatalog::new());
     for def in pipeline.definitions() {
         catalog.register(def).map_err(anyhow::Error::msg)?;
     }
-    let receiver_state = skylark_receiver::ReceiverState {
-        sink: pipeline.clone(),
-        config: skylark_receiver::ReceiverConfig {
+    // Replays the write-ahead log before anything listens, so queries see every acknowledged write.
+    let (durable, _) = durable::DurableSink::start(pipeline.clone(), &config.durability())?;
+    let durable = Arc::new(durable);
+    let receiver_state = skylark_receiver::ReceiverState::new(
+        durable.clone(),
+        skylark_receiver::ReceiverConfig {
             max_body_bytes: config.core.max_body_bytes,
+            max_inflight_requests: config.core.max_inflight_requests,
             ..Default::default()
         },
-    };
+    )
+    .with_telemetry(telemetry.clone())
+    .with_backpressure(budget.clone());
 
     let templates = skylark_query::UiTemplates::load(&config.core.ui_templates_path)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -98,7 +123,18 @@ pub async fn serve(
     let grpc = tokio::net::TcpListener::bind(grpc_addr)
         .await
         .with_context(|| format!("cannot listen on {grpc_addr}"))?;
-    tracing::info!(rest = %rest.local_addr()?, grpc = %grpc.local_addr()?, "skylark is listening");
+    let admin_addr: SocketAddr = format!("{}:{}", config.core.admin.host, config.core.admin.port)
+        .parse()
+        .with_context(|| "core.admin.host/port do not form a socket address")?;
+    let admin_listener = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {admin_addr} (admin, SW_ADMIN_PORT)"))?;
+    tracing::info!(
+        rest = %rest.local_addr()?,
+        grpc = %grpc.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        "skylark is listening"
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -109,49 +145,66 @@ pub async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let flush_storage = storage.clone();
+    let flush_storage = durable.clone();
     let period = Duration::from_millis(config.core.persistent_period_ms);
     let mut flush_stop = stop_rx.clone();
+    let flush_budget = budget.clone();
+    let flush_telemetry = telemetry.clone();
     let flusher = tokio::spawn(async move {
+        let duration = flush_telemetry.histogram(STORAGE_FLUSH_DURATION_SECONDS, &[]);
         let mut tick = tokio::time::interval(period);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
+            // Over half the memory budget, the flush starts before its period.
+            let trigger = tokio::select! {
+                _ = tick.tick() => "period",
+                _ = flush_budget.flush_requested() => "pressure",
                 _ = flush_stop.wait_for(|s| *s) => break,
-            }
+            };
             let s = flush_storage.clone();
-            match tokio::task::spawn_blocking(move || s.flush()).await {
-                Ok(Err(e)) => tracing::error!(error = %e, "persisting metrics failed"),
-                Err(e) => tracing::error!(error = %e, "persist task failed"),
-                Ok(Ok(())) => {}
-            }
+            let started = Instant::now();
+            let outcome = match tokio::task::spawn_blocking(move || s.persist()).await {
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "persisting metrics failed");
+                    "error"
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "persist task failed");
+                    "error"
+                }
+                Ok(Ok(())) => "ok",
+            };
+            duration.observe(started.elapsed());
+            flush_telemetry
+                .counter(
+                    STORAGE_FLUSHES_TOTAL,
+                    &[("trigger", trigger), ("outcome", outcome)],
+                )
+                .inc();
         }
     });
 
-    let sweep_storage = storage.clone();
     let policy = RetentionPolicy {
         metrics_days: config.core.metrics_data_ttl,
         records_days: config.core.record_data_ttl,
     };
-    let sweep_clock = clock.clone();
-    let mut sweep_stop = stop_rx.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RETENTION_SWEEP);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = sweep_stop.wait_for(|s| *s) => break,
-            }
-            let s = sweep_storage.clone();
-            let now = sweep_clock();
-            match tokio::task::spawn_blocking(move || s.remove_expired(&policy, now)).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired rows removed"),
-                Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
-                _ => {}
-            }
-        }
-    });
+    retention::spawn_sweeper(
+        storage.clone(),
+        policy,
+        clock.clone(),
+        Duration::from_millis(config.core.retention_sweep_ms),
+        telemetry.clone(),
+        stop_rx.clone(),
+    );
 
+    let admin_server = axum::serve(
+        admin_listener,
+        admin::router(admin::AdminState {
+            telemetry: telemetry.clone(),
+            storage: storage.clone(),
+            data_path: config.storage.sled.path.clone(),
+        }),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
     let http = axum::serve(rest, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let grpc_server = tonic::transport::Server::builder()
         .add_routes(skylark_receiver::grpc_routes(receiver_state))
@@ -159,12 +212,24 @@ pub async fn serve(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             stopped(stop_rx.clone()),
         );
-    let (h, g) = tokio::join!(http, grpc_server);
-    h.context("REST server failed")?;
-    g.context("gRPC server failed")?;
+    // Connections still open (a gRPC stream, a slow upload) get a grace period, then are
+    // dropped unanswered so that the persist below still ends within the 5 s shutdown promise.
+    let mut grace_stop = stop_rx.clone();
+    let grace = async move {
+        let _ = grace_stop.wait_for(|s| *s).await;
+        tokio::time::sleep(durable::SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        (h, g, a) = async { tokio::join!(http, grpc_server, admin_server) } => {
+            h.context("REST server failed")?;
+            g.context("gRPC server failed")?;
+            a.context("admin server failed")?;
+        }
+        _ = grace => tracing::warn!("connections still open after the shutdown grace period were dropped"),
+    }
 
     let _ = flusher.await;
-    tokio::task::spawn_blocking(move || storage.flush())
+    tokio::task::spawn_blocking(move || durable.shutdown())
         .await
         .context("final persist task failed")??;
     tracing::info!("skylark stopped; everything aggregated was persisted");

@@ -1,10 +1,11 @@
-//! The write path: decoded data → rules → storage. This is the one place every acknowledged
-//! request passes through, so a write-ahead log can later sit at its entry.
+//! The write path: decoded data → rules → storage. Each request is first *prepared* (rules run,
+//! nothing stored) into [`Effects`], then written; the durable sink (`durable`) puts a
+//! write-ahead log between the two.
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    HistogramGroup, IngestError, IngestReport, IngestSink, Labels, Layer, LogData, MeterEntity,
-    MeterValue, MetricBatch, MetricDefinition, MetricEmission, MetricFunction, SampleFamilies,
-    Scope, Segment, SegmentRecord, SpanType, Step, TimeBucket,
+    HistogramGroup, IngestError, IngestReport, IngestSink, Labels, Layer, LogData, LogRecord,
+    MeterEntity, MeterValue, MetricBatch, MetricDefinition, MetricEmission, MetricFunction,
+    SampleFamilies, Scope, Segment, SegmentRecord, SpanType, Step, TimeBucket,
 };
 use skylark_lal::LalEngine;
 use skylark_mal::{EvalContext, RuleSet, TimeUnit};
@@ -96,6 +97,8 @@ pub struct Pipeline {
     metrics_ttl_ms: i64,
     records_ttl_ms: i64,
     clock: Clock,
+    /// Caps on instances, endpoints and label values, applied to what the rules produced.
+    guard: Option<Arc<crate::guards::CardinalityGuard>>,
 }
 
 fn internal(e: impl std::fmt::Display) -> IngestError {
@@ -118,6 +121,21 @@ impl Pipeline {
             metrics_ttl_ms: i64::from(metrics_ttl_days) * 86_400_000,
             records_ttl_ms: i64::from(records_ttl_days) * 86_400_000,
             clock,
+            guard: None,
+        }
+    }
+
+    /// The same pipeline with cardinality caps on the entities and labels it produces.
+    pub fn with_cardinality_guard(mut self, guard: Arc<crate::guards::CardinalityGuard>) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Folds or drops instances, endpoints and label values past their caps (the one place
+    /// entities and labels are materialized, so MAL and storage stay generic).
+    fn guard(&self, effects: &mut Effects) {
+        if let Some(guard) = &self.guard {
+            guard.apply(&mut effects.emissions, &mut effects.traffic);
         }
     }
 
@@ -187,12 +205,28 @@ impl Pipeline {
 
     /// Writes what a request produced; record writes are synchronous (fsync), so they run on the
     /// blocking pool.
-    async fn write(
-        &self,
-        emissions: Vec<MetricEmission>,
-        traffic: Vec<Traffic>,
-        now_ms: i64,
-    ) -> Result<(), IngestError> {
+    async fn write(&self, effects: Effects) -> Result<(), IngestError> {
+        let Effects {
+            now_ms,
+            emissions,
+            traffic,
+            logs,
+            segments,
+        } = effects;
+        if !logs.is_empty() {
+            let storage = self.storage.clone();
+            tokio::task::spawn_blocking(move || storage.write_logs(logs))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        }
+        if !segments.is_empty() {
+            let storage = self.storage.clone();
+            tokio::task::spawn_blocking(move || storage.write_segments(segments))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        }
         if !emissions.is_empty() {
             self.storage.write_metrics(emissions).map_err(internal)?;
         }
@@ -257,33 +291,43 @@ impl Pipeline {
     }
 }
 
-#[async_trait::async_trait]
-impl IngestSink for Pipeline {
-    async fn ingest_metrics(&self, batch: MetricBatch) -> Result<IngestReport, IngestError> {
-        let now_ms = (self.clock)();
+impl Pipeline {
+    /// "Now" by the pipeline's clock, in epoch ms.
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// The storage the pipeline writes to.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Runs one metrics request through the rules as of `now_ms`, touching no storage. The same
+    /// input and `now_ms` always give the same effects, which is what makes replay exact.
+    pub fn prepare_metrics(&self, batch: MetricBatch, now_ms: i64) -> (IngestReport, Effects) {
         let mut report = IngestReport {
             accepted: 0,
             rejected: batch.skipped_points,
         };
-        let (mut emissions, mut traffic) = (Vec::new(), Vec::new());
+        let mut effects = Effects::at(now_ms);
         for families in batch.resources {
             self.run_mal(
                 &self.rules.otel,
                 families,
                 now_ms,
                 &mut report,
-                &mut emissions,
-                &mut traffic,
+                &mut effects.emissions,
+                &mut effects.traffic,
             );
         }
-        self.write(emissions, traffic, now_ms).await?;
-        Ok(report)
+        self.guard(&mut effects);
+        (report, effects)
     }
 
-    async fn ingest_logs(&self, logs: Vec<LogData>) -> Result<IngestReport, IngestError> {
-        let now_ms = (self.clock)();
+    /// Runs one logs request through LAL and the log-MAL rules as of `now_ms`.
+    pub fn prepare_logs(&self, logs: Vec<LogData>, now_ms: i64) -> (IngestReport, Effects) {
         let mut report = IngestReport::default();
-        let (mut records, mut emissions, mut traffic) = (Vec::new(), Vec::new(), Vec::new());
+        let mut effects = Effects::at(now_ms);
         let mut samples = IngestReport::default();
         for log in logs {
             // Time 0 means "now" (LAL substitutes it); anything else must be within retention.
@@ -293,34 +337,27 @@ impl IngestSink for Pipeline {
             }
             report.accepted += 1;
             let out = self.rules.lal.process_at(log, now_ms);
-            records.extend(out.records);
-            traffic.extend(out.traffic);
+            effects.logs.extend(out.records);
+            effects.traffic.extend(out.traffic);
             for families in out.samples {
                 self.run_mal(
                     &self.rules.log_mal,
                     families,
                     now_ms,
                     &mut samples,
-                    &mut emissions,
-                    &mut traffic,
+                    &mut effects.emissions,
+                    &mut effects.traffic,
                 );
             }
         }
-        if !records.is_empty() {
-            let storage = self.storage.clone();
-            tokio::task::spawn_blocking(move || storage.write_logs(records))
-                .await
-                .map_err(internal)?
-                .map_err(internal)?;
-        }
-        self.write(emissions, traffic, now_ms).await?;
-        Ok(report)
+        self.guard(&mut effects);
+        (report, effects)
     }
 
-    async fn ingest_segments(&self, segments: Vec<Segment>) -> Result<IngestReport, IngestError> {
-        let now_ms = (self.clock)();
+    /// Turns one segments request into records and relation metrics as of `now_ms`.
+    pub fn prepare_segments(&self, segments: Vec<Segment>, now_ms: i64) -> (IngestReport, Effects) {
         let mut report = IngestReport::default();
-        let (mut records, mut emissions) = (Vec::new(), Vec::new());
+        let mut effects = Effects::at(now_ms);
         for segment in segments {
             // OAP ignores segments without spans.
             let Some(record) = SegmentRecord::from_segment(&segment) else {
@@ -332,18 +369,56 @@ impl IngestSink for Pipeline {
                 continue;
             }
             report.accepted += 1;
-            self.relation_emissions(&segment, &mut emissions);
-            records.push(record);
-        }
-        if !records.is_empty() {
-            let storage = self.storage.clone();
-            tokio::task::spawn_blocking(move || storage.write_segments(records))
-                .await
-                .map_err(internal)?
-                .map_err(internal)?;
+            self.relation_emissions(&segment, &mut effects.emissions);
+            effects.segments.push(record);
         }
         // Segments register no entities: a mini-program keeps exactly its MAL/LAL layer.
-        self.write(emissions, Vec::new(), now_ms).await?;
+        self.guard(&mut effects);
+        (report, effects)
+    }
+}
+
+/// What one request makes storage do, as the rules computed it.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// The time the request was processed at (traffic pings use it).
+    pub now_ms: i64,
+    /// Metric emissions to aggregate.
+    pub emissions: Vec<MetricEmission>,
+    /// Entities seen.
+    pub traffic: Vec<Traffic>,
+    /// Log records to store.
+    pub logs: Vec<LogRecord>,
+    /// Segment records to store.
+    pub segments: Vec<SegmentRecord>,
+}
+
+impl Effects {
+    fn at(now_ms: i64) -> Self {
+        Effects {
+            now_ms,
+            ..Effects::default()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl IngestSink for Pipeline {
+    async fn ingest_metrics(&self, batch: MetricBatch) -> Result<IngestReport, IngestError> {
+        let (report, effects) = self.prepare_metrics(batch, self.now_ms());
+        self.write(effects).await?;
+        Ok(report)
+    }
+
+    async fn ingest_logs(&self, logs: Vec<LogData>) -> Result<IngestReport, IngestError> {
+        let (report, effects) = self.prepare_logs(logs, self.now_ms());
+        self.write(effects).await?;
+        Ok(report)
+    }
+
+    async fn ingest_segments(&self, segments: Vec<Segment>) -> Result<IngestReport, IngestError> {
+        let (report, effects) = self.prepare_segments(segments, self.now_ms());
+        self.write(effects).await?;
         Ok(report)
     }
 }

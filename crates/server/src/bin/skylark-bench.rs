@@ -1,6 +1,7 @@
 //! `make bench`: ingest through the whole path against decode-only of the same bodies, measured
 //! in one run, for each signal: OTLP metrics (protobuf), OTLP logs (protobuf) and SkyWalking
-//! segments (JSON); plus an in-process metrics stage (no HTTP) and the server's RSS.
+//! segments (JSON); plus an in-process metrics stage (no HTTP), the server's RSS, and the
+//! end-to-end stages again with `SW_CORE_DURABILITY=relaxed` to show what `sync` costs.
 //!
 //! usage: skylark-bench --server PATH --fixtures DIR [--seconds N] [--concurrency N]
 use anyhow::{bail, Context, Result};
@@ -367,6 +368,72 @@ async fn end_to_end(
     })
 }
 
+/// The end-to-end stages against a fresh server started with `SW_CORE_DURABILITY=mode`.
+fn stages_with_durability(args: &Args, workloads: &[Workload], mode: &str) -> Result<Vec<Stage>> {
+    let data = tempfile::tempdir()?;
+    let (rest, grpc, admin) = (free_port()?, free_port()?, free_port()?);
+    let mut child = Command::new(&args.server)
+        .env("SW_CORE_REST_HOST", "127.0.0.1")
+        .env("SW_CORE_REST_PORT", rest.to_string())
+        .env("SW_CORE_GRPC_HOST", "127.0.0.1")
+        .env("SW_CORE_GRPC_PORT", grpc.to_string())
+        .env("SW_ADMIN_HOST", "127.0.0.1")
+        .env("SW_ADMIN_PORT", admin.to_string())
+        .env("SW_STORAGE_SLED_PATH", data.path().join("db"))
+        .env("SW_CORE_DURABILITY", mode)
+        .env("SKYLARK_STOP_ON_STDIN_EOF", "1")
+        .env("SKYLARK_LOG", "warn")
+        .stdin(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", args.server.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{rest}");
+        let ready = Instant::now();
+        while client
+            .post(format!("{base}/graphql"))
+            .json(&serde_json::json!({"query": "{ version }"}))
+            .send()
+            .await
+            .is_err()
+        {
+            if ready.elapsed() > Duration::from_secs(30) {
+                bail!("server ({mode} durability) did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut stages = Vec::new();
+        for w in workloads {
+            stages.push(end_to_end(&client, &base, w, args.seconds, args.concurrency).await?);
+        }
+        Ok(stages)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// Prints what acknowledging only after the write-ahead-log fsync (`sync`, the default the
+/// main run used) costs against acknowledging before it (`relaxed`).
+fn print_durability_cost(workloads: &[Workload], sync: &[Stage], relaxed: &[Stage]) {
+    println!();
+    println!("| signal | sync (default) items/s | relaxed items/s | sync / relaxed |");
+    println!("|---|---|---|---|");
+    for ((w, s), r) in workloads.iter().zip(sync).zip(relaxed) {
+        let (si, ri) = (s.items as f64 / s.secs, r.items as f64 / r.secs);
+        println!(
+            "| {} ({}) | {si:.0} | {ri:.0} | {:.3} |",
+            w.signal.path(),
+            w.signal.unit(),
+            si / ri
+        );
+    }
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
     let workloads = [
@@ -479,5 +546,7 @@ fn main() -> Result<()> {
         idle_rss as f64 / 1024.0,
         peak_rss as f64 / 1024.0
     );
+    let relaxed = stages_with_durability(&args, &workloads, "relaxed")?;
+    print_durability_cost(&workloads, &stages, &relaxed);
     Ok(())
 }

@@ -1,0 +1,832 @@
+//! Acknowledged means durable: the [`DurableSink`] puts the write-ahead log ([`crate::wal`])
+//! between the rules and storage.
+//!
+//! A request is prepared (rules run, nothing stored), its decoded input is appended to the log
+//! under the next sequence number, and the group of requests waiting at that moment is fsynced
+//! once (group commit). Only then are the group's effects written to storage, in sequence order,
+//! and the requests answered. Storage keeps "applied through seq N" marks in the same batches as
+//! the data (`Storage::write_*_through`), so on start the log is replayed from the marks: entries
+//! whose effects were persisted are not applied twice. Once a flush has stored everything up to
+//! a mark, the segments below it are deleted.
+//!
+//! Two threads do the ordered work so that the fsync of one group overlaps the storage writes of
+//! the previous one: the log writer (append + fsync) and the applier (storage writes + answers).
+use crate::pipeline::{Effects, Pipeline};
+use crate::wal::Wal;
+use serde::{Deserialize, Serialize};
+use skylark_core::{IngestError, IngestReport, IngestSink, LogData, MetricBatch, Segment};
+use skylark_storage::{AppliedSeqs, Storage};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A group never holds more requests than this, so one slow fsync cannot make a huge batch.
+const MAX_GROUP_REQUESTS: usize = 2048;
+
+/// Nor more payload bytes than this.
+const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
+
+/// How long a shutdown waits for open connections before dropping them, leaving the rest of the
+/// 5 s shutdown promise to persisting.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// When a request is acknowledged (`core.durability`, `SW_CORE_DURABILITY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// After the request is in the log on disk (fsync).
+    Sync,
+    /// Before the fsync; the log is fsynced every `wal_flush` instead, so a machine crash can
+    /// lose that much acknowledged data (a process crash loses none: the data is in the OS).
+    Relaxed,
+}
+
+/// How the durable sink runs.
+#[derive(Debug, Clone)]
+pub struct DurabilitySettings {
+    /// When requests are acknowledged.
+    pub mode: Durability,
+    /// How often the log is fsynced in [`Durability::Relaxed`] mode.
+    pub wal_flush: Duration,
+    /// The log's folder.
+    pub wal_dir: PathBuf,
+}
+
+/// One request as the log keeps it: the decoded input and the time it was processed at, which
+/// is all the rules need to compute the same effects again.
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    now_ms: i64,
+    request: RequestRef<'a>,
+}
+
+#[derive(Serialize)]
+enum RequestRef<'a> {
+    Metrics(&'a MetricBatch),
+    Logs(&'a [LogData]),
+    Segments(&'a [Segment]),
+}
+
+/// [`EntryRef`] read back (same encoding).
+#[derive(Deserialize)]
+struct Entry {
+    now_ms: i64,
+    request: Request,
+}
+
+#[derive(Deserialize)]
+enum Request {
+    Metrics(MetricBatch),
+    Logs(Vec<LogData>),
+    Segments(Vec<Segment>),
+}
+
+fn encode(entry: &EntryRef<'_>) -> Result<Vec<u8>, IngestError> {
+    bincode::serialize(entry)
+        .map_err(|e| IngestError::Internal(format!("cannot encode the log entry: {e}")))
+}
+
+/// The answer a request waits for.
+type Answer = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// A request on its way through the log.
+struct Job {
+    payload: Vec<u8>,
+    effects: Effects,
+    answer: Answer,
+}
+
+enum Command {
+    Append(Job),
+    /// Delete segments wholly at or below this sequence number.
+    RemoveThrough(u64),
+}
+
+/// A group the log writer made durable (or, in relaxed mode, wrote), in sequence order.
+struct Group {
+    jobs: Vec<(u64, Job)>,
+}
+
+/// State the sink and its threads share.
+struct Shared {
+    storage: Arc<dyn Storage>,
+    /// Set when the log or storage failed: entries and marks may disagree from then on, so every
+    /// later request is refused until a restart replays the log.
+    failed: AtomicBool,
+}
+
+impl Shared {
+    fn fail(&self, what: &str, error: &dyn std::fmt::Display) -> String {
+        self.failed.store(true, Ordering::SeqCst);
+        tracing::error!(%error, "{what} failed; ingestion is refused until skylark restarts and replays the write-ahead log");
+        format!("{what} failed: {error}")
+    }
+}
+
+struct Threads {
+    commands: Sender<Command>,
+    writer: std::thread::JoinHandle<Wal>,
+    applier: std::thread::JoinHandle<()>,
+}
+
+/// The [`IngestSink`] that acknowledges only what the write-ahead log holds.
+pub struct DurableSink {
+    pipeline: Arc<Pipeline>,
+    shared: Arc<Shared>,
+    threads: parking_lot::Mutex<Option<Threads>>,
+    mode: Durability,
+}
+
+/// What start-up replay did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplayReport {
+    /// Entries found in the log.
+    pub entries: u64,
+    /// Entries whose effects (some or all) were applied again.
+    pub applied: u64,
+    /// Entries that could not be decoded (skipped).
+    pub undecodable: u64,
+    /// The marks storage held before the replay.
+    pub marks: AppliedSeqs,
+}
+
+/// Writes the effects of entry `seq` that storage has not stored yet (`marks` say which).
+/// Traffic goes before the metrics mark so a flush that takes the mark takes the traffic too.
+fn apply_entry(
+    storage: &dyn Storage,
+    seq: u64,
+    effects: Effects,
+    marks: &AppliedSeqs,
+) -> skylark_storage::Result<()> {
+    if seq > marks.logs && !effects.logs.is_empty() {
+        storage.write_logs_through(seq, effects.logs)?;
+    }
+    if seq > marks.segments && !effects.segments.is_empty() {
+        storage.write_segments_through(seq, effects.segments)?;
+    }
+    if seq > marks.metrics {
+        if !effects.traffic.is_empty() {
+            storage.write_traffic(effects.traffic, effects.now_ms)?;
+        }
+        storage.write_metrics_through(seq, effects.emissions)?;
+    }
+    Ok(())
+}
+
+/// Replays the log into storage from its marks and flushes; returns what it did and the highest
+/// sequence number in use.
+fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)> {
+    let storage = pipeline.storage().as_ref();
+    let marks = storage.applied_seqs()?;
+    let floor = marks.metrics.min(marks.logs).min(marks.segments);
+    let mut report = ReplayReport {
+        marks,
+        ..ReplayReport::default()
+    };
+    let mut failure = None;
+    wal.replay(&mut |seq, payload| {
+        report.entries += 1;
+        if seq <= floor || failure.is_some() {
+            return;
+        }
+        let entry: Entry = match bincode::deserialize(payload) {
+            Ok(entry) => entry,
+            Err(error) => {
+                tracing::error!(seq, %error, "write-ahead log entry cannot be decoded; skipped");
+                report.undecodable += 1;
+                return;
+            }
+        };
+        let needed = match &entry.request {
+            Request::Metrics(_) => seq > marks.metrics,
+            Request::Logs(_) => seq > marks.metrics.min(marks.logs),
+            Request::Segments(_) => seq > marks.metrics.min(marks.segments),
+        };
+        if !needed {
+            return;
+        }
+        let (_, effects) = match entry.request {
+            Request::Metrics(batch) => pipeline.prepare_metrics(batch, entry.now_ms),
+            Request::Logs(logs) => pipeline.prepare_logs(logs, entry.now_ms),
+            Request::Segments(segments) => pipeline.prepare_segments(segments, entry.now_ms),
+        };
+        match apply_entry(storage, seq, effects, &marks) {
+            Ok(()) => report.applied += 1,
+            Err(error) => failure = Some((seq, error)),
+        }
+    })?;
+    if let Some((seq, error)) = failure {
+        anyhow::bail!("replaying write-ahead log entry {seq} into storage failed: {error}");
+    }
+    storage.flush()?;
+    let last = wal
+        .last_seq()
+        .unwrap_or(0)
+        .max(marks.metrics)
+        .max(marks.logs)
+        .max(marks.segments);
+    Ok((report, last))
+}
+
+impl DurableSink {
+    /// Opens the log, replays it into storage, flushes, deletes the replayed segments and starts
+    /// the writer threads. Fails (refusing to start) when the log cannot be read or replayed.
+    pub fn start(
+        pipeline: Arc<Pipeline>,
+        settings: &DurabilitySettings,
+    ) -> anyhow::Result<(DurableSink, ReplayReport)> {
+        let started = Instant::now();
+        let mut wal = Wal::open(&settings.wal_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the write-ahead log in {}: {e}",
+                settings.wal_dir.display()
+            )
+        })?;
+        let (report, last) = replay(&pipeline, &wal)?;
+        wal.remove_through(last)?;
+        tracing::info!(
+            entries = report.entries,
+            applied = report.applied,
+            undecodable = report.undecodable,
+            next_seq = last + 1,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            mode = ?settings.mode,
+            "write-ahead log replayed"
+        );
+        let shared = Arc::new(Shared {
+            storage: pipeline.storage().clone(),
+            failed: AtomicBool::new(false),
+        });
+        let (commands, command_rx) = mpsc::channel();
+        let (groups, group_rx) = mpsc::channel();
+        let writer = {
+            let (shared, mode, flush) = (shared.clone(), settings.mode, settings.wal_flush);
+            std::thread::Builder::new()
+                .name("skylark-wal".into())
+                .spawn(move || write_log(wal, last + 1, command_rx, groups, mode, flush, &shared))?
+        };
+        let applier = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("skylark-apply".into())
+                .spawn(move || apply_groups(group_rx, &shared))?
+        };
+        Ok((
+            DurableSink {
+                pipeline,
+                shared,
+                threads: parking_lot::Mutex::new(Some(Threads {
+                    commands,
+                    writer,
+                    applier,
+                })),
+                mode: settings.mode,
+            },
+            report,
+        ))
+    }
+
+    /// The acknowledgement mode.
+    pub fn mode(&self) -> Durability {
+        self.mode
+    }
+
+    /// Persists aggregated metrics and deletes the log segments the stored marks cover (the
+    /// periodic persist; blocking).
+    pub fn persist(&self) -> anyhow::Result<()> {
+        let storage = &self.shared.storage;
+        storage.flush()?;
+        let marks = storage.applied_seqs()?;
+        // Entries are applied in order and records are written before the metrics mark moves,
+        // so everything at or below the metrics mark is stored.
+        if let Some(threads) = self.threads.lock().as_ref() {
+            let _ = threads.commands.send(Command::RemoveThrough(marks.metrics));
+        }
+        Ok(())
+    }
+
+    /// Stops taking requests, waits until every logged request is applied, persists everything
+    /// and empties the log (blocking). Later requests are refused.
+    pub fn shutdown(&self) -> anyhow::Result<()> {
+        let Some(threads) = self.threads.lock().take() else {
+            return Ok(());
+        };
+        drop(threads.commands);
+        let wal = threads
+            .writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the write-ahead log thread panicked"))?;
+        threads
+            .applier
+            .join()
+            .map_err(|_| anyhow::anyhow!("the storage apply thread panicked"))?;
+        let storage = &self.shared.storage;
+        storage.flush()?;
+        let marks = storage.applied_seqs()?;
+        let mut wal = wal;
+        if !self.shared.failed.load(Ordering::SeqCst) {
+            wal.remove_through(marks.metrics)?;
+        }
+        tracing::info!(
+            applied_through = marks.metrics,
+            "write-ahead log closed; everything acknowledged is in storage"
+        );
+        Ok(())
+    }
+
+    async fn submit(&self, payload: Vec<u8>, effects: Effects) -> Result<(), IngestError> {
+        if self.shared.failed.load(Ordering::SeqCst) {
+            return Err(IngestError::Internal(
+                "the write-ahead log failed; restart skylark".into(),
+            ));
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job = Job {
+            payload,
+            effects,
+            answer,
+        };
+        let sent = match self.threads.lock().as_ref() {
+            Some(threads) => threads.commands.send(Command::Append(job)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(IngestError::Busy("skylark is shutting down".into()));
+        }
+        match answered.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(IngestError::Internal(message)),
+            Err(_) => Err(IngestError::Internal(
+                "the write-ahead log stopped before answering".into(),
+            )),
+        }
+    }
+}
+
+/// The log writer: appends each group, fsyncs it once (sync mode) and hands it to the applier.
+fn write_log(
+    mut wal: Wal,
+    mut next_seq: u64,
+    commands: Receiver<Command>,
+    groups: Sender<Group>,
+    mode: Durability,
+    flush_every: Duration,
+    shared: &Shared,
+) -> Wal {
+    let mut last_sync = Instant::now();
+    let mut unsynced = false;
+    loop {
+        let first = match mode {
+            Durability::Sync => commands.recv().ok(),
+            Durability::Relaxed => {
+                let wait = flush_every.saturating_sub(last_sync.elapsed());
+                match commands.recv_timeout(wait) {
+                    Ok(command) => Some(command),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if unsynced {
+                            if let Err(e) = wal.sync() {
+                                shared.fail("fsync of the write-ahead log", &e);
+                            }
+                            unsynced = false;
+                        }
+                        last_sync = Instant::now();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => None,
+                }
+            }
+        };
+        let Some(first) = first else { break };
+        let mut jobs: Vec<(u64, Job)> = Vec::new();
+        let mut remove_through = None;
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Append(job) => {
+                    bytes += job.payload.len();
+                    jobs.push((0, job));
+                }
+                Command::RemoveThrough(seq) => remove_through = Some(seq),
+            }
+            if jobs.len() < MAX_GROUP_REQUESTS && bytes < MAX_GROUP_BYTES {
+                next = commands.try_recv().ok();
+            }
+        }
+        if shared.failed.load(Ordering::SeqCst) {
+            for (_, job) in jobs {
+                let _ = job
+                    .answer
+                    .send(Err("the write-ahead log failed earlier".into()));
+            }
+            continue;
+        }
+        let mut result = Ok(());
+        for (seq, job) in jobs.iter_mut() {
+            *seq = next_seq;
+            next_seq += 1;
+            result = wal.append(*seq, &job.payload);
+            if result.is_err() {
+                break;
+            }
+            // The payload is on its way to disk; the applier needs only the effects.
+            job.payload = Vec::new();
+        }
+        if !jobs.is_empty() && result.is_ok() {
+            result = match mode {
+                Durability::Sync => wal.sync(),
+                Durability::Relaxed => {
+                    unsynced = true;
+                    if last_sync.elapsed() >= flush_every {
+                        last_sync = Instant::now();
+                        unsynced = false;
+                        wal.sync()
+                    } else {
+                        wal.flush()
+                    }
+                }
+            };
+        }
+        if let Err(error) = result {
+            let message = shared.fail("writing the write-ahead log", &error);
+            for (_, job) in jobs {
+                let _ = job.answer.send(Err(message.clone()));
+            }
+            continue;
+        }
+        if !jobs.is_empty() && groups.send(Group { jobs }).is_err() {
+            break;
+        }
+        if let Some(seq) = remove_through {
+            match wal.remove_through(seq) {
+                Ok(removed) if removed > 0 => {
+                    tracing::debug!(removed, through = seq, "write-ahead log segments deleted")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "deleting write-ahead log segments failed"),
+            }
+        }
+    }
+    if let Err(e) = wal.sync() {
+        shared.fail("fsync of the write-ahead log", &e);
+    }
+    wal
+}
+
+/// The applier: writes each group's effects in sequence order, then answers its requests.
+fn apply_groups(groups: Receiver<Group>, shared: &Shared) {
+    while let Ok(mut group) = groups.recv() {
+        if shared.failed.load(Ordering::SeqCst) {
+            for (_, job) in group.jobs {
+                let _ = job.answer.send(Err("storage failed earlier".into()));
+            }
+            continue;
+        }
+        let answer = apply_group(shared.storage.as_ref(), &mut group)
+            .map_err(|error| shared.fail("writing to storage", &error));
+        for (_, job) in group.jobs {
+            let _ = job.answer.send(answer.clone());
+        }
+    }
+}
+
+/// Writes a group with one batch per kind: all its logs, all its segments (each batch carrying
+/// the group's last sequence number as its mark), its traffic, then all its emissions with the
+/// metrics mark.
+fn apply_group(storage: &dyn Storage, group: &mut Group) -> skylark_storage::Result<()> {
+    let last = group.jobs.last().map(|(seq, _)| *seq).unwrap_or(0);
+    let (mut logs, mut segments, mut emissions) = (Vec::new(), Vec::new(), Vec::new());
+    let mut traffic = Vec::new();
+    for (_, job) in &mut group.jobs {
+        let effects = std::mem::take(&mut job.effects);
+        logs.extend(effects.logs);
+        segments.extend(effects.segments);
+        emissions.extend(effects.emissions);
+        if !effects.traffic.is_empty() {
+            traffic.push((effects.traffic, effects.now_ms));
+        }
+    }
+    if !logs.is_empty() {
+        storage.write_logs_through(last, logs)?;
+    }
+    if !segments.is_empty() {
+        storage.write_segments_through(last, segments)?;
+    }
+    for (entities, now_ms) in traffic {
+        storage.write_traffic(entities, now_ms)?;
+    }
+    storage.write_metrics_through(last, emissions)
+}
+
+#[async_trait::async_trait]
+impl IngestSink for DurableSink {
+    async fn ingest_metrics(&self, batch: MetricBatch) -> Result<IngestReport, IngestError> {
+        let now_ms = self.pipeline.now_ms();
+        let payload = encode(&EntryRef {
+            now_ms,
+            request: RequestRef::Metrics(&batch),
+        })?;
+        let (report, effects) = self.pipeline.prepare_metrics(batch, now_ms);
+        self.finish(payload, report, effects).await
+    }
+
+    async fn ingest_logs(&self, logs: Vec<LogData>) -> Result<IngestReport, IngestError> {
+        let now_ms = self.pipeline.now_ms();
+        let payload = encode(&EntryRef {
+            now_ms,
+            request: RequestRef::Logs(&logs),
+        })?;
+        let (report, effects) = self.pipeline.prepare_logs(logs, now_ms);
+        self.finish(payload, report, effects).await
+    }
+
+    async fn ingest_segments(&self, segments: Vec<Segment>) -> Result<IngestReport, IngestError> {
+        let now_ms = self.pipeline.now_ms();
+        let payload = encode(&EntryRef {
+            now_ms,
+            request: RequestRef::Segments(&segments),
+        })?;
+        let (report, effects) = self.pipeline.prepare_segments(segments, now_ms);
+        self.finish(payload, report, effects).await
+    }
+}
+
+impl DurableSink {
+    async fn finish(
+        &self,
+        payload: Vec<u8>,
+        report: IngestReport,
+        effects: Effects,
+    ) -> Result<IngestReport, IngestError> {
+        if effects.emissions.is_empty()
+            && effects.traffic.is_empty()
+            && effects.logs.is_empty()
+            && effects.segments.is_empty()
+        {
+            return Ok(report);
+        }
+        self.submit(payload, effects).await?;
+        Ok(report)
+    }
+}
+
+/// The log folder: `core.walPath`, else `wal/` inside the storage folder.
+pub fn wal_dir(configured: Option<&Path>, storage_path: &Path) -> PathBuf {
+    match configured {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => storage_path.join("wal"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Clock;
+    use skylark_core::{LogBody, MeterEntity, MetricValue, ServiceId, Step, TimeBucket};
+    use skylark_storage::{LogQuery, MemStorage};
+
+    const SERVICE: &str = "durable-test";
+
+    fn pipeline(storage: Arc<dyn Storage>, now_ms: i64) -> Arc<Pipeline> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut config = crate::config::Config::load(None).unwrap();
+        config.receiver_otel.rules_path = root.join("otel-rules");
+        config.log_analyzer.lal_path = root.join("config/lal");
+        config.log_analyzer.mal_path = root.join("config/log-mal-rules");
+        let clock: Clock = Arc::new(move || now_ms);
+        Arc::new(Pipeline::new(
+            crate::load_rules(&config).unwrap(),
+            storage,
+            7,
+            3,
+            clock,
+        ))
+    }
+
+    /// One wechat error log, which LAL stores and counts in `meter_wechat_mp_error_count`.
+    fn request(i: u64, timestamp_ms: i64) -> Vec<LogData> {
+        vec![LogData {
+            service: SERVICE.into(),
+            timestamp_ms,
+            body: LogBody::Text(format!("error {i}")),
+            tags: vec![("exception.type".into(), "TypeError".into())],
+            source_attributes: vec![("miniprogram.platform".into(), "wechat".into())],
+            ..LogData::default()
+        }]
+    }
+
+    fn settings(dir: &Path, mode: Durability) -> DurabilitySettings {
+        DurabilitySettings {
+            mode,
+            wal_flush: Duration::from_millis(20),
+            wal_dir: dir.to_path_buf(),
+        }
+    }
+
+    fn stored_logs(storage: &dyn Storage) -> Vec<String> {
+        let query = LogQuery {
+            service_id: Some(ServiceId::new(SERVICE, true)),
+            ..LogQuery::default()
+        };
+        let mut contents: Vec<String> = storage
+            .query_logs(&query)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.record.content)
+            .collect();
+        contents.sort();
+        contents
+    }
+
+    fn error_count(pipeline: &Pipeline, now_ms: i64) -> i64 {
+        let def = pipeline
+            .definitions()
+            .into_iter()
+            .find(|d| d.name == "meter_wechat_mp_error_count")
+            .unwrap();
+        let entity = MeterEntity::service(SERVICE, skylark_core::Layer::WECHAT_MINI_PROGRAM).id();
+        let minute = TimeBucket::from_epoch_ms(now_ms, Step::Minute).unwrap();
+        match pipeline
+            .storage()
+            .read_metric(&def, &entity, &[minute])
+            .unwrap()
+            .pop()
+        {
+            Some(Some(MetricValue::Labeled(values))) => values.iter().map(|(_, v)| v).sum(),
+            Some(Some(MetricValue::Single(v))) => v,
+            _ => 0,
+        }
+    }
+
+    fn segment_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    }
+
+    #[test]
+    fn replay_applies_only_what_storage_lacks() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let pipeline = pipeline(storage.clone(), now);
+        let mut wal = Wal::open(dir.path()).unwrap();
+        for seq in 1..=10 {
+            let logs = request(seq, 0);
+            let payload = bincode::serialize(&EntryRef {
+                now_ms: now,
+                request: RequestRef::Logs(&logs),
+            })
+            .unwrap();
+            wal.append(seq, &payload).unwrap();
+        }
+        wal.sync().unwrap();
+        drop(wal);
+        // The process before the crash: entries 1-6 fully applied and flushed, entries 7-8 had
+        // their log records stored but their metrics were still in memory when it died.
+        for seq in 1..=6 {
+            let (_, effects) = pipeline.prepare_logs(request(seq, 0), now);
+            apply_entry(storage.as_ref(), seq, effects, &AppliedSeqs::default()).unwrap();
+        }
+        storage.flush().unwrap();
+        for seq in 7..=8 {
+            let (_, effects) = pipeline.prepare_logs(request(seq, 0), now);
+            storage.write_logs_through(seq, effects.logs).unwrap();
+        }
+        let marks = storage.applied_seqs().unwrap();
+        assert_eq!((marks.metrics, marks.logs), (6, 8));
+
+        let (sink, report) =
+            DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
+        assert_eq!(report.entries, 10);
+        assert_eq!(report.applied, 4, "{report:?}");
+        let logs = stored_logs(storage.as_ref());
+        assert_eq!(logs.len(), 10, "{logs:?}");
+        let mut distinct = logs.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 10, "a log was stored twice: {logs:?}");
+        assert_eq!(error_count(&pipeline, now), 10);
+        // Everything replayed is persisted, so the log is emptied.
+        assert_eq!(segment_files(dir.path()), 0);
+        assert_eq!(storage.applied_seqs().unwrap().metrics, 10);
+        sink.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn acknowledged_requests_are_logged_applied_and_numbered_after_the_replayed_ones() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let pipeline = pipeline(storage.clone(), now);
+        let (sink, _) =
+            DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
+        let sink = Arc::new(sink);
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let sink = sink.clone();
+            tasks.push(tokio::spawn(async move {
+                sink.ingest_logs(request(i, 0)).await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().accepted, 1);
+        }
+        // Answered means: in the log on disk, and visible to queries.
+        let wal = Wal::open(dir.path()).unwrap();
+        let mut seqs = Vec::new();
+        wal.replay(&mut |seq, payload| {
+            let entry: Entry = bincode::deserialize(payload).unwrap();
+            assert!(matches!(entry.request, Request::Logs(ref l) if l.len() == 1));
+            seqs.push(seq);
+        })
+        .unwrap();
+        assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
+        assert_eq!(stored_logs(storage.as_ref()).len(), 20);
+        assert_eq!(error_count(&pipeline, now), 20);
+
+        tokio::task::spawn_blocking(move || sink.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(segment_files(dir.path()), 0);
+        let marks = storage.applied_seqs().unwrap();
+        assert_eq!((marks.metrics, marks.logs), (20, 20));
+
+        // A restart numbers new entries after everything already applied.
+        let (sink, report) =
+            DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
+        assert_eq!(report.entries, 0);
+        sink.ingest_logs(request(99, 0)).await.unwrap();
+        let wal = Wal::open(dir.path()).unwrap();
+        assert_eq!(wal.last_seq(), Some(21));
+        assert_eq!(error_count(&pipeline, now), 21);
+        tokio::task::spawn_blocking(move || sink.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn relaxed_mode_answers_and_persists_on_shutdown() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let pipeline = pipeline(storage.clone(), now);
+        let (sink, _) =
+            DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Relaxed))
+                .unwrap();
+        assert_eq!(sink.mode(), Durability::Relaxed);
+        for i in 0..5 {
+            sink.ingest_logs(request(i, 0)).await.unwrap();
+        }
+        assert_eq!(stored_logs(storage.as_ref()).len(), 5);
+        sink.persist().unwrap();
+        tokio::task::spawn_blocking(move || sink.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(storage.applied_seqs().unwrap().metrics, 5);
+        assert_eq!(error_count(&pipeline, now), 5);
+    }
+
+    #[tokio::test]
+    async fn requests_that_change_nothing_skip_the_log() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let pipeline = pipeline(storage.clone(), now);
+        let (sink, _) =
+            DurableSink::start(pipeline, &settings(dir.path(), Durability::Sync)).unwrap();
+        // Older than the 3-day record TTL: rejected, nothing to make durable.
+        let report = sink
+            .ingest_logs(request(1, now - 10 * 86_400_000))
+            .await
+            .unwrap();
+        assert_eq!((report.accepted, report.rejected), (0, 1));
+        assert_eq!(Wal::open(dir.path()).unwrap().last_seq(), None);
+        tokio::task::spawn_blocking(move || sink.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn requests_after_shutdown_are_refused_as_busy() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let (sink, _) = DurableSink::start(
+            pipeline(storage, now),
+            &settings(dir.path(), Durability::Sync),
+        )
+        .unwrap();
+        let sink = Arc::new(sink);
+        let s = sink.clone();
+        tokio::task::spawn_blocking(move || s.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+        let err = sink.ingest_logs(request(1, 0)).await.unwrap_err();
+        assert!(matches!(err, IngestError::Busy(_)), "{err}");
+    }
+}

@@ -1,0 +1,459 @@
+//! The write-ahead log: numbered entries appended to segment files and fsynced in groups.
+//!
+//! A segment is `<first seq, 20 digits>.wal`, a sequence of records
+//! `len(4, LE) | crc32(4, LE) | seq(8, LE) | payload` where `len` and the CRC cover seq and payload.
+//! A crash can leave the last record of the last segment torn; opening cuts the file at the first
+//! record that does not check out, so the log always holds a prefix of what was appended.
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Record header: length, CRC and sequence number.
+const HEADER_BYTES: usize = 16;
+
+/// A payload larger than this is taken for garbage (a torn length field), not a record.
+const MAX_PAYLOAD_BYTES: usize = 1 << 30;
+
+/// Segments are closed and a new one started once they grow past this.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+const SUFFIX: &str = ".wal";
+
+/// A closed or active segment file and the sequence numbers in it.
+#[derive(Debug)]
+struct SegmentFile {
+    path: PathBuf,
+    /// Sequence number in the file name (entries are at or above it).
+    first_seq: u64,
+    /// The last entry's sequence number, `None` while empty.
+    last_seq: Option<u64>,
+}
+
+/// The segment being appended to.
+struct Active {
+    segment: SegmentFile,
+    writer: BufWriter<File>,
+    bytes: u64,
+}
+
+/// A write-ahead log in one folder. Single-threaded: one owner appends, syncs and truncates.
+pub struct Wal {
+    dir: PathBuf,
+    /// Segments no longer appended to, oldest first.
+    closed: Vec<SegmentFile>,
+    active: Option<Active>,
+    segment_bytes: u64,
+}
+
+/// What reading one segment found.
+struct Scan {
+    last_seq: Option<u64>,
+    /// Bytes of whole, valid records from the start.
+    valid_bytes: u64,
+    /// Whether something other than valid records follows them.
+    torn: bool,
+}
+
+fn read_record(data: &[u8], at: usize) -> Option<(u64, &[u8], usize)> {
+    let header = data.get(at..at + HEADER_BYTES)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    // `len` counts what the CRC covers: the sequence number and the payload.
+    if !(8..=MAX_PAYLOAD_BYTES + 8).contains(&len) {
+        return None;
+    }
+    let body = data.get(at + 8..at + 8 + len)?;
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    let seq = u64::from_le_bytes(body[0..8].try_into().ok()?);
+    Some((seq, &body[8..], at + 8 + len))
+}
+
+/// Calls `visit` with each valid record of `data` in order, stopping at the first bad one.
+fn scan(data: &[u8], visit: &mut dyn FnMut(u64, &[u8])) -> Scan {
+    let mut at = 0;
+    let mut last_seq = None;
+    while let Some((seq, payload, next)) = read_record(data, at) {
+        visit(seq, payload);
+        last_seq = Some(seq);
+        at = next;
+    }
+    Scan {
+        last_seq,
+        valid_bytes: at as u64,
+        torn: at < data.len(),
+    }
+}
+
+fn read_all(path: &Path) -> io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    File::open(path)?.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// Makes a file's creation or removal durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn segment_name(first_seq: u64) -> String {
+    format!("{first_seq:020}{SUFFIX}")
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`, cutting a torn tail off the last segment.
+    pub fn open(dir: &Path) -> io::Result<Wal> {
+        Wal::open_with_segment_bytes(dir, DEFAULT_SEGMENT_BYTES)
+    }
+
+    /// Like [`Wal::open`], starting a new segment once one grows past `segment_bytes`.
+    pub fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> io::Result<Wal> {
+        std::fs::create_dir_all(dir)?;
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let first_seq = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(SUFFIX))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(first_seq) = first_seq {
+                found.push(SegmentFile {
+                    path,
+                    first_seq,
+                    last_seq: None,
+                });
+            }
+        }
+        found.sort_by_key(|s| s.first_seq);
+        let count = found.len();
+        for (i, segment) in found.iter_mut().enumerate() {
+            let data = read_all(&segment.path)?;
+            let scan = scan(&data, &mut |_, _| {});
+            segment.last_seq = scan.last_seq;
+            if !scan.torn {
+                continue;
+            }
+            if i + 1 == count {
+                tracing::warn!(
+                    segment = %segment.path.display(),
+                    kept_bytes = scan.valid_bytes,
+                    cut_bytes = data.len() as u64 - scan.valid_bytes,
+                    "write-ahead log ends in a torn record (a crash mid-write); cut it off"
+                );
+                let file = OpenOptions::new().write(true).open(&segment.path)?;
+                file.set_len(scan.valid_bytes)?;
+                file.sync_all()?;
+            } else {
+                tracing::error!(
+                    segment = %segment.path.display(),
+                    valid_bytes = scan.valid_bytes,
+                    "write-ahead log segment is corrupt in the middle; entries after the damage are lost"
+                );
+            }
+        }
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            closed: found,
+            active: None,
+            segment_bytes,
+        })
+    }
+
+    /// The highest sequence number in the log, `None` when it is empty.
+    pub fn last_seq(&self) -> Option<u64> {
+        let active = self.active.as_ref().and_then(|a| a.segment.last_seq);
+        active.or_else(|| self.closed.iter().rev().find_map(|s| s.last_seq))
+    }
+
+    /// Calls `visit` with every entry in sequence order (closed segments only: call before the
+    /// first append).
+    pub fn replay(&self, visit: &mut dyn FnMut(u64, &[u8])) -> io::Result<()> {
+        for segment in &self.closed {
+            let data = read_all(&segment.path)?;
+            scan(&data, visit);
+        }
+        Ok(())
+    }
+
+    /// Appends entry `seq` (buffered: [`Wal::sync`] makes it durable). Sequence numbers must grow.
+    pub fn append(&mut self, seq: u64, payload: &[u8]) -> io::Result<()> {
+        if let Some(last) = self.last_seq() {
+            if seq <= last {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("write-ahead log entry {seq} is not after {last}"),
+                ));
+            }
+        }
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|l| (*l as usize) <= MAX_PAYLOAD_BYTES)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "write-ahead log entry too large",
+                )
+            })?;
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.bytes >= self.segment_bytes)
+        {
+            self.close_active()?;
+        }
+        let active = match self.active.take() {
+            Some(active) => active,
+            None => self.create_segment(seq)?,
+        };
+        let active = self.active.insert(active);
+        let seq_bytes = seq.to_le_bytes();
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&seq_bytes);
+        hasher.update(payload);
+        let writer = &mut active.writer;
+        writer.write_all(&(len + 8).to_le_bytes())?;
+        writer.write_all(&hasher.finalize().to_le_bytes())?;
+        writer.write_all(&seq_bytes)?;
+        writer.write_all(payload)?;
+        active.bytes += (HEADER_BYTES + payload.len()) as u64;
+        active.segment.last_seq = Some(seq);
+        Ok(())
+    }
+
+    /// Hands buffered entries to the operating system (they survive a process crash, not a
+    /// machine crash).
+    pub fn flush(&mut self) -> io::Result<()> {
+        match &mut self.active {
+            Some(active) => active.writer.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes every appended entry durable (one fsync).
+    pub fn sync(&mut self) -> io::Result<()> {
+        match &mut self.active {
+            Some(active) => {
+                active.writer.flush()?;
+                active.writer.get_ref().sync_data()
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes the segments whose entries are all at or below `seq` (their effects are stored);
+    /// returns how many files were removed.
+    pub fn remove_through(&mut self, seq: u64) -> io::Result<usize> {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.segment.last_seq.is_some_and(|last| last <= seq))
+        {
+            self.close_active()?;
+        }
+        let mut removed = 0;
+        let mut kept = Vec::new();
+        for segment in std::mem::take(&mut self.closed) {
+            if segment.last_seq.is_none_or(|last| last <= seq) {
+                std::fs::remove_file(&segment.path)?;
+                removed += 1;
+            } else {
+                kept.push(segment);
+            }
+        }
+        self.closed = kept;
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// How many segment files the log has.
+    pub fn segment_count(&self) -> usize {
+        self.closed.len() + usize::from(self.active.is_some())
+    }
+
+    fn create_segment(&mut self, first_seq: u64) -> io::Result<Active> {
+        let path = self.dir.join(segment_name(first_seq));
+        // An empty file left by a crash may carry this name; it is replaced, not kept twice.
+        self.closed.retain(|s| s.path != path);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
+        sync_dir(&self.dir)?;
+        Ok(Active {
+            segment: SegmentFile {
+                path,
+                first_seq,
+                last_seq: None,
+            },
+            writer: BufWriter::with_capacity(256 * 1024, file),
+            bytes: 0,
+        })
+    }
+
+    fn close_active(&mut self) -> io::Result<()> {
+        if let Some(mut active) = self.active.take() {
+            active.writer.flush()?;
+            active.writer.get_ref().sync_data()?;
+            self.closed.push(active.segment);
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("closed", &self.closed)
+            .field(
+                "active",
+                &self.active.as_ref().map(|a| (&a.segment, a.bytes)),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_len(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    fn entries(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        wal.replay(&mut |seq, payload| out.push((seq, payload.to_vec())))
+            .unwrap();
+        out
+    }
+
+    fn only_segment(dir: &Path) -> PathBuf {
+        let files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        files[0].clone()
+    }
+
+    #[test]
+    fn appended_entries_replay_in_order_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut wal = Wal::open(dir.path()).unwrap();
+            assert_eq!(wal.last_seq(), None);
+            wal.append(1, b"one").unwrap();
+            wal.append(2, b"").unwrap();
+            wal.append(5, b"five").unwrap();
+            wal.sync().unwrap();
+            assert_eq!(wal.last_seq(), Some(5));
+        }
+        let wal = Wal::open(dir.path()).unwrap();
+        assert_eq!(wal.last_seq(), Some(5));
+        assert_eq!(
+            entries(&wal),
+            vec![(1, b"one".to_vec()), (2, Vec::new()), (5, b"five".to_vec())]
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_must_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path()).unwrap();
+        wal.append(3, b"x").unwrap();
+        assert!(wal.append(3, b"y").is_err());
+        assert!(wal.append(2, b"y").is_err());
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_at_the_last_whole_record() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut wal = Wal::open(dir.path()).unwrap();
+            wal.append(1, b"first").unwrap();
+            wal.append(2, b"second").unwrap();
+            wal.sync().unwrap();
+        }
+        let path = only_segment(dir.path());
+        let whole = file_len(&path);
+        // A crash mid-append: half a record follows the whole ones.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 3, 0]).unwrap();
+        drop(file);
+        let mut wal = Wal::open(dir.path()).unwrap();
+        assert_eq!(file_len(&path), whole);
+        assert_eq!(wal.last_seq(), Some(2));
+        assert_eq!(entries(&wal).len(), 2);
+        // Appending after the cut works and replays.
+        wal.append(3, b"third").unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let wal = Wal::open(dir.path()).unwrap();
+        let seqs: Vec<u64> = entries(&wal).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_flipped_byte_ends_the_log_there() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut wal = Wal::open(dir.path()).unwrap();
+            wal.append(1, b"aaaa").unwrap();
+            wal.append(2, b"bbbb").unwrap();
+            wal.append(3, b"cccc").unwrap();
+            wal.sync().unwrap();
+        }
+        let path = only_segment(dir.path());
+        let mut data = std::fs::read(&path).unwrap();
+        // Damage the payload of the second record: its CRC no longer matches.
+        let second_payload = 2 * HEADER_BYTES + 4 + 1;
+        data[second_payload] ^= 0xff;
+        std::fs::write(&path, &data).unwrap();
+        let wal = Wal::open(dir.path()).unwrap();
+        assert_eq!(entries(&wal), vec![(1, b"aaaa".to_vec())]);
+        assert_eq!(file_len(&path), (HEADER_BYTES + 4) as u64);
+    }
+
+    #[test]
+    fn segments_rotate_and_are_removed_once_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open_with_segment_bytes(dir.path(), 64).unwrap();
+        for seq in 1..=10 {
+            wal.append(seq, &[seq as u8; 30]).unwrap();
+        }
+        wal.sync().unwrap();
+        let segments = wal.segment_count();
+        assert!(segments >= 4, "{wal:?}");
+        // Entries up to 5 are stored elsewhere: only segments wholly at or below 5 go.
+        let removed = wal.remove_through(5).unwrap();
+        assert!(removed >= 1 && removed < segments, "{wal:?}");
+        drop(wal);
+        let wal = Wal::open(dir.path()).unwrap();
+        let seqs: Vec<u64> = entries(&wal).into_iter().map(|(s, _)| s).collect();
+        assert!(seqs.first().is_some_and(|s| *s <= 6), "{seqs:?}");
+        assert_eq!(seqs.last(), Some(&10));
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    }
+
+    #[test]
+    fn removing_through_the_last_entry_empties_the_log_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path()).unwrap();
+        wal.append(1, b"a").unwrap();
+        wal.append(2, b"b").unwrap();
+        wal.sync().unwrap();
+        assert_eq!(wal.remove_through(2).unwrap(), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        wal.append(3, b"c").unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let wal = Wal::open(dir.path()).unwrap();
+        assert_eq!(entries(&wal), vec![(3, b"c".to_vec())]);
+    }
+}
