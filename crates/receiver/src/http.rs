@@ -175,6 +175,7 @@ where
         .parse::<u64>()
         .ok();
     if declared_length.is_some_and(|length| length > limit as u64) {
+        drain(body).await;
         return Err(Error::BodyTooLarge { limit });
     }
     let body = read_body(body, limit).await?;
@@ -224,6 +225,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes> {
         };
         total += data.len();
         if total > limit {
+            drain(body).await;
             return Err(Error::BodyTooLarge { limit });
         }
         chunks.push(data);
@@ -233,6 +235,23 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes> {
         return Ok(chunks.pop().unwrap_or_default());
     }
     Ok(Bytes::from(chunks.concat()))
+}
+
+/// Most bytes of a refused body read and thrown away so the client sees the 413.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads and discards the rest of a refused body (up to [`DRAIN_MAX_BYTES`]): answering while
+/// the client is still sending makes the server close the connection under it, and the client
+/// then sees a broken pipe instead of the 413 and its reason.
+async fn drain(mut body: Body) {
+    let mut total = 0usize;
+    while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+    {
+        total += frame.data_ref().map_or(0, |d| d.len());
+        if total > DRAIN_MAX_BYTES {
+            break;
+        }
+    }
 }
 
 /// Decompresses a gzip body (concatenated members too), refusing output beyond `limit`.
