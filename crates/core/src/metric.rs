@@ -389,6 +389,40 @@ fn labels_with(labels: &Labels, key: &str, value: String) -> Labels {
     l
 }
 
+/// Merges table `b` into `a` with `merge`; keys only `b` has are copied. Both are sorted, so one
+/// walk pairs equal keys (rows mostly combine the label sets they already hold) and a key is
+/// cloned only when it is new.
+fn merge_tables<V: Copy>(
+    a: &mut BTreeMap<Labels, V>,
+    b: &BTreeMap<Labels, V>,
+    merge: impl Fn(&mut V, &V),
+) {
+    let mut new = Vec::new();
+    let mut mine = a.iter_mut().peekable();
+    for (k, v) in b {
+        loop {
+            match mine.peek().map(|(mk, _)| (*mk).cmp(k)) {
+                Some(std::cmp::Ordering::Less) => {
+                    mine.next();
+                }
+                Some(std::cmp::Ordering::Equal) => {
+                    if let Some((_, e)) = mine.next() {
+                        merge(e, v);
+                    }
+                    break;
+                }
+                _ => {
+                    new.push((k, v));
+                    break;
+                }
+            }
+        }
+    }
+    for (k, v) in new {
+        a.insert(k.clone(), *v);
+    }
+}
+
 impl MetricState {
     /// The state after the first emission of `value` under `function`.
     pub fn from_emission(function: MetricFunction, value: &MeterValue) -> MetricState {
@@ -470,32 +504,17 @@ impl MetricState {
             (S::Latest(a), S::Latest(b)) => *a = *b,
             (S::Max(a), S::Max(b)) => *a = (*a).max(*b),
             (S::Min(a), S::Min(b)) => *a = (*a).min(*b),
-            // Keys are looked up before they are cloned: rows mostly combine known label sets.
-            (S::AvgTable(a), S::AvgTable(b)) => {
-                for (k, (s, c)) in b {
-                    let e = match a.get_mut(k) {
-                        Some(e) => e,
-                        None => a.entry(k.clone()).or_insert((0, 0)),
-                    };
-                    e.0 = e.0.wrapping_add(*s);
-                    e.1 = e.1.wrapping_add(*c);
-                }
-            }
-            (S::Table(a), S::Table(b)) => {
-                for (k, v) in b {
-                    let Some(e) = a.get_mut(k) else {
-                        // New key: every function starts from the value itself (0 + v for sums).
-                        a.insert(k.clone(), *v);
-                        continue;
-                    };
-                    match function {
-                        MetricFunction::LatestLabeled => *e = *v,
-                        MetricFunction::MaxLabeled => *e = (*e).max(*v),
-                        MetricFunction::MinLabeled => *e = (*e).min(*v),
-                        _ => *e = e.wrapping_add(*v),
-                    }
-                }
-            }
+            (S::AvgTable(a), S::AvgTable(b)) => merge_tables(a, b, |e, (s, c)| {
+                e.0 = e.0.wrapping_add(*s);
+                e.1 = e.1.wrapping_add(*c);
+            }),
+            // A new key starts from the value itself under every function (0 + v for sums).
+            (S::Table(a), S::Table(b)) => merge_tables(a, b, |e, v| match function {
+                MetricFunction::LatestLabeled => *e = *v,
+                MetricFunction::MaxLabeled => *e = (*e).max(*v),
+                MetricFunction::MinLabeled => *e = (*e).min(*v),
+                _ => *e = e.wrapping_add(*v),
+            }),
             // States of different shapes never meet for one row: the catalog forbids redefinition.
             (me, other) => *me = other.clone(),
         }
@@ -686,5 +705,43 @@ mod tests {
         let f = MetricFunction::SumPerMin;
         let s = MetricState::from_emission(f, &MeterValue::Single(120));
         assert_eq!(s.value(f, &[], Step::Hour), MetricValue::Single(2));
+    }
+
+    #[test]
+    fn labeled_combine_merges_known_keys_and_adds_new_ones() {
+        let l = |v: &str| -> Labels { [("k".to_string(), v.to_string())].into_iter().collect() };
+        let labeled = |pairs: &[(&str, i64)]| {
+            MeterValue::Labeled(pairs.iter().map(|(k, v)| (l(k), *v)).collect())
+        };
+        // New keys before, between and after the known ones.
+        let cases = [
+            (
+                MetricFunction::SumLabeled,
+                [("0", 9), ("a", 7), ("ab", 1), ("b", 2), ("c", 5)],
+            ),
+            (
+                MetricFunction::MaxLabeled,
+                [("0", 9), ("a", 4), ("ab", 1), ("b", 2), ("c", 5)],
+            ),
+            (
+                MetricFunction::MinLabeled,
+                [("0", 9), ("a", 3), ("ab", 1), ("b", 2), ("c", 5)],
+            ),
+            (
+                MetricFunction::LatestLabeled,
+                [("0", 9), ("a", 3), ("ab", 1), ("b", 2), ("c", 5)],
+            ),
+            (
+                MetricFunction::AvgLabeled,
+                [("0", 9), ("a", 3), ("ab", 1), ("b", 2), ("c", 5)],
+            ),
+        ];
+        for (f, want) in cases {
+            let mut s = MetricState::from_emission(f, &labeled(&[("a", 4), ("b", 2)]));
+            let newer = labeled(&[("0", 9), ("a", 3), ("ab", 1), ("c", 5)]);
+            s.combine(f, &MetricState::from_emission(f, &newer));
+            let want = MetricValue::Labeled(want.iter().map(|(k, v)| (l(k), *v)).collect());
+            assert_eq!(s.value(f, &[], Step::Minute), want, "{f:?}");
+        }
     }
 }

@@ -4,16 +4,16 @@ use crate::check::{analyze, ValueKind};
 use crate::context::{EvalContext, RuleOutput};
 use crate::error::{CompileError, Diagnostic, Error, ParseError, Result};
 use crate::eval::counter::CounterWindows;
-use crate::eval::value::{Interp, RegexCache, Value};
-use crate::eval::{EntityGroup, MalEval};
+use crate::eval::value::{label_reads, Interp, RegexCache, Value};
+use crate::eval::{EntityGroup, Inputs, MalEval, MalValue};
 use crate::parser::parse;
 use crate::span::{line_col, Part, Span};
 use skylark_core::traffic::{EndpointTraffic, InstanceTraffic, ServiceTraffic, Traffic};
 use skylark_core::{
-    to_long, HistogramGroup, Labels, MeterValue, MetricDefinition, MetricEmission, SampleFamilies,
-    SampleFamily, Scope, Step, TimeBucket,
+    to_long, HistogramGroup, Labels, MeterValue, MetricDefinition, MetricEmission, Sample,
+    SampleFamilies, Scope, Step, TimeBucket,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -53,14 +53,128 @@ struct CompiledFile {
     rules: Vec<CompiledRule>,
 }
 
+/// A file filter, shared by every file whose filter has the same text.
+#[derive(Debug)]
+struct FileFilter {
+    closure: Closure,
+    /// The labels the closure reads, when it reads nothing else (see `label_reads`).
+    reads: Option<Vec<String>>,
+}
+
+/// A loaded file: its rules and which of the rule set's filters applies.
+#[derive(Debug)]
+struct LoadedFile {
+    name: String,
+    filter: Option<usize>,
+    rules: Vec<CompiledRule>,
+    /// Every metric any rule of the file reads, to skip files a batch has nothing for.
+    inputs: HashSet<String>,
+}
+
 /// The MAL rules of a set of files, ready to evaluate batches of samples.
 ///
 /// Counter state for `increase`/`rate`/`irate` lives here, so keep one `RuleSet` per process.
 #[derive(Debug)]
 pub struct RuleSet {
-    files: Vec<CompiledFile>,
+    files: Vec<LoadedFile>,
+    filters: Vec<FileFilter>,
     counters: Mutex<CounterWindows>,
     regexes: RegexCache,
+}
+
+/// One family after a file filter.
+enum Filtered {
+    /// Every sample passed: the batch's family as it is.
+    All,
+    /// Only these passed.
+    Some(Vec<Sample>),
+    /// None passed.
+    Nothing,
+    /// The filter failed on a sample: rules reading this family see their input unfiltered.
+    Failed,
+}
+
+/// What each filter made of each family of one batch, worked out on first use: a filter
+/// looks at every sample once per batch however many rules and files share it.
+struct FilterResults<'r> {
+    filters: &'r [FileFilter],
+    regexes: &'r RegexCache,
+    done: Vec<HashMap<&'r str, Filtered>>,
+    /// Per filter that reads only some labels: its verdict (`None`: it failed) by the values of
+    /// those labels. Samples of one resource mostly share them, so the closure runs once.
+    verdicts: Vec<HashMap<Vec<Option<&'r str>>, Option<bool>>>,
+}
+
+impl<'r> FilterResults<'r> {
+    fn new(filters: &'r [FileFilter], regexes: &'r RegexCache) -> Self {
+        FilterResults {
+            filters,
+            regexes,
+            done: filters.iter().map(|_| HashMap::new()).collect(),
+            verdicts: filters.iter().map(|_| HashMap::new()).collect(),
+        }
+    }
+
+    fn ensure(&mut self, filter: usize, file: &str, name: &'r str, samples: &'r [Sample]) {
+        if self.done[filter].contains_key(name) {
+            return;
+        }
+        let f = &self.filters[filter];
+        let verdicts = &mut self.verdicts[filter];
+        let mut interp = Interp::new(self.regexes);
+        let mut run = |tags: Value| match interp.call(&f.closure, vec![tags]) {
+            Ok((v, _)) => Some(v.truthy()),
+            Err(e) => {
+                tracing::debug!(file, error = %e, "filter failed; using unfiltered input");
+                None
+            }
+        };
+        let mut passed = Vec::with_capacity(samples.len());
+        let mut failed = false;
+        for s in samples {
+            let verdict = match &f.reads {
+                Some(keys) => {
+                    let values: Vec<Option<&str>> = keys
+                        .iter()
+                        .map(|k| s.labels.get(k).map(String::as_str))
+                        .collect();
+                    match verdicts.get(&values) {
+                        Some(v) => *v,
+                        None => {
+                            let v = run(Value::from_some_labels(&s.labels, keys));
+                            verdicts.insert(values, v);
+                            v
+                        }
+                    }
+                }
+                None => run(Value::from_labels(&s.labels)),
+            };
+            match verdict {
+                Some(p) => passed.push(p),
+                None => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let result = if failed {
+            Filtered::Failed
+        } else if passed.iter().all(|p| *p) {
+            Filtered::All
+        } else if !passed.iter().any(|p| *p) {
+            Filtered::Nothing
+        } else {
+            Filtered::Some(
+                samples
+                    .iter()
+                    .zip(&passed)
+                    .filter(|(_, p)| **p)
+                    .map(|(s, _)| s.clone())
+                    .collect(),
+            )
+        };
+        self.done[filter].insert(name, result);
+    }
 }
 
 /// Where each piece of a rule file is written, for error positions.
@@ -465,7 +579,7 @@ impl RuleSet {
 
     /// Compiles rule files given as `(name, yaml text)` (the name is used in errors).
     pub fn from_sources(sources: &[(&str, &str)]) -> Result<RuleSet> {
-        let mut files = Vec::new();
+        let mut files: Vec<CompiledFile> = Vec::new();
         let mut seen: Vec<MetricDefinition> = Vec::new();
         for (name, raw) in sources {
             let Some(file) = compile_file(name, raw)? else {
@@ -494,8 +608,34 @@ impl RuleSet {
             }
             files.push(file);
         }
+        let mut filters: Vec<FileFilter> = Vec::new();
+        let files = files
+            .into_iter()
+            .map(|f| {
+                let filter = f.filter.map(|closure| {
+                    // Spans are relative to the filter's own text, so equal texts compare equal.
+                    match filters.iter().position(|x| x.closure == closure) {
+                        Some(i) => i,
+                        None => {
+                            filters.push(FileFilter {
+                                reads: label_reads(&closure),
+                                closure,
+                            });
+                            filters.len() - 1
+                        }
+                    }
+                });
+                LoadedFile {
+                    inputs: f.rules.iter().flat_map(|r| r.inputs.clone()).collect(),
+                    name: f.name,
+                    filter,
+                    rules: f.rules,
+                }
+            })
+            .collect();
         Ok(RuleSet {
             files,
+            filters,
             counters: Mutex::new(CounterWindows::default()),
             regexes: RegexCache::default(),
         })
@@ -517,11 +657,23 @@ impl RuleSet {
     pub fn evaluate(&self, families: &SampleFamilies, ctx: &EvalContext) -> RuleOutput {
         let mut out = RuleOutput::default();
         let mut seen_traffic = HashSet::new();
+        let mut filtered = FilterResults::new(&self.filters, &self.regexes);
         for file in &self.files {
+            if !families.keys().any(|k| file.inputs.contains(k)) {
+                continue;
+            }
             for rule in &file.rules {
-                let Some(input) = self.select(file, rule, families) else {
+                if let Some(f) = file.filter {
+                    for (name, family) in
+                        rule.inputs.iter().filter_map(|n| families.get_key_value(n))
+                    {
+                        filtered.ensure(f, &file.name, name, &family.samples);
+                    }
+                }
+                let input = select(file, rule, families, &filtered);
+                if input.is_empty() {
                     continue;
-                };
+                }
                 let mut ev = MalEval {
                     families: &input,
                     ctx,
@@ -529,14 +681,15 @@ impl RuleSet {
                     regexes: &self.regexes,
                     metric_name: &rule.definition.name,
                     groups: None,
+                    group_labels: rule.kind != ValueKind::Single,
                 };
                 match ev.eval(&rule.expr) {
-                    Ok(Value::Family(result)) if !result.is_empty() => {
+                    Ok(MalValue::Family(result)) if !result.is_empty() => {
                         if let Some(groups) = ev.groups.take() {
                             emit(rule, groups, &mut out, &mut seen_traffic);
                         }
                     }
-                    Ok(Value::Family(_)) => {}
+                    Ok(MalValue::Family(_)) => {}
                     Ok(other) => tracing::warn!(
                         file = %file.name,
                         metric = %rule.definition.name,
@@ -554,46 +707,39 @@ impl RuleSet {
         }
         out
     }
+}
 
-    /// The rule's input families after the file filter; `None` when nothing is left.
-    fn select(
-        &self,
-        file: &CompiledFile,
-        rule: &CompiledRule,
-        families: &SampleFamilies,
-    ) -> Option<SampleFamilies> {
-        let mut input = SampleFamilies::new();
-        for name in &rule.inputs {
-            if let Some(f) = families.get(name) {
-                input.insert(name.clone(), f.clone());
-            }
+/// The rule's input families after the file filter (empty when nothing is left). When the
+/// filter fails on any of them, the rule sees all of them unfiltered.
+fn select<'a>(
+    file: &LoadedFile,
+    rule: &'a CompiledRule,
+    families: &'a SampleFamilies,
+    filtered: &'a FilterResults<'_>,
+) -> Inputs<'a> {
+    let present = rule
+        .inputs
+        .iter()
+        .filter_map(|n| families.get(n).map(|f| (n.as_str(), f.samples.as_slice())));
+    let mut input = Inputs::default();
+    let Some(f) = file.filter else {
+        present.for_each(|(n, s)| input.push(n, s));
+        return input;
+    };
+    let results = &filtered.done[f];
+    let failed = rule
+        .inputs
+        .iter()
+        .any(|n| matches!(results.get(n.as_str()), Some(Filtered::Failed)));
+    for (name, samples) in present {
+        match results.get(name) {
+            _ if failed => input.push(name, samples),
+            Some(Filtered::All) => input.push(name, samples),
+            Some(Filtered::Some(kept)) => input.push(name, kept),
+            Some(Filtered::Nothing | Filtered::Failed) | None => {}
         }
-        if input.is_empty() {
-            return None;
-        }
-        let Some(filter) = &file.filter else {
-            return Some(input);
-        };
-        let mut interp = Interp::new(&self.regexes);
-        let mut filtered = SampleFamilies::new();
-        for (name, fam) in &input {
-            let mut kept = Vec::new();
-            for s in &fam.samples {
-                match interp.call(filter, vec![Value::from_labels(&s.labels)]) {
-                    Ok((v, _)) if v.truthy() => kept.push(s.clone()),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(file = %file.name, error = %e, "filter failed; using unfiltered input");
-                        return Some(input);
-                    }
-                }
-            }
-            if !kept.is_empty() {
-                filtered.insert(name.clone(), SampleFamily::new(kept));
-            }
-        }
-        (!filtered.is_empty()).then_some(filtered)
     }
+    input
 }
 
 fn bucket_bound(le: &str) -> i64 {
@@ -653,7 +799,8 @@ fn emit(
         };
         let entity = g.entity;
         let mut push = |t: Traffic| {
-            if seen.insert(t.clone()) {
+            if !seen.contains(&t) {
+                seen.insert(t.clone());
                 out.traffic.push(t);
             }
         };

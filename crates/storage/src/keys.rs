@@ -263,6 +263,15 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_key_buffer_holds_exactly_the_new_key() {
+        let mut buf = Vec::new();
+        write_metric_key(&mut buf, "a_long_metric_name", "a_long_entity", minute(7)).unwrap();
+        write_metric_key(&mut buf, "cpm", "e", minute(8)).unwrap();
+        assert_eq!(buf, metric_key("cpm", "e", minute(8)).unwrap());
+        assert!(buf.starts_with(&metric_prefix("cpm", minute(8)).unwrap()));
+    }
+
+    #[test]
     fn metric_prefix_does_not_match_longer_metric_names() {
         let p = metric_prefix("cpm", minute(1)).unwrap();
         let other = metric_key("cpm_x", "e", minute(1)).unwrap();

@@ -1,22 +1,42 @@
 //! Sample-family operations with OAP's label and timestamp semantics.
 use crate::error::EvalError;
 use skylark_core::{Labels, Sample};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-/// Groups samples by a key, keeping groups in first-encounter order.
-pub(crate) fn group_by<K: std::hash::Hash + Eq + Clone>(
-    samples: &[Sample],
-    key: impl Fn(&Sample) -> K,
-) -> Vec<(K, Vec<&Sample>)> {
-    let mut index: HashMap<K, usize> = HashMap::new();
-    let mut groups: Vec<(K, Vec<&Sample>)> = Vec::new();
+/// Groups samples by the values of `keys` ("" when missing), keeping groups (and members) in
+/// first-encounter order. Two samples share a group exactly when [`labels_of`] is equal.
+pub(crate) fn group_by<'s>(
+    samples: impl IntoIterator<Item = &'s Sample>,
+    keys: &[String],
+) -> Vec<Vec<&'s Sample>> {
+    // Few groups are found faster by comparing than by hashing; past this many, an index.
+    const SCAN: usize = 16;
+    let mut groups: Vec<Vec<&'s Sample>> = Vec::new();
+    let mut group_keys: Vec<Vec<&'s str>> = Vec::new();
+    let mut index: HashMap<Vec<&'s str>, usize> = HashMap::new();
+    let mut key: Vec<&'s str> = Vec::with_capacity(keys.len());
     for s in samples {
-        let k = key(s);
-        match index.get(&k) {
-            Some(&i) => groups[i].1.push(s),
+        key.clear();
+        key.extend(
+            keys.iter()
+                .map(|k| s.labels.get(k).map(String::as_str).unwrap_or("")),
+        );
+        let found = if groups.len() <= SCAN {
+            group_keys.iter().position(|g| *g == key)
+        } else {
+            index.get(&key).copied()
+        };
+        match found {
+            Some(i) => groups[i].push(s),
             None => {
-                index.insert(k.clone(), groups.len());
-                groups.push((k, vec![s]));
+                group_keys.push(key.clone());
+                groups.push(vec![s]);
+                if groups.len() > SCAN {
+                    for (i, k) in group_keys.iter().enumerate().skip(index.len()) {
+                        index.insert(k.clone(), i);
+                    }
+                }
             }
         }
     }
@@ -25,9 +45,41 @@ pub(crate) fn group_by<K: std::hash::Hash + Eq + Clone>(
 
 /// `{label: value-or-""}` over exactly `keys`.
 pub(crate) fn labels_of(sample: &Sample, keys: &[String]) -> Labels {
-    keys.iter()
-        .map(|k| (k.clone(), sample.labels.get(k).cloned().unwrap_or_default()))
-        .collect()
+    // Inserting a handful of keys is cheaper than collecting, which sorts a buffer first.
+    let mut labels = Labels::new();
+    for k in keys {
+        labels
+            .entry(k.clone())
+            .or_insert_with(|| sample.labels.get(k).cloned().unwrap_or_default());
+    }
+    labels
+}
+
+/// The samples `test` accepts, in order; stays borrowed when it accepts them all. Stops at the
+/// first error.
+pub(crate) fn keep<'a, E>(
+    samples: Cow<'a, [Sample]>,
+    mut test: impl FnMut(&Sample) -> Result<bool, E>,
+) -> Result<Cow<'a, [Sample]>, E> {
+    let mut accepted = Vec::with_capacity(samples.len());
+    for s in samples.iter() {
+        accepted.push(test(s)?);
+    }
+    if accepted.iter().all(|a| *a) {
+        return Ok(samples);
+    }
+    let mut flags = accepted.into_iter();
+    Ok(Cow::Owned(match samples {
+        Cow::Borrowed(all) => all
+            .iter()
+            .filter(|_| flags.next().unwrap_or(false))
+            .cloned()
+            .collect(),
+        Cow::Owned(mut all) => {
+            all.retain(|_| flags.next().unwrap_or(false));
+            all
+        }
+    }))
 }
 
 fn with(sample: &Sample, labels: Labels, value: f64) -> Sample {
@@ -59,12 +111,12 @@ fn string_comp(actual: &str, wanted: &str) -> bool {
     actual == wanted
 }
 
-pub(crate) fn tag_filter(
-    samples: &[Sample],
+pub(crate) fn tag_filter<'a>(
+    samples: Cow<'a, [Sample]>,
     pairs: &[(String, String)],
     test: TagTest,
     regexes: &crate::eval::value::RegexCache,
-) -> Result<Vec<Sample>, EvalError> {
+) -> Result<Cow<'a, [Sample]>, EvalError> {
     let mut compiled = Vec::new();
     for (k, v) in pairs {
         let re = match test {
@@ -73,22 +125,18 @@ pub(crate) fn tag_filter(
         };
         compiled.push((k, v, re));
     }
-    Ok(samples
-        .iter()
-        .filter(|s| {
-            compiled.iter().all(|(k, v, re)| {
-                let actual = s.labels.get(*k).map(String::as_str).unwrap_or("");
-                match (test, re) {
-                    (TagTest::Equal, _) => string_comp(actual, v),
-                    (TagTest::NotEqual, _) => !string_comp(actual, v),
-                    (TagTest::Match, Some(re)) => re.is_match(actual),
-                    (TagTest::NotMatch, Some(re)) => !re.is_match(actual),
-                    _ => false,
-                }
-            })
-        })
-        .cloned()
-        .collect())
+    keep(samples, |s| {
+        Ok(compiled.iter().all(|(k, v, re)| {
+            let actual = s.labels.get(*k).map(String::as_str).unwrap_or("");
+            match (test, re) {
+                (TagTest::Equal, _) => string_comp(actual, v),
+                (TagTest::NotEqual, _) => !string_comp(actual, v),
+                (TagTest::Match, Some(re)) => re.is_match(actual),
+                (TagTest::NotMatch, Some(re)) => !re.is_match(actual),
+                _ => false,
+            }
+        }))
+    })
 }
 
 /// Aggregation kinds of `sum/avg/min/max`.
@@ -120,9 +168,9 @@ pub(crate) fn aggregate(samples: &[Sample], by: Option<&[String]>, agg: Agg) -> 
             let all: Vec<&Sample> = samples.iter().collect();
             vec![with(first, Labels::new(), fold(agg, &all))]
         }
-        Some(by) => group_by(samples, |s| labels_of(s, by))
+        Some(by) => group_by(samples, by)
             .into_iter()
-            .map(|(labels, members)| with(members[0], labels, fold(agg, &members)))
+            .map(|members| with(members[0], labels_of(members[0], by), fold(agg, &members)))
             .collect(),
     }
 }
@@ -144,30 +192,49 @@ pub(crate) fn count(samples: &[Sample], by: Option<&[String]>) -> Vec<Sample> {
             vec![with(first, Labels::new(), distinct.len() as f64)]
         }
         Some(by) => {
-            let having: Vec<Sample> = samples
+            let having = samples
                 .iter()
-                .filter(|s| by.iter().all(|k| s.labels.contains_key(k)))
-                .cloned()
-                .collect();
-            let groups: Vec<Sample> = group_by(&having, |s| labels_of(s, by))
+                .filter(|s| by.iter().all(|k| s.labels.contains_key(k)));
+            let groups: Vec<Sample> = group_by(having, by)
                 .into_iter()
-                .map(|(labels, members)| with(members[0], labels, members.len() as f64))
+                .map(|members| with(members[0], labels_of(members[0], by), members.len() as f64))
                 .collect();
             let outer = &by[..by.len() - 1];
-            group_by(&groups, |s| labels_of(s, outer))
+            group_by(&groups, outer)
                 .into_iter()
-                .map(|(labels, members)| with(members[0], labels, members.len() as f64))
+                .map(|members| {
+                    with(
+                        members[0],
+                        labels_of(members[0], outer),
+                        members.len() as f64,
+                    )
+                })
                 .collect()
         }
     }
 }
 
-pub(crate) fn map_values(samples: &[Sample], f: impl Fn(f64) -> f64) -> Vec<Sample> {
-    samples
-        .iter()
-        .map(|s| with(s, s.labels.clone(), f(s.value)))
-        .filter(|s| !s.value.is_nan())
-        .collect()
+/// Each value through `f`; NaN results are dropped.
+pub(crate) fn map_values<'a>(
+    samples: Cow<'a, [Sample]>,
+    f: impl Fn(f64) -> f64,
+) -> Cow<'a, [Sample]> {
+    Cow::Owned(match samples {
+        Cow::Borrowed(all) => all
+            .iter()
+            .filter_map(|s| {
+                let v = f(s.value);
+                (!v.is_nan()).then(|| with(s, s.labels.clone(), v))
+            })
+            .collect(),
+        Cow::Owned(mut all) => {
+            all.retain_mut(|s| {
+                s.value = f(s.value);
+                !s.value.is_nan()
+            });
+            all
+        }
+    })
 }
 
 /// SF op SF: each left sample meets the right sample with the identical label map.
@@ -186,34 +253,42 @@ pub(crate) fn zip(left: &[Sample], right: &[Sample], f: impl Fn(f64, f64) -> f64
 /// `histogram(le, unit)`: re-labels `le` in milliseconds (as a long) and sorts by it; samples
 /// without the label come first, unchanged.
 pub(crate) fn histogram(
-    samples: &[Sample],
+    samples: Cow<'_, [Sample]>,
     le: &str,
     scale: i64,
 ) -> Result<Vec<Sample>, EvalError> {
-    let mut out: Vec<Sample> = samples
-        .iter()
-        .filter(|s| !s.labels.contains_key(le))
-        .cloned()
-        .collect();
-    let mut bucketed = Vec::new();
-    for s in samples {
+    let mut bounds = Vec::with_capacity(samples.len());
+    for s in samples.iter() {
         if let Some(v) = s.labels.get(le) {
             let bound = parse_java_double(v).ok_or_else(|| {
                 EvalError::new(format!("histogram bound {le}='{v}' is not a number"))
             })?;
-            bucketed.push((bound, s));
+            bounds.push(Some(bound));
+        } else {
+            bounds.push(None);
+        }
+    }
+    let (mut out, mut bucketed): (Vec<Sample>, Vec<(f64, Sample)>) =
+        (Vec::new(), Vec::with_capacity(samples.len()));
+    for (s, bound) in samples.into_owned().into_iter().zip(bounds) {
+        match bound {
+            Some(b) => bucketed.push((b, s)),
+            None => out.push(s),
         }
     }
     bucketed.sort_by(|a, b| a.0.total_cmp(&b.0));
-    for (bound, s) in bucketed {
-        let mut labels = s.labels.clone();
-        labels.remove(le);
+    out.reserve(bucketed.len());
+    for (bound, mut s) in bucketed {
         // Java's (long) cast saturates, and NaN becomes 0 — as Rust's `as`.
-        labels.insert(
-            "le".to_string(),
-            ((bound * scale as f64) as i64).to_string(),
-        );
-        out.push(with(s, labels, s.value));
+        let ms = ((bound * scale as f64) as i64).to_string();
+        match s.labels.get_mut("le") {
+            Some(v) if le == "le" => *v = ms,
+            _ => {
+                s.labels.remove(le);
+                s.labels.insert("le".to_string(), ms);
+            }
+        }
+        out.push(s);
     }
     Ok(out)
 }

@@ -8,7 +8,8 @@ use crate::context::{EvalContext, TimeUnit};
 use crate::error::EvalError;
 use counter::{parse_duration_ms, CounterWindows};
 use family::{Agg, TagTest};
-use skylark_core::{Labels, Layer, MeterEntity, Sample, SampleFamilies, Scope};
+use skylark_core::{Labels, Layer, MeterEntity, Sample, Scope};
+use std::borrow::Cow;
 use std::sync::Mutex;
 use value::{Interp, RegexCache, Value};
 
@@ -23,6 +24,62 @@ pub(crate) const CLASSES: &[&str] = &[
 ];
 
 type EvalResult<T> = Result<T, EvalError>;
+
+/// A value at MAL level: a sample family, borrowed from the batch until a function changes it,
+/// or a plain value.
+#[derive(Debug, Clone)]
+pub(crate) enum MalValue<'s> {
+    /// Samples; empty is OAP's `EMPTY`.
+    Family(Cow<'s, [Sample]>),
+    /// Anything else.
+    Plain(Value),
+}
+
+impl MalValue<'_> {
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            MalValue::Family(_) => "sample family",
+            MalValue::Plain(v) => v.type_name(),
+        }
+    }
+
+    fn render(&self) -> String {
+        match self {
+            MalValue::Family(f) => format!("SampleFamily({} samples)", f.len()),
+            MalValue::Plain(v) => v.render(),
+        }
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            MalValue::Family(_) => None,
+            MalValue::Plain(v) => v.as_f64(),
+        }
+    }
+}
+
+/// The input sample families of one rule, by metric name.
+#[derive(Debug, Default)]
+pub(crate) struct Inputs<'s> {
+    families: Vec<(&'s str, &'s [Sample])>,
+}
+
+impl<'s> Inputs<'s> {
+    pub(crate) fn push(&mut self, name: &'s str, samples: &'s [Sample]) {
+        self.families.push((name, samples));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.families.is_empty()
+    }
+
+    fn get(&self, name: &str) -> Option<&'s [Sample]> {
+        self.families
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
+    }
+}
 
 /// An entity and its samples (scope labels removed), as the last scope call grouped them.
 #[derive(Debug, Clone)]
@@ -91,10 +148,18 @@ impl ScopeSpec {
 /// Values of `keys` in `labels`, skipping empty ones, joined with `delimiter` (OAP's `dim`).
 fn dim(labels: &Labels, keys: &[String], delimiter: &str) -> String {
     let delimiter = if delimiter.is_empty() { "." } else { delimiter };
-    keys.iter()
-        .filter_map(|k| labels.get(k).filter(|v| !v.is_empty()).cloned())
-        .collect::<Vec<_>>()
-        .join(delimiter)
+    let mut out = String::new();
+    for v in keys
+        .iter()
+        .filter_map(|k| labels.get(k).filter(|v| !v.is_empty()))
+    {
+        // Every part is non-empty, so an empty `out` means no part yet.
+        if !out.is_empty() {
+            out.push_str(delimiter);
+        }
+        out.push_str(v);
+    }
+    out
 }
 
 fn truncate(name: String, max: usize) -> String {
@@ -106,7 +171,7 @@ fn truncate(name: String, max: usize) -> String {
 
 /// Evaluates one rule's expression.
 pub(crate) struct MalEval<'a> {
-    pub(crate) families: &'a SampleFamilies,
+    pub(crate) families: &'a Inputs<'a>,
     pub(crate) ctx: &'a EvalContext,
     pub(crate) counters: &'a Mutex<CounterWindows>,
     pub(crate) regexes: &'a RegexCache,
@@ -114,33 +179,40 @@ pub(crate) struct MalEval<'a> {
     pub(crate) metric_name: &'a str,
     /// Set by the last scope call evaluated.
     pub(crate) groups: Option<Vec<EntityGroup>>,
+    /// Whether `groups` keep their samples' labels (labeled and histogram values read them;
+    /// single values do not).
+    pub(crate) group_labels: bool,
 }
 
 impl<'a> MalEval<'a> {
-    pub(crate) fn eval(&mut self, e: &Expr) -> EvalResult<Value> {
+    pub(crate) fn eval(&mut self, e: &Expr) -> EvalResult<MalValue<'a>> {
+        let plain = |v: Value| Ok(MalValue::Plain(v));
         match &e.kind {
-            ExprKind::Number(n, true) if n.abs() < 9.0e15 => Ok(Value::Int(*n as i64)),
-            ExprKind::Number(n, _) => Ok(Value::Float(*n)),
-            ExprKind::Str(s) => Ok(Value::Str(s.clone())),
-            ExprKind::Bool(b) => Ok(Value::Bool(*b)),
-            ExprKind::Null => Ok(Value::Null),
+            ExprKind::Number(n, true) if n.abs() < 9.0e15 => plain(Value::Int(*n as i64)),
+            ExprKind::Number(n, _) => plain(Value::Float(*n)),
+            ExprKind::Str(s) => plain(Value::Str(s.clone())),
+            ExprKind::Bool(b) => plain(Value::Bool(*b)),
+            ExprKind::Null => plain(Value::Null),
             ExprKind::Ident(name) if CLASSES.contains(&name.as_str()) => {
-                Ok(Value::Class(name.clone()))
+                plain(Value::Class(name.clone()))
             }
-            ExprKind::Ident(name) => Ok(Value::Family(
-                self.families
-                    .get(name)
-                    .map(|f| f.samples.clone())
-                    .unwrap_or_default(),
-            )),
-            ExprKind::List(items) => Ok(Value::List(
-                items
-                    .iter()
-                    .map(|i| self.eval(i))
-                    .collect::<EvalResult<_>>()?,
-            )),
+            ExprKind::Ident(name) => Ok(MalValue::Family(Cow::Borrowed(
+                self.families.get(name).unwrap_or_default(),
+            ))),
+            ExprKind::List(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    match self.eval(i)? {
+                        MalValue::Plain(v) => out.push(v),
+                        MalValue::Family(_) => {
+                            return Err(EvalError::new("a list cannot hold sample families"))
+                        }
+                    }
+                }
+                plain(Value::List(out))
+            }
             ExprKind::Property { target, name, .. } => match self.eval(target)? {
-                Value::Class(c) => Ok(Value::Enum(c, name.clone())),
+                MalValue::Plain(Value::Class(c)) => plain(Value::Enum(c, name.clone())),
                 other => Err(EvalError::new(format!(
                     "cannot get property '{name}' of a {}",
                     other.type_name()
@@ -150,11 +222,11 @@ impl<'a> MalEval<'a> {
                 let v = self.eval(expr)?;
                 match (op, v) {
                     (UnaryOp::Plus, v) => Ok(v),
-                    (UnaryOp::Neg, Value::Family(f)) => {
-                        Ok(Value::Family(family::map_values(&f, |v| -v)))
+                    (UnaryOp::Neg, MalValue::Family(f)) => {
+                        Ok(MalValue::Family(family::map_values(f, |v| -v)))
                     }
-                    (UnaryOp::Neg, Value::Int(i)) => Ok(Value::Int(-i)),
-                    (UnaryOp::Neg, Value::Float(f)) => Ok(Value::Float(-f)),
+                    (UnaryOp::Neg, MalValue::Plain(Value::Int(i))) => plain(Value::Int(-i)),
+                    (UnaryOp::Neg, MalValue::Plain(Value::Float(f))) => plain(Value::Float(-f)),
                     (_, v) => Err(EvalError::new(format!(
                         "operator {op:?} does not apply to a {}",
                         v.type_name()
@@ -172,7 +244,7 @@ impl<'a> MalEval<'a> {
                 args,
                 ..
             } if name == "time" && args.is_empty() => {
-                Ok(Value::Int(self.ctx.now_ms.div_euclid(1000)))
+                plain(Value::Int(self.ctx.now_ms.div_euclid(1000)))
             }
             ExprKind::Call {
                 target: Some(target),
@@ -182,7 +254,7 @@ impl<'a> MalEval<'a> {
             } => {
                 let t = self.eval(target)?;
                 match t {
-                    Value::Family(samples) => self.method(samples, name, args),
+                    MalValue::Family(samples) => self.method(samples, name, args),
                     other => Err(EvalError::new(format!(
                         "cannot call '{name}' on a {}",
                         other.type_name()
@@ -198,7 +270,7 @@ impl<'a> MalEval<'a> {
 
     fn string(&mut self, e: &Expr) -> EvalResult<String> {
         match self.eval(e)? {
-            Value::Str(s) => Ok(s),
+            MalValue::Plain(Value::Str(s)) => Ok(s),
             other => Err(EvalError::new(format!(
                 "expected a string, found a {}",
                 other.type_name()
@@ -207,9 +279,22 @@ impl<'a> MalEval<'a> {
     }
 
     fn string_list(&mut self, e: &Expr) -> EvalResult<Vec<String>> {
+        // Label lists are nearly always written out: read them without building values.
+        if let ExprKind::List(items) = &e.kind {
+            let literal: Option<Vec<String>> = items
+                .iter()
+                .map(|i| match &i.kind {
+                    ExprKind::Str(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            if let Some(labels) = literal {
+                return Ok(labels);
+            }
+        }
         match self.eval(e)? {
-            Value::List(items) => Ok(items.iter().map(Value::render).collect()),
-            Value::Str(s) => Ok(vec![s]),
+            MalValue::Plain(Value::List(items)) => Ok(items.iter().map(Value::render).collect()),
+            MalValue::Plain(Value::Str(s)) => Ok(vec![s]),
             other => Err(EvalError::new(format!(
                 "expected a list of labels, found a {}",
                 other.type_name()
@@ -222,8 +307,8 @@ impl<'a> MalEval<'a> {
         let mut out = Vec::new();
         for a in args {
             match self.eval(a)? {
-                Value::List(items) => out.extend(items.iter().map(Value::render)),
-                Value::Null => out.push(String::new()),
+                MalValue::Plain(Value::List(items)) => out.extend(items.iter().map(Value::render)),
+                MalValue::Plain(Value::Null) => out.push(String::new()),
                 v => out.push(v.render()),
             }
         }
@@ -238,7 +323,9 @@ impl<'a> MalEval<'a> {
 
     fn layer(&mut self, e: &Expr) -> EvalResult<Layer> {
         match self.eval(e)? {
-            Value::Enum(_, name) | Value::Str(name) => Ok(Layer::from_name_or_undefined(&name)),
+            MalValue::Plain(Value::Enum(_, name) | Value::Str(name)) => {
+                Ok(Layer::from_name_or_undefined(&name))
+            }
             other => Err(EvalError::new(format!(
                 "expected a Layer, found a {}",
                 other.type_name()
@@ -260,12 +347,17 @@ impl<'a> MalEval<'a> {
         }
     }
 
-    fn method(&mut self, sf: Vec<Sample>, name: &str, args: &[Expr]) -> EvalResult<Value> {
+    fn method(
+        &mut self,
+        sf: Cow<'a, [Sample]>,
+        name: &str,
+        args: &[Expr],
+    ) -> EvalResult<MalValue<'a>> {
         let arg = |i: usize| -> EvalResult<&Expr> {
             args.get(i)
                 .ok_or_else(|| EvalError::new(format!("'{name}' needs argument {}", i + 1)))
         };
-        let out = match name {
+        let out: Cow<'a, [Sample]> = match name {
             "tagEqual" | "tagNotEqual" | "tagMatch" | "tagNotMatch" => {
                 let flat = self.strings(args)?;
                 if flat.len() % 2 != 0 {
@@ -281,13 +373,13 @@ impl<'a> MalEval<'a> {
                     "tagMatch" => TagTest::Match,
                     _ => TagTest::NotMatch,
                 };
-                family::tag_filter(&sf, &pairs, test, self.regexes)?
+                family::tag_filter(sf, &pairs, test, self.regexes)?
             }
             "valueEqual" | "valueNotEqual" | "valueGreater" | "valueGreaterEqual" | "valueLess"
             | "valueLessEqual" => {
                 let x = self.number(arg(0)?)?;
-                sf.into_iter()
-                    .filter(|s| match name {
+                family::keep(sf, |s| {
+                    Ok::<_, EvalError>(match name {
                         "valueEqual" => s.value == x,
                         "valueNotEqual" => s.value != x,
                         "valueGreater" => s.value > x,
@@ -295,7 +387,7 @@ impl<'a> MalEval<'a> {
                         "valueLess" => s.value < x,
                         _ => s.value <= x,
                     })
-                    .collect()
+                })?
             }
             "sum" | "avg" | "min" | "max" => {
                 let by = self.by_labels(args)?;
@@ -305,11 +397,11 @@ impl<'a> MalEval<'a> {
                     "min" => Agg::Min,
                     _ => Agg::Max,
                 };
-                family::aggregate(&sf, by.as_deref(), agg)
+                Cow::Owned(family::aggregate(&sf, by.as_deref(), agg))
             }
             "count" => {
                 let by = self.by_labels(args)?;
-                family::count(&sf, by.as_deref())
+                Cow::Owned(family::count(&sf, by.as_deref()))
             }
             "plus" | "minus" | "multiply" | "div" => {
                 let op = match name {
@@ -319,22 +411,32 @@ impl<'a> MalEval<'a> {
                     _ => BinOp::Div,
                 };
                 let r = self.eval(arg(0)?)?;
-                return arithmetic(op, Value::Family(sf), r, self.regexes);
+                return arithmetic(op, MalValue::Family(sf), r, self.regexes);
             }
-            "negative" => family::map_values(&sf, |v| -v),
+            "negative" => family::map_values(sf, |v| -v),
             "safeDiv" => match self.eval(arg(0)?)? {
-                Value::Family(other) => {
+                MalValue::Family(other) => {
                     if sf.is_empty() || other.is_empty() {
-                        Vec::new()
+                        Cow::Owned(Vec::new())
                     } else {
-                        family::zip(&sf, &other, |a, b| if b == 0.0 { 0.0 } else { a / b })
+                        Cow::Owned(family::zip(
+                            &sf,
+                            &other,
+                            |a, b| {
+                                if b == 0.0 {
+                                    0.0
+                                } else {
+                                    a / b
+                                }
+                            },
+                        ))
                     }
                 }
                 v => {
                     let d = v.as_f64().ok_or_else(|| {
                         EvalError::new("safeDiv needs a number or a sample family")
                     })?;
-                    family::map_values(&sf, |a| if d == 0.0 { 0.0 } else { a / d })
+                    family::map_values(sf, |a| if d == 0.0 { 0.0 } else { a / d })
                 }
             },
             "increase" | "rate" => {
@@ -342,84 +444,73 @@ impl<'a> MalEval<'a> {
                 let range = parse_duration_ms(&range_text)
                     .ok_or_else(|| EvalError::new(format!("invalid duration '{range_text}'")))?;
                 let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-                sf.iter()
-                    .map(|s| {
-                        let (t0, v0) = counters.increase(
-                            self.metric_name,
-                            &s.labels,
-                            s.value,
-                            range,
-                            s.timestamp_ms,
-                        );
-                        let value = if name == "increase" {
-                            s.value - v0
-                        } else {
-                            per_second(s, t0, v0)
-                        };
-                        Sample { value, ..s.clone() }
-                    })
-                    .collect()
+                let mut out = sf.into_owned();
+                for s in &mut out {
+                    let (t0, v0) = counters.increase(
+                        self.metric_name,
+                        &s.labels,
+                        s.value,
+                        range,
+                        s.timestamp_ms,
+                    );
+                    s.value = if name == "increase" {
+                        s.value - v0
+                    } else {
+                        per_second(s, t0, v0)
+                    };
+                }
+                Cow::Owned(out)
             }
             "irate" => {
                 let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-                sf.iter()
-                    .map(|s| {
-                        let (t0, v0) =
-                            counters.previous(self.metric_name, &s.labels, s.value, s.timestamp_ms);
-                        Sample {
-                            value: per_second(s, t0, v0),
-                            ..s.clone()
-                        }
-                    })
-                    .collect()
+                let mut out = sf.into_owned();
+                for s in &mut out {
+                    let (t0, v0) =
+                        counters.previous(self.metric_name, &s.labels, s.value, s.timestamp_ms);
+                    s.value = per_second(s, t0, v0);
+                }
+                Cow::Owned(out)
             }
             "tag" => {
                 let c = self.closure(args.first())?;
                 let mut interp = Interp::new(self.regexes);
-                let mut out = Vec::with_capacity(sf.len());
-                for s in sf {
+                let mut out = sf.into_owned();
+                for s in &mut out {
                     let (r, params) = interp.call(c, vec![Value::from_labels(&s.labels)])?;
-                    let labels = match r {
+                    s.labels = match r {
                         Value::Map(_) => r.to_labels(),
                         _ => params.first().and_then(Value::to_labels),
                     }
                     .unwrap_or_default();
-                    out.push(Sample { labels, ..s });
                 }
-                out
+                Cow::Owned(out)
             }
             "filter" => {
                 let c = self.closure(args.first())?;
                 let mut interp = Interp::new(self.regexes);
-                let mut out = Vec::new();
-                for s in sf {
-                    if interp
-                        .call(c, vec![Value::from_labels(&s.labels)])?
-                        .0
-                        .truthy()
-                    {
-                        out.push(s);
-                    }
-                }
-                out
+                let reads = value::label_reads(c);
+                family::keep(sf, |s| {
+                    let tags = match &reads {
+                        Some(keys) => Value::from_some_labels(&s.labels, keys),
+                        None => Value::from_labels(&s.labels),
+                    };
+                    Ok(interp.call(c, vec![tags])?.0.truthy())
+                })?
             }
             "forEach" => {
                 let elements = self.string_list(arg(0)?)?;
                 let c = self.closure(args.get(1))?;
                 let mut interp = Interp::new(self.regexes);
-                let mut out = Vec::with_capacity(sf.len());
-                for s in sf {
+                let mut out = sf.into_owned();
+                for s in &mut out {
                     let mut tags = Value::from_labels(&s.labels);
                     for el in &elements {
                         let (_, params) = interp.call(c, vec![Value::Str(el.clone()), tags])?;
-                        tags = params.get(1).cloned().unwrap_or(Value::Map(Vec::new()));
+                        tags = params.into_iter().nth(1).unwrap_or(Value::Map(Vec::new()));
                     }
-                    out.push(Sample {
-                        labels: tags.to_labels().unwrap_or_default(),
-                        ..s
-                    });
+                    s.labels = tags.to_labels().unwrap_or_default();
                 }
-                out
+                Cow::Owned(out)
             }
             // Needs Kubernetes metadata Skylark does not have: samples pass through unchanged.
             "retagByK8sMeta" => sf,
@@ -430,8 +521,10 @@ impl<'a> MalEval<'a> {
                 };
                 let unit = match args.get(1) {
                     Some(a) => match self.eval(a)? {
-                        Value::Enum(_, n) | Value::Str(n) => TimeUnit::from_name(&n)
-                            .ok_or_else(|| EvalError::new(format!("unknown TimeUnit '{n}'")))?,
+                        MalValue::Plain(Value::Enum(_, n) | Value::Str(n)) => {
+                            TimeUnit::from_name(&n)
+                                .ok_or_else(|| EvalError::new(format!("unknown TimeUnit '{n}'")))?
+                        }
                         other => {
                             return Err(EvalError::new(format!(
                                 "expected a TimeUnit, found a {}",
@@ -447,7 +540,7 @@ impl<'a> MalEval<'a> {
                         "histogram unit {unit:?} is finer than milliseconds"
                     )));
                 }
-                family::histogram(&sf, &le, scale)?
+                Cow::Owned(family::histogram(sf, &le, scale)?)
             }
             "histogram_percentile" | "downsampling" | "decorate" => sf,
             "service"
@@ -458,15 +551,15 @@ impl<'a> MalEval<'a> {
             | "serviceInstanceRelation"
             | "processRelation" => {
                 if sf.is_empty() {
-                    return Ok(Value::Family(sf));
+                    return Ok(MalValue::Family(sf));
                 }
                 let spec = self.scope_spec(name, args)?;
-                self.groups = Some(group_entities(&sf, &spec));
+                self.groups = Some(group_entities(&sf, &spec, self.group_labels));
                 sf
             }
             other => return Err(EvalError::new(format!("unknown function '{other}'"))),
         };
-        Ok(Value::Family(out))
+        Ok(MalValue::Family(out))
     }
 
     fn scope_spec(&mut self, name: &str, args: &[Expr]) -> EvalResult<ScopeSpec> {
@@ -567,12 +660,12 @@ fn per_second(s: &Sample, t0: i64, v0: f64) -> f64 {
     }
 }
 
-fn group_entities(samples: &[Sample], spec: &ScopeSpec) -> Vec<EntityGroup> {
+fn group_entities(samples: &[Sample], spec: &ScopeSpec, keep_labels: bool) -> Vec<EntityGroup> {
     use skylark_core::{ENDPOINT_NAME_MAX, SERVICE_NAME_MAX};
     let keys = spec.label_keys();
-    family::group_by(samples, |s| family::labels_of(s, &keys))
+    family::group_by(samples, &keys)
         .into_iter()
-        .map(|(_, members)| {
+        .map(|members| {
             let first = &members[0].labels;
             let svc_delim = &spec.service.1;
             let layer = match &spec.layer_key {
@@ -598,10 +691,19 @@ fn group_entities(samples: &[Sample], spec: &ScopeSpec) -> Vec<EntityGroup> {
             entity.dest_process_name = dim(first, &spec.dest_process, ".");
             let samples = members
                 .into_iter()
-                .map(|s| {
-                    let mut s = s.clone();
-                    s.labels.retain(|k, _| !keys.contains(k));
-                    s
+                .map(|s| Sample {
+                    name: s.name.clone(),
+                    labels: if keep_labels {
+                        let mut labels = Labels::new();
+                        for (k, v) in s.labels.iter().filter(|(k, _)| !keys.contains(k)) {
+                            labels.insert(k.clone(), v.clone());
+                        }
+                        labels
+                    } else {
+                        Labels::new()
+                    },
+                    value: s.value,
+                    timestamp_ms: s.timestamp_ms,
                 })
                 .collect();
             EntityGroup { entity, samples }
@@ -610,7 +712,12 @@ fn group_entities(samples: &[Sample], spec: &ScopeSpec) -> Vec<EntityGroup> {
 }
 
 /// `+ - * /` between sample families and numbers, with OAP's EMPTY rules.
-fn arithmetic(op: BinOp, l: Value, r: Value, regexes: &RegexCache) -> EvalResult<Value> {
+fn arithmetic<'s>(
+    op: BinOp,
+    l: MalValue<'s>,
+    r: MalValue<'s>,
+    regexes: &RegexCache,
+) -> EvalResult<MalValue<'s>> {
     let f = |op: BinOp| -> fn(f64, f64) -> f64 {
         match op {
             BinOp::Add => |a, b| a + b,
@@ -620,43 +727,47 @@ fn arithmetic(op: BinOp, l: Value, r: Value, regexes: &RegexCache) -> EvalResult
         }
     };
     if !matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div) {
-        if matches!(l, Value::Family(_)) || matches!(r, Value::Family(_)) {
-            return Err(EvalError::new(format!(
+        return match (l, r) {
+            (MalValue::Plain(l), MalValue::Plain(r)) => {
+                Ok(MalValue::Plain(value::binary(op, &l, &r, regexes)?))
+            }
+            _ => Err(EvalError::new(format!(
                 "operator {op:?} does not apply to sample families"
-            )));
-        }
-        return value::binary(op, l, r, regexes);
+            ))),
+        };
     }
     let apply = f(op);
     Ok(match (l, r) {
-        (Value::Family(a), Value::Family(b)) => Value::Family(match op {
+        (MalValue::Family(a), MalValue::Family(b)) => MalValue::Family(match op {
             BinOp::Add if a.is_empty() => b,
             BinOp::Add if b.is_empty() => a,
-            BinOp::Sub if a.is_empty() => family::map_values(&b, |v| -v),
+            BinOp::Sub if a.is_empty() => family::map_values(b, |v| -v),
             BinOp::Sub if b.is_empty() => a,
-            BinOp::Mul if a.is_empty() || b.is_empty() => Vec::new(),
-            BinOp::Div if a.is_empty() => Vec::new(),
-            BinOp::Div if b.is_empty() => family::map_values(&a, |v| v / 0.0),
-            _ => family::zip(&a, &b, apply),
+            BinOp::Mul if a.is_empty() || b.is_empty() => Cow::Owned(Vec::new()),
+            BinOp::Div if a.is_empty() => Cow::Owned(Vec::new()),
+            BinOp::Div if b.is_empty() => family::map_values(a, |v| v / 0.0),
+            _ => Cow::Owned(family::zip(&a, &b, apply)),
         }),
-        (Value::Family(a), n) => {
+        (MalValue::Family(a), n) => {
             let x = n.as_f64().ok_or_else(|| {
                 EvalError::new(format!(
                     "cannot combine a sample family with a {}",
                     n.type_name()
                 ))
             })?;
-            Value::Family(family::map_values(&a, |v| apply(v, x)))
+            MalValue::Family(family::map_values(a, |v| apply(v, x)))
         }
-        (n, Value::Family(b)) => {
+        (n, MalValue::Family(b)) => {
             let x = n.as_f64().ok_or_else(|| {
                 EvalError::new(format!(
                     "cannot combine a {} with a sample family",
                     n.type_name()
                 ))
             })?;
-            Value::Family(family::map_values(&b, |v| apply(x, v)))
+            MalValue::Family(family::map_values(b, |v| apply(x, v)))
         }
-        (l, r) => value::binary(op, l, r, regexes)?,
+        (MalValue::Plain(l), MalValue::Plain(r)) => {
+            MalValue::Plain(value::binary(op, &l, &r, regexes)?)
+        }
     })
 }

@@ -2,7 +2,7 @@
 use crate::ast::{BinOp, Closure, Expr, ExprKind, Stmt, UnaryOp};
 use crate::error::EvalError;
 use regex::Regex;
-use skylark_core::Sample;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -17,8 +17,6 @@ pub(crate) enum Value {
     List(Vec<Value>),
     /// Groovy maps keep insertion order.
     Map(Vec<(String, Value)>),
-    /// A sample family; empty is OAP's `EMPTY`.
-    Family(Vec<Sample>),
     /// A class name used for enums and static calls (`Layer`, `ProcessRegistry`).
     Class(String),
     /// `Layer.GENERAL` and friends.
@@ -36,7 +34,6 @@ impl Value {
             Value::Str(_) => "string",
             Value::List(_) => "list",
             Value::Map(_) => "map",
-            Value::Family(_) => "sample family",
             Value::Class(_) => "class",
             Value::Enum(..) => "enum",
         }
@@ -52,7 +49,6 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
             Value::Map(m) => !m.is_empty(),
-            Value::Family(f) => !f.is_empty(),
             Value::Class(_) | Value::Enum(..) => true,
         }
     }
@@ -84,7 +80,6 @@ impl Value {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Value::Family(f) => format!("SampleFamily({} samples)", f.len()),
             Value::Class(c) => c.clone(),
             Value::Enum(_, n) => n.clone(),
         }
@@ -95,6 +90,19 @@ impl Value {
             labels
                 .iter()
                 .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
+                .collect(),
+        )
+    }
+
+    /// The map a closure that reads only `keys` of its labels needs: those labels, when present.
+    pub(crate) fn from_some_labels(labels: &skylark_core::Labels, keys: &[String]) -> Value {
+        Value::Map(
+            keys.iter()
+                .filter_map(|k| {
+                    labels
+                        .get_key_value(k)
+                        .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
+                })
                 .collect(),
         )
     }
@@ -198,6 +206,88 @@ fn java_replacement(rep: &str) -> String {
     out
 }
 
+/// The label keys a one-parameter closure reads from its parameter, when that is all it does
+/// with it: only `p.key`, `p?.key` and `p['key']` reads, no assignment through it, no method
+/// call on it and no other use of the whole map. Such a closure gives the same result when
+/// handed only those labels. `None` when the closure may see or change more.
+pub(crate) fn label_reads(c: &Closure) -> Option<Vec<String>> {
+    let param = match c.params.as_slice() {
+        [] => "it",
+        [p] => p.as_str(),
+        _ => return None,
+    };
+    let mut keys = Vec::new();
+    c.body
+        .iter()
+        .all(|s| stmt_reads(s, param, &mut keys))
+        .then_some(keys)
+}
+
+fn stmt_reads(s: &Stmt, p: &str, keys: &mut Vec<String>) -> bool {
+    match s {
+        Stmt::Expr(e) => expr_reads(e, p, keys),
+        Stmt::Var { name, value, .. } => {
+            name != p && value.as_ref().is_none_or(|v| expr_reads(v, p, keys))
+        }
+        Stmt::If {
+            cond,
+            then,
+            otherwise,
+        } => {
+            expr_reads(cond, p, keys)
+                && then.iter().all(|s| stmt_reads(s, p, keys))
+                && otherwise
+                    .as_ref()
+                    .is_none_or(|o| o.iter().all(|s| stmt_reads(s, p, keys)))
+        }
+        Stmt::Return(e, _) => e.as_ref().is_none_or(|e| expr_reads(e, p, keys)),
+        Stmt::Block(b) => b.iter().all(|s| stmt_reads(s, p, keys)),
+    }
+}
+
+fn expr_reads(e: &Expr, p: &str, keys: &mut Vec<String>) -> bool {
+    let mut read = |k: &str| {
+        if !keys.iter().any(|x| x == k) {
+            keys.push(k.to_string());
+        }
+        true
+    };
+    match &e.kind {
+        ExprKind::Number(..) | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Null => true,
+        ExprKind::Ident(name) => name != p,
+        ExprKind::Property { target, name, .. } => match &target.kind {
+            ExprKind::Ident(t) if t == p => read(name),
+            _ => expr_reads(target, p, keys),
+        },
+        ExprKind::Index { target, index } => match (&target.kind, &index.kind) {
+            (ExprKind::Ident(t), ExprKind::Str(k)) if t == p => read(k),
+            _ => expr_reads(target, p, keys) && expr_reads(index, p, keys),
+        },
+        ExprKind::List(items) => items.iter().all(|i| expr_reads(i, p, keys)),
+        // Bare identifiers as map keys are literal text, not variables.
+        ExprKind::Map(entries) => entries.iter().all(|(k, v)| {
+            (matches!(k.kind, ExprKind::Ident(_)) || expr_reads(k, p, keys))
+                && expr_reads(v, p, keys)
+        }),
+        ExprKind::Closure(_) | ExprKind::Assign { .. } => false,
+        ExprKind::Call { target, args, .. } => {
+            target.as_ref().is_none_or(|t| expr_reads(t, p, keys))
+                && args.iter().all(|a| expr_reads(a, p, keys))
+        }
+        ExprKind::Unary { expr, .. } | ExprKind::Cast { expr, .. } => expr_reads(expr, p, keys),
+        ExprKind::Binary { lhs, rhs, .. } | ExprKind::Elvis { lhs, rhs } => {
+            expr_reads(lhs, p, keys) && expr_reads(rhs, p, keys)
+        }
+        ExprKind::Ternary {
+            cond,
+            then,
+            otherwise,
+        } => {
+            expr_reads(cond, p, keys) && expr_reads(then, p, keys) && expr_reads(otherwise, p, keys)
+        }
+    }
+}
+
 enum Flow {
     Normal(Value),
     Return(Value),
@@ -224,24 +314,35 @@ impl<'a> Interp<'a> {
         c: &Closure,
         args: Vec<Value>,
     ) -> EvalResult<(Value, Vec<Value>)> {
-        let mut scope = HashMap::new();
-        let names: Vec<String> = if c.params.is_empty() {
-            vec!["it".to_string()]
+        const IMPLICIT: &[&str] = &["it"];
+        let names: Vec<&str> = if c.params.is_empty() {
+            IMPLICIT.to_vec()
         } else {
-            c.params.clone()
+            c.params.iter().map(String::as_str).collect()
         };
-        for (i, name) in names.iter().enumerate() {
-            scope.insert(name.clone(), args.get(i).cloned().unwrap_or(Value::Null));
+        let mut scope = HashMap::with_capacity(names.len());
+        let mut args = args.into_iter();
+        for name in &names {
+            scope.insert(name.to_string(), args.next().unwrap_or(Value::Null));
         }
         self.scopes.push(scope);
         let r = self.block(&c.body);
-        let scope = self.scopes.pop().unwrap_or_default();
+        let mut scope = self.scopes.pop().unwrap_or_default();
         let out = match r? {
             Flow::Normal(v) | Flow::Return(v) => v,
         };
+        // A name given twice reads the same final value at each place.
         let params = names
             .iter()
-            .map(|n| scope.get(n).cloned().unwrap_or(Value::Null))
+            .enumerate()
+            .map(|(i, n)| {
+                if names[i + 1..].contains(n) {
+                    scope.get(*n).cloned()
+                } else {
+                    scope.remove(*n)
+                }
+                .unwrap_or(Value::Null)
+            })
             .collect();
         Ok((out, params))
     }
@@ -344,15 +445,7 @@ impl<'a> Interp<'a> {
             ExprKind::Closure(_) => {
                 return Err(EvalError::new("nested closures are not supported"))
             }
-            ExprKind::Property { target, name, safe } => {
-                let t = self.expr(target)?;
-                property(&t, name, *safe)?
-            }
-            ExprKind::Index { target, index } => {
-                let t = self.expr(target)?;
-                let i = self.expr(index)?;
-                index_value(&t, &i)?
-            }
+            ExprKind::Property { .. } | ExprKind::Index { .. } => self.read(e)?.into_owned(),
             ExprKind::Call {
                 target,
                 name,
@@ -380,10 +473,18 @@ impl<'a> Interp<'a> {
             ExprKind::Binary { op, lhs, rhs } => match op {
                 BinOp::And => Value::Bool(self.expr(lhs)?.truthy() && self.expr(rhs)?.truthy()),
                 BinOp::Or => Value::Bool(self.expr(lhs)?.truthy() || self.expr(rhs)?.truthy()),
+                _ if is_literal(rhs) => {
+                    // A literal has no side effects, so it may be evaluated first and the left
+                    // side compared in place.
+                    let regexes = self.regexes;
+                    let r = self.expr(rhs)?;
+                    let l = self.read(lhs)?;
+                    binary(*op, &l, &r, regexes)?
+                }
                 _ => {
                     let l = self.expr(lhs)?;
                     let r = self.expr(rhs)?;
-                    binary(*op, l, r, self.regexes)?
+                    binary(*op, &l, &r, self.regexes)?
                 }
             },
             ExprKind::Ternary {
@@ -412,6 +513,33 @@ impl<'a> Interp<'a> {
                 v
             }
         })
+    }
+
+    /// Evaluates `e`, borrowing when it names a variable or a property path in one: closures
+    /// read single labels of maps they are given far more often than they copy them.
+    fn read(&mut self, e: &Expr) -> EvalResult<Cow<'_, Value>> {
+        match &e.kind {
+            ExprKind::Ident(name) if self.lookup(name).is_some() => self
+                .lookup(name)
+                .map(Cow::Borrowed)
+                .ok_or_else(|| EvalError::new(format!("no such variable '{name}'"))),
+            ExprKind::Property { target, name, safe } => {
+                let t = self.read(target)?;
+                property_of(t, name, *safe)
+            }
+            ExprKind::Index { target, index } if is_literal(index) => {
+                // A literal index cannot observe being evaluated before its target.
+                let i = self.expr(index)?;
+                let t = self.read(target)?;
+                index_of(t, &i)
+            }
+            ExprKind::Index { target, index } => {
+                let t = self.expr(target)?;
+                let i = self.expr(index)?;
+                index_value(&t, &i).map(Cow::Owned)
+            }
+            _ => self.expr(e).map(Cow::Owned),
+        }
     }
 
     /// The variable or map slot an assignable expression names, created when missing.
@@ -497,7 +625,7 @@ impl<'a> Interp<'a> {
                 ExprKind::Ident(_) | ExprKind::Property { .. } | ExprKind::Index { .. }
             )
         {
-            let is_map = matches!(self.expr(target)?, Value::Map(_));
+            let is_map = matches!(*self.read(target)?, Value::Map(_));
             if is_map {
                 let slot = self.slot_mut(target)?;
                 if let Value::Map(m) = slot {
@@ -505,14 +633,15 @@ impl<'a> Interp<'a> {
                 }
             }
         }
-        let t = self.expr(target)?;
-        if t == Value::Null {
+        let regexes = self.regexes;
+        let t = self.read(target)?;
+        if *t == Value::Null {
             if safe {
                 return Ok(Value::Null);
             }
             return Err(EvalError::new(format!("cannot call '{name}' on null")));
         }
-        method(&t, name, &argv, self.regexes)
+        method(&t, name, &argv, regexes)
     }
 }
 
@@ -569,6 +698,40 @@ fn property(t: &Value, name: &str, safe: bool) -> EvalResult<Value> {
             "cannot get property '{name}' of a {}",
             other.type_name()
         ))),
+    }
+}
+
+/// Literals evaluate without side effects or variable reads.
+fn is_literal(e: &Expr) -> bool {
+    matches!(
+        e.kind,
+        ExprKind::Number(..) | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Null
+    )
+}
+
+/// `property`, borrowing the entry when the map itself is borrowed.
+fn property_of<'v>(t: Cow<'v, Value>, name: &str, safe: bool) -> EvalResult<Cow<'v, Value>> {
+    match t {
+        Cow::Borrowed(Value::Map(m)) => Ok(m
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Cow::Borrowed(v))
+            .unwrap_or(Cow::Owned(Value::Null))),
+        t => property(&t, name, safe).map(Cow::Owned),
+    }
+}
+
+/// `index_value`, borrowing the entry when the map itself is borrowed.
+fn index_of<'v>(t: Cow<'v, Value>, i: &Value) -> EvalResult<Cow<'v, Value>> {
+    match t {
+        Cow::Borrowed(Value::Map(m)) => {
+            let k = i.render();
+            Ok(m.iter()
+                .find(|(mk, _)| *mk == k)
+                .map(|(_, v)| Cow::Borrowed(v))
+                .unwrap_or(Cow::Owned(Value::Null)))
+        }
+        t => index_value(&t, i).map(Cow::Owned),
     }
 }
 
@@ -847,19 +1010,19 @@ fn numeric(op: BinOp, a: &Value, b: &Value) -> EvalResult<Value> {
 
 /// Groovy semantics of a binary operator on plain values (sample families are handled by the
 /// MAL evaluator before this).
-pub(crate) fn binary(op: BinOp, l: Value, r: Value, regexes: &RegexCache) -> EvalResult<Value> {
+pub(crate) fn binary(op: BinOp, l: &Value, r: &Value, regexes: &RegexCache) -> EvalResult<Value> {
     use std::cmp::Ordering::*;
     Ok(match op {
-        BinOp::Eq => Value::Bool(equals(&l, &r)),
-        BinOp::NotEq => Value::Bool(!equals(&l, &r)),
-        BinOp::Lt => Value::Bool(compare(&l, &r)? == Less),
-        BinOp::Le => Value::Bool(compare(&l, &r)? != Greater),
-        BinOp::Gt => Value::Bool(compare(&l, &r)? == Greater),
-        BinOp::Ge => Value::Bool(compare(&l, &r)? != Less),
+        BinOp::Eq => Value::Bool(equals(l, r)),
+        BinOp::NotEq => Value::Bool(!equals(l, r)),
+        BinOp::Lt => Value::Bool(compare(l, r)? == Less),
+        BinOp::Le => Value::Bool(compare(l, r)? != Greater),
+        BinOp::Gt => Value::Bool(compare(l, r)? == Greater),
+        BinOp::Ge => Value::Bool(compare(l, r)? != Less),
         BinOp::And => Value::Bool(l.truthy() && r.truthy()),
         BinOp::Or => Value::Bool(l.truthy() || r.truthy()),
-        BinOp::In => match &r {
-            Value::List(items) => Value::Bool(items.iter().any(|i| equals(i, &l))),
+        BinOp::In => match r {
+            Value::List(items) => Value::Bool(items.iter().any(|i| equals(i, l))),
             Value::Map(m) => Value::Bool(m.iter().any(|(k, _)| *k == l.render())),
             Value::Str(s) => Value::Bool(s.contains(&l.render())),
             Value::Null => Value::Bool(false),
@@ -871,20 +1034,20 @@ pub(crate) fn binary(op: BinOp, l: Value, r: Value, regexes: &RegexCache) -> Eva
             }
         },
         BinOp::RegexFind | BinOp::RegexMatch => {
-            if l == Value::Null {
+            if *l == Value::Null {
                 Value::Bool(false)
             } else {
                 let re = regexes.get(&r.render(), op == BinOp::RegexMatch)?;
                 Value::Bool(re.is_match(&l.render()))
             }
         }
-        BinOp::Add => match (&l, &r) {
+        BinOp::Add => match (l, r) {
             (Value::Str(a), b) => Value::Str(format!("{a}{}", b.render())),
             (a, Value::Str(b)) => Value::Str(format!("{}{b}", a.render())),
             (Value::List(a), Value::List(b)) => Value::List(a.iter().chain(b).cloned().collect()),
-            _ => numeric(op, &l, &r)?,
+            _ => numeric(op, l, r)?,
         },
-        BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => numeric(op, &l, &r)?,
+        BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => numeric(op, l, r)?,
     })
 }
 
@@ -995,6 +1158,65 @@ mod tests {
             &[("condition", "x"), ("a", "b")],
         );
         assert!(!tags.to_labels().unwrap().contains_key("condition"));
+    }
+
+    fn reads(src: &str) -> Option<Vec<String>> {
+        let e = parse(src, Part::Exp).unwrap();
+        let ExprKind::Closure(c) = e.kind else {
+            panic!()
+        };
+        label_reads(&c)
+    }
+
+    #[test]
+    fn label_reads_only_for_closures_that_just_read_labels() {
+        assert_eq!(
+            reads("{ tags -> tags.job_name == 'x' && tags?.b != null || tags['c'] in ['1'] }"),
+            Some(vec!["job_name".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(reads("{ it.a.startsWith('x') }"), Some(vec!["a".into()]));
+        // The map itself escapes, is changed, or its name is reused: all labels are needed.
+        for src in [
+            "{ tags -> tags.size() > 1 }",
+            "{ tags -> tags.a = 'x' }",
+            "{ tags -> tags.remove('a') }",
+            "{ tags -> def t = tags; t.a == 'x' }",
+            "{ tags -> tags[tags.k] == 'x' }",
+            "{ tags -> def tags = [:]; tags.a == null }",
+            "{ a, b -> a.x == b.y }",
+        ] {
+            assert_eq!(reads(src), None, "{src}");
+        }
+    }
+
+    #[test]
+    fn a_closure_sees_the_same_labels_whole_or_projected() {
+        let src = "{ tags -> tags.a == 'x' ? tags['b'] : (tags.missing ?: 'none') }";
+        let e = parse(src, Part::Exp).unwrap();
+        let ExprKind::Closure(c) = e.kind else {
+            panic!()
+        };
+        let keys = label_reads(&c).unwrap();
+        let cache = RegexCache::default();
+        for pairs in [
+            &[("a", "x"), ("b", "1"), ("z", "9")][..],
+            &[("a", "y")],
+            &[],
+        ] {
+            let labels: skylark_core::Labels = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let whole = Interp::new(&cache)
+                .call(&c, vec![Value::from_labels(&labels)])
+                .unwrap()
+                .0;
+            let some = Interp::new(&cache)
+                .call(&c, vec![Value::from_some_labels(&labels, &keys)])
+                .unwrap()
+                .0;
+            assert_eq!(whole, some, "{pairs:?}");
+        }
     }
 
     #[test]
