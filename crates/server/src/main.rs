@@ -4,11 +4,6 @@ use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// The server allocates and frees many small label maps and strings per request; mimalloc's
-/// per-thread free lists handle that churn better than glibc's malloc.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const USAGE: &str = "usage: skylark [serve] [--config FILE]\n       skylark check-rules PATH...";
 
 fn main() -> ExitCode {
