@@ -28,7 +28,7 @@ fn parse_args() -> Result<Args> {
         server: "target/release/skylark".into(),
         fixtures: "../shared/fixtures/sdk".into(),
         seconds: 10,
-        concurrency: 8,
+        concurrency: 32,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
