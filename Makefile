@@ -2,7 +2,11 @@
 CARGO ?= cargo
 SHARED ?= ../shared
 
-.PHONY: help run build test test-crash lint fmt fmt-check bench check-rules
+FUZZ_SECONDS ?= 600
+FUZZ_SHORT_SECONDS ?= 15
+FUZZ_JOBS ?= 2
+
+.PHONY: help run build test test-crash lint fmt fmt-check bench check-rules fuzz fuzz-short
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -34,3 +38,9 @@ bench: ## Ingest benchmark against a running release server (figures in one run)
 
 check-rules: ## Validate the shipped rule files
 	$(CARGO) run --release --bin skylark -- check-rules otel-rules/*/*.yaml
+
+fuzz: ## Run every fuzz target for FUZZ_SECONDS (default 600), FUZZ_JOBS (2) at a time; needs cargo-fuzz
+	RUSTC_BOOTSTRAP=1 SHARED=$(SHARED) fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_JOBS)
+
+fuzz-short: ## Run every fuzz target for FUZZ_SHORT_SECONDS (default 15): the CI smoke run
+	RUSTC_BOOTSTRAP=1 SHARED=$(SHARED) fuzz/run.sh $(FUZZ_SHORT_SECONDS) $(FUZZ_JOBS)

@@ -278,11 +278,13 @@ impl Lexer<'_> {
             }
             _ => {}
         }
-        if self.peek().is_some_and(is_ident_continue) {
+        if let Some(c) = self.peek().filter(|c| is_ident_continue(*c)) {
+            // The offending character may be multi-byte (`1é`): quote all of it.
+            let end = self.pos + c.len_utf8();
             return Err(ParseError::new(
                 "LAL104",
                 self.finish(start),
-                format!("invalid number `{}`", &self.src[begin..=self.pos]),
+                format!("invalid number `{}`", &self.src[begin..end]),
             ));
         }
         if is_float {

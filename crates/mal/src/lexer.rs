@@ -139,16 +139,10 @@ pub(crate) fn tokenize(src: &str, part: Part) -> Result<Vec<Token>, ParseError> 
             }
             TokenKind::Str(out)
         } else {
-            let two = if i + 1 < bytes.len() {
-                &src[i..i + 2]
-            } else {
-                ""
-            };
-            let three = if i + 2 < bytes.len() {
-                &src[i..i + 3]
-            } else {
-                ""
-            };
+            // `get`: the next bytes may end inside a multi-byte character, and then they are no
+            // (ASCII) operator anyway.
+            let two = src.get(i..i + 2).unwrap_or("");
+            let three = src.get(i..i + 3).unwrap_or("");
             let (kind, len) = if three == "==~" {
                 (TokenKind::RegexMatch, 3)
             } else {

@@ -1,0 +1,13 @@
+//! `POST /v1/metrics` with `Content-Type: application/json` (OTLP proto3 JSON): any body must
+//! decode to a batch or a typed error, never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|body: &[u8]| {
+    if let Ok(batch) = skylark_receiver::decode_metrics("application/json; charset=utf-8", body) {
+        for family in batch.resources.iter().flat_map(|r| r.values()) {
+            assert!(family.samples.iter().all(|s| s.value.is_finite()));
+        }
+    }
+});
