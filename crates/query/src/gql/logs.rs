@@ -2,7 +2,7 @@
 
 use super::query::{given, qctx};
 use super::types::*;
-use crate::{Error, RecordWindow};
+use crate::Error;
 use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, ID};
 use skylark_core::{ContentType, EndpointId, InstanceId, ServiceId};
 use skylark_storage::StoredLog;
@@ -277,7 +277,7 @@ fn run_log_query(ctx: &Context<'_>, filter: Option<LogFilter>) -> Result<LogsObj
         return Ok(error_reason(LOG_CONDITION_REQUIRED));
     }
     let window = match &f.query_duration {
-        Some(d) => Some(RecordWindow::parse(&d.start, &d.end, d.step.into())?),
+        Some(d) => Some(d.record_window()?),
         None => None,
     };
     let (offset, limit) = f.paging.offset_limit();
@@ -353,7 +353,7 @@ impl LogQueryRoot {
         ctx: &Context<'_>,
         duration: DurationInput,
     ) -> Result<Option<Vec<String>>> {
-        let w = RecordWindow::parse(&duration.start, &duration.end, duration.step.into())?;
+        let w = duration.record_window()?;
         let keys = qctx(ctx)?
             .storage
             .log_tag_keys(w.start_ms, w.end_ms)
@@ -368,7 +368,7 @@ impl LogQueryRoot {
         tag_key: String,
         duration: DurationInput,
     ) -> Result<Option<Vec<String>>> {
-        let w = RecordWindow::parse(&duration.start, &duration.end, duration.step.into())?;
+        let w = duration.record_window()?;
         let values = qctx(ctx)?
             .storage
             .log_tag_values(&tag_key, w.start_ms, w.end_ms)

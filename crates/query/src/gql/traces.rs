@@ -480,7 +480,7 @@ impl TraceFilter {
     /// The storage query and the time window (if a duration was given).
     fn to_query(&self) -> std::result::Result<(TraceQuery, Option<RecordWindow>), Error> {
         let window = match &self.query_duration {
-            Some(d) => Some(RecordWindow::parse(&d.start, &d.end, d.step.into())?),
+            Some(d) => Some(d.record_window()?),
             None => None,
         };
         let (offset, limit) = self.paging.offset_limit();
@@ -654,7 +654,7 @@ impl TraceQueryRoot {
         ctx: &Context<'_>,
         duration: DurationInput,
     ) -> Result<Option<Vec<String>>> {
-        let w = RecordWindow::parse(&duration.start, &duration.end, duration.step.into())?;
+        let w = duration.record_window()?;
         let keys = qctx(ctx)?
             .storage
             .trace_tag_keys(w.start_ms, w.end_ms)
@@ -669,7 +669,7 @@ impl TraceQueryRoot {
         tag_key: String,
         duration: DurationInput,
     ) -> Result<Option<Vec<String>>> {
-        let w = RecordWindow::parse(&duration.start, &duration.end, duration.step.into())?;
+        let w = duration.record_window()?;
         let values = qctx(ctx)?
             .storage
             .trace_tag_values(&tag_key, w.start_ms, w.end_ms)

@@ -162,6 +162,13 @@ pub struct DurationInput {
     pub cold_stage: Option<bool>,
 }
 
+impl DurationInput {
+    /// The epoch-ms window this duration covers for record queries (logs, segments).
+    pub(crate) fn record_window(&self) -> crate::Result<crate::RecordWindow> {
+        crate::RecordWindow::parse(&self.start, &self.end, self.step.into())
+    }
+}
+
 /// `type KeyValue`.
 #[derive(SimpleObject, Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
