@@ -8,6 +8,7 @@
 mod error;
 mod id;
 mod ingest;
+mod labels;
 mod layer;
 mod metric;
 mod sample;
@@ -19,12 +20,13 @@ pub use id::{
     SERVICE_NAME_MAX,
 };
 pub use ingest::{IngestError, IngestReport, IngestSink, MetricBatch};
+pub use labels::{LabelText, Labels};
 pub use layer::Layer;
 pub use metric::{
     to_long, HistogramGroup, MeterEntity, MeterValue, MetricCatalog, MetricDefinition,
     MetricEmission, MetricFunction, MetricState, MetricValue, Scope,
 };
-pub use sample::{Labels, Sample, SampleFamilies, SampleFamily};
+pub use sample::{Sample, SampleFamilies, SampleFamily};
 pub use time::{Step, TimeBucket, TimeError};
 
 /// Traffic ("registration") of entities, the rows behind `listServices`, `listInstances` and

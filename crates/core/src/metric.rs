@@ -385,7 +385,7 @@ const LE: &str = "le";
 
 fn labels_with(labels: &Labels, key: &str, value: String) -> Labels {
     let mut l = labels.clone();
-    l.insert(key.to_string(), value);
+    l.insert(key, value);
     l
 }
 
@@ -650,7 +650,7 @@ mod tests {
             out.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
             vec![10, 25]
         );
-        assert_eq!(out[0].0.get("p").map(String::as_str), Some("50"));
+        assert_eq!(out[0].0.get("p"), Some("50"));
     }
 
     #[test]

@@ -1,7 +1,5 @@
-use std::collections::{BTreeMap, HashMap};
-
-/// A sample's labels. Ordered so that equal label sets compare and hash equal.
-pub type Labels = BTreeMap<String, String>;
+use crate::Labels;
+use std::collections::HashMap;
 
 /// One value of one metric at one instant with its labels (OAP's `Sample`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -121,8 +121,8 @@ fn upstream_nginx_rules_parse_access_and_error_logs() {
     );
     assert_eq!(error.records[0].timestamp_ms, 1_630_490_401_000);
     let sample = &error.samples[0]["nginx_error_log_count"].samples[0];
-    assert_eq!(sample.labels["level"], "error");
-    assert_eq!(sample.labels["service"], "gw");
+    assert_eq!(sample.labels.get("level"), Some("error"));
+    assert_eq!(sample.labels.get("service"), Some("gw"));
     assert_eq!(
         sample.timestamp_ms, 1_700_000_000_000,
         "log.timestamp is the metadata's"

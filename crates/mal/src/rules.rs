@@ -134,10 +134,7 @@ impl<'r> FilterResults<'r> {
         for s in samples {
             let verdict = match &f.reads {
                 Some(keys) => {
-                    let values: Vec<Option<&str>> = keys
-                        .iter()
-                        .map(|k| s.labels.get(k).map(String::as_str))
-                        .collect();
+                    let values: Vec<Option<&str>> = keys.iter().map(|k| s.labels.get(k)).collect();
                     match verdicts.get(&values) {
                         Some(v) => *v,
                         None => {

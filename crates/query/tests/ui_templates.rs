@@ -681,7 +681,7 @@ async fn error_and_success_rate_expressions_evaluate() {
                 .iter()
                 .map(|(t, n)| {
                     let mut l = Labels::new();
-                    l.insert("exception_type".into(), t.to_string());
+                    l.insert("exception_type", t.to_string());
                     (l, *n)
                 })
                 .collect(),

@@ -66,17 +66,14 @@ fn check_batch(name: &str, batch: &MetricBatch) -> usize {
             for sample in &sf.samples {
                 samples += 1;
                 assert_eq!(&sample.name, family);
-                let service = sample.labels.get("service_name").map(String::as_str);
+                let service = sample.labels.get("service_name");
                 assert!(
                     service.is_some_and(|s| s.starts_with("mini-program-sim-")),
                     "{name}: service_name {service:?}"
                 );
-                assert_eq!(sample.labels.get("job_name").map(String::as_str), service);
+                assert_eq!(sample.labels.get("job_name"), service);
                 assert_eq!(
-                    sample
-                        .labels
-                        .get("miniprogram_platform")
-                        .map(String::as_str),
+                    sample.labels.get("miniprogram_platform"),
                     Some(platform),
                     "{name}"
                 );
@@ -109,7 +106,7 @@ fn check_histogram(name: &str, families: &SampleFamilies) {
     assert_eq!(buckets.samples.len(), 11 * counts.samples.len(), "{name}");
     let mut per_le: HashMap<&str, usize> = HashMap::new();
     for sample in &buckets.samples {
-        let le = sample.labels.get("le").map(String::as_str);
+        let le = sample.labels.get("le");
         *per_le.entry(le.unwrap_or("<missing>")).or_default() += 1;
     }
     for le in ["10.0", "25.0", "2500.0", "10000.0", "Infinity"] {

@@ -55,7 +55,7 @@ async fn export_reaches_the_sink_plain_and_gzipped() {
     for batch in batches.iter() {
         let families = &batch.resources[0];
         assert_eq!(
-            families["miniprogram_app_launch_duration"].samples[0].labels["job_name"],
+            &families["miniprogram_app_launch_duration"].samples[0].labels["job_name"],
             "mini-program-sim-wechat"
         );
         assert_eq!(families["miniprogram_request_duration"].samples.len(), 11);

@@ -68,8 +68,8 @@ async fn protobuf_request_is_ingested_and_answered_in_protobuf() {
     let families = &batches[0].resources[0];
     let launch = &families["miniprogram_app_launch_duration"].samples[0];
     assert_eq!(launch.value, 1200.0);
-    assert_eq!(launch.labels["service_name"], "mini-program-sim-wechat");
-    assert_eq!(launch.labels["miniprogram_page_path"], "pages/index/index");
+    assert_eq!(&launch.labels["service_name"], "mini-program-sim-wechat");
+    assert_eq!(&launch.labels["miniprogram_page_path"], "pages/index/index");
     assert_eq!(families["miniprogram_request_duration"].samples.len(), 11);
     assert_eq!(
         families["miniprogram_request_duration_count"].samples[0].value,

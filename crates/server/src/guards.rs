@@ -7,7 +7,7 @@
 //!   budget it asks the flusher for an early flush, over the whole budget receivers answer busy
 //!   until a flush brings it back under.
 use skylark_core::telemetry::{
-    Counter, Telemetry, CARDINALITY_OVERFLOWS_TOTAL, STORAGE_PENDING_ROWS,
+    Counter, Gauge, Telemetry, CARDINALITY_OVERFLOWS_TOTAL, STORAGE_PENDING_ROWS,
     STORAGE_PENDING_ROWS_LIMIT,
 };
 use skylark_core::traffic::Traffic;
@@ -273,19 +273,23 @@ impl CardinalityGuard {
             let mut label_overflows = 0u64;
             let mut keep_labels = |labels: &mut skylark_core::Labels| -> bool {
                 let mut keep = true;
-                for (key, value) in labels.iter_mut() {
+                let mut folded = Vec::new();
+                for (key, value) in labels.iter() {
                     let set = match metric_labels.get_mut(key) {
                         Some(set) => set,
-                        None => metric_labels.entry(key.clone()).or_default(),
+                        None => metric_labels.entry(key.to_owned()).or_default(),
                     };
                     if admit(set, value, cap) {
                         continue;
                     }
                     label_overflows += 1;
                     match self.limits.overflow {
-                        Overflow::Fold => *value = OVERFLOW_VALUE.to_owned(),
+                        Overflow::Fold => folded.push(key.to_owned()),
                         Overflow::Reject => keep = false,
                     }
+                }
+                for key in folded {
+                    labels.insert(key, OVERFLOW_VALUE);
                 }
                 keep
             };
@@ -340,7 +344,7 @@ pub struct MemoryBudget {
     storage: Arc<dyn Storage>,
     max_pending_rows: usize,
     flush_requested: Notify,
-    telemetry: Arc<Telemetry>,
+    pending_rows: Gauge,
 }
 
 impl MemoryBudget {
@@ -356,7 +360,7 @@ impl MemoryBudget {
             storage,
             max_pending_rows,
             flush_requested: Notify::new(),
-            telemetry,
+            pending_rows: telemetry.gauge(STORAGE_PENDING_ROWS, &[]),
         }
     }
 
@@ -374,8 +378,7 @@ impl MemoryBudget {
 impl Backpressure for MemoryBudget {
     fn overloaded(&self) -> Option<Overload> {
         let pending = self.storage.pending_rows();
-        self.telemetry
-            .gauge(STORAGE_PENDING_ROWS, &[])
+        self.pending_rows
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
         if pending >= self.max_pending_rows / 2 {
             self.flush_requested.notify_one();
@@ -427,7 +430,7 @@ mod tests {
             .iter()
             .map(|v| {
                 let mut labels = Labels::new();
-                labels.insert("code".into(), (*v).into());
+                labels.insert("code", *v);
                 (labels, 1)
             })
             .collect();
@@ -522,7 +525,7 @@ mod tests {
         let MeterValue::Labeled(entries) = &emissions[0].value else {
             panic!("labeled")
         };
-        let codes: Vec<&str> = entries.iter().map(|(l, _)| l["code"].as_str()).collect();
+        let codes: Vec<&str> = entries.iter().map(|(l, _)| &l["code"]).collect();
         assert_eq!(codes, ["200", "404"]);
         assert_eq!(overflows(&t, "endpoint", "reject"), 1);
         assert_eq!(overflows(&t, "label", "reject"), 1);
@@ -534,7 +537,7 @@ mod tests {
         let guard = CardinalityGuard::new(limits(Overflow::Fold), &t);
         let mut histogram = labeled_emission(&[]);
         let mut group_labels = Labels::new();
-        group_labels.insert("code".into(), "503".into());
+        group_labels.insert("code", "503");
         histogram.value = MeterValue::Histogram(vec![HistogramGroup {
             labels: group_labels,
             buckets: vec![(10, 1)],
@@ -544,12 +547,12 @@ mod tests {
         let MeterValue::Labeled(entries) = &emissions[0].value else {
             panic!("labeled")
         };
-        let codes: Vec<&str> = entries.iter().map(|(l, _)| l["code"].as_str()).collect();
+        let codes: Vec<&str> = entries.iter().map(|(l, _)| &l["code"]).collect();
         assert_eq!(codes, ["200", "404", "_other"]);
         let MeterValue::Histogram(groups) = &emissions[1].value else {
             panic!("histogram")
         };
-        assert_eq!(groups[0].labels["code"], "_other");
+        assert_eq!(groups[0].labels.get("code"), Some("_other"));
         assert_eq!(overflows(&t, "label", "fold"), 2);
     }
 

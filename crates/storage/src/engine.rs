@@ -18,6 +18,7 @@ use skylark_core::{
     MetricFunction, MetricState, MetricValue, SegmentRecord, ServiceId, Step, TimeBucket,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// A not-yet-stored metric row.
@@ -56,6 +57,9 @@ pub(crate) struct Engine<K: RowStore> {
     store: K,
     /// New metric rows since the last flush began.
     pending: Mutex<Rows>,
+    /// `pending.len()` as of its last change, readable without the lock: every request asks
+    /// (backpressure) while the applier holds the lock to aggregate.
+    pending_len: AtomicUsize,
     /// Rows a running flush took from `pending`, visible to reads until they are stored.
     /// Lock order: `in_flight` before `pending`.
     in_flight: RwLock<Rows>,
@@ -75,6 +79,7 @@ impl<K: RowStore> Engine<K> {
         Ok(Engine {
             store,
             pending: Mutex::new(Rows::new()),
+            pending_len: AtomicUsize::new(0),
             in_flight: RwLock::new(Rows::new()),
             traffic: RwLock::new(traffic),
             flush_lock: Mutex::new(()),
@@ -92,6 +97,7 @@ impl<K: RowStore> Engine<K> {
     ) -> Result<()> {
         let mut pending = self.pending.lock();
         self.aggregate(&mut pending, emissions);
+        self.pending_len.store(pending.len(), Ordering::Relaxed);
         self.metrics_mark.advance(seq);
         Ok(())
     }
@@ -120,6 +126,7 @@ impl<K: RowStore> Engine<K> {
     pub(crate) fn write_metrics(&self, emissions: Vec<MetricEmission>) -> Result<()> {
         let mut pending = self.pending.lock();
         self.aggregate(&mut pending, emissions);
+        self.pending_len.store(pending.len(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -164,7 +171,7 @@ impl<K: RowStore> Engine<K> {
     }
 
     pub(crate) fn pending_rows(&self) -> usize {
-        self.pending.lock().len()
+        self.pending_len.load(Ordering::Relaxed)
     }
 
     pub(crate) fn flush(&self) -> Result<()> {
@@ -174,6 +181,7 @@ impl<K: RowStore> Engine<K> {
             let mut in_flight = self.in_flight.write();
             let mut pending = self.pending.lock();
             std::mem::swap(&mut *in_flight, &mut *pending);
+            self.pending_len.store(pending.len(), Ordering::Relaxed);
             self.metrics_mark.take()
         };
         // Traffic is taken after the swap: a writer records traffic before the emissions it
@@ -240,6 +248,7 @@ impl<K: RowStore> Engine<K> {
             merge_into(&mut restored, key, row.function, &row.state);
         }
         *pending = restored;
+        self.pending_len.store(pending.len(), Ordering::Relaxed);
     }
 
     pub(crate) fn read_metric(
@@ -439,6 +448,7 @@ impl<K: RowStore> Engine<K> {
                     doomed.insert(key);
                 }
             }
+            self.pending_len.store(pending.len(), Ordering::Relaxed);
         }
         let mut ops: Vec<RowOp> = doomed.into_iter().map(|k| (k, None)).collect();
         let metric_rows = ops.len();

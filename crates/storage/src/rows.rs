@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn labeled_tables_round_trip() {
         let mut labels = Labels::new();
-        labels.insert("le".into(), "10".into());
+        labels.insert("le", "10");
         let mut t = BTreeMap::new();
         t.insert(labels, (7, 2));
         let state = MetricState::AvgTable(t);

@@ -312,7 +312,7 @@ fn histogram(buckets: &[(i64, i64)]) -> MeterValue {
 
 fn p(rank: u32) -> Labels {
     let mut l = Labels::new();
-    l.insert("p".into(), rank.to_string());
+    l.insert("p", rank.to_string());
     l
 }
 

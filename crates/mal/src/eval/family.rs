@@ -18,10 +18,7 @@ pub(crate) fn group_by<'s>(
     let mut key: Vec<&'s str> = Vec::with_capacity(keys.len());
     for s in samples {
         key.clear();
-        key.extend(
-            keys.iter()
-                .map(|k| s.labels.get(k).map(String::as_str).unwrap_or("")),
-        );
+        key.extend(keys.iter().map(|k| s.labels.get(k).unwrap_or("")));
         let found = if groups.len() <= SCAN {
             group_keys.iter().position(|g| *g == key)
         } else {
@@ -46,11 +43,14 @@ pub(crate) fn group_by<'s>(
 /// `{label: value-or-""}` over exactly `keys`.
 pub(crate) fn labels_of(sample: &Sample, keys: &[String]) -> Labels {
     // Inserting a handful of keys is cheaper than collecting, which sorts a buffer first.
-    let mut labels = Labels::new();
+    let mut labels = Labels::with_capacity(keys.len());
     for k in keys {
-        labels
-            .entry(k.clone())
-            .or_insert_with(|| sample.labels.get(k).cloned().unwrap_or_default());
+        if !labels.contains_key(k) {
+            match sample.labels.pair(k) {
+                Some((key, value)) => labels.insert(key.clone(), value.clone()),
+                None => labels.insert(k.as_str(), ""),
+            };
+        }
     }
     labels
 }
@@ -127,7 +127,7 @@ pub(crate) fn tag_filter<'a>(
     }
     keep(samples, |s| {
         Ok(compiled.iter().all(|(k, v, re)| {
-            let actual = s.labels.get(*k).map(String::as_str).unwrap_or("");
+            let actual = s.labels.get(k).unwrap_or("");
             match (test, re) {
                 (TagTest::Equal, _) => string_comp(actual, v),
                 (TagTest::NotEqual, _) => !string_comp(actual, v),
@@ -186,7 +186,7 @@ pub(crate) fn count(samples: &[Sample], by: Option<&[String]>) -> Vec<Sample> {
             let mut distinct = std::collections::HashSet::new();
             for s in samples {
                 if let Some(v) = s.labels.get(one).filter(|v| !v.trim().is_empty()) {
-                    distinct.insert(v.clone());
+                    distinct.insert(v);
                 }
             }
             vec![with(first, Labels::new(), distinct.len() as f64)]
@@ -281,13 +281,10 @@ pub(crate) fn histogram(
     for (bound, mut s) in bucketed {
         // Java's (long) cast saturates, and NaN becomes 0 — as Rust's `as`.
         let ms = ((bound * scale as f64) as i64).to_string();
-        match s.labels.get_mut("le") {
-            Some(v) if le == "le" => *v = ms,
-            _ => {
-                s.labels.remove(le);
-                s.labels.insert("le".to_string(), ms);
-            }
+        if le != "le" {
+            s.labels.remove(le);
         }
+        s.labels.insert("le", ms);
         out.push(s);
     }
     Ok(out)
@@ -344,7 +341,7 @@ mod tests {
         let out = count(&xs, Some(&["svc".to_string(), "pod".to_string()]));
         let a = out
             .iter()
-            .find(|x| x.labels.get("svc").map(String::as_str) == Some("a"))
+            .find(|x| x.labels.get("svc") == Some("a"))
             .unwrap();
         assert_eq!(a.value, 2.0);
     }

@@ -695,8 +695,10 @@ fn group_entities(samples: &[Sample], spec: &ScopeSpec, keep_labels: bool) -> Ve
                     name: s.name.clone(),
                     labels: if keep_labels {
                         let mut labels = Labels::new();
-                        for (k, v) in s.labels.iter().filter(|(k, _)| !keys.contains(k)) {
-                            labels.insert(k.clone(), v.clone());
+                        for (k, v) in s.labels.pairs() {
+                            if !keys.iter().any(|key| key.as_str() == &**k) {
+                                labels.insert(k.clone(), v.clone());
+                            }
                         }
                         labels
                     } else {

@@ -89,7 +89,7 @@ impl Value {
         Value::Map(
             labels
                 .iter()
-                .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
+                .map(|(k, v)| (k.to_owned(), Value::Str(v.to_owned())))
                 .collect(),
         )
     }
@@ -98,11 +98,7 @@ impl Value {
     pub(crate) fn from_some_labels(labels: &skylark_core::Labels, keys: &[String]) -> Value {
         Value::Map(
             keys.iter()
-                .filter_map(|k| {
-                    labels
-                        .get_key_value(k)
-                        .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
-                })
+                .filter_map(|k| labels.get(k).map(|v| (k.clone(), Value::Str(v.to_owned()))))
                 .collect(),
         )
     }
@@ -1121,10 +1117,7 @@ mod tests {
     #[test]
     fn assignment_mutates_tags_and_concatenates_null_as_text() {
         let (_, tags) = run("{tags -> tags.cluster = 'k8s::' + tags.cluster}", &[]);
-        assert_eq!(
-            tags.to_labels().unwrap().get("cluster").map(String::as_str),
-            Some("k8s::null")
-        );
+        assert_eq!(tags.to_labels().unwrap().get("cluster"), Some("k8s::null"));
     }
 
     #[test]
@@ -1145,10 +1138,7 @@ mod tests {
     fn local_variables_if_else_chain_and_in() {
         let src = "{ tags ->\n String r = ''\n if (tags.p == 'http' && tags.s == 'true') {\n r = 'a'\n } else if (tags.p in ['http', 'h2']) { r = 'b' } else { r = 'c' }\n tags['c'] = r\n }";
         let (_, tags) = run(src, &[("p", "h2")]);
-        assert_eq!(
-            tags.to_labels().unwrap().get("c").map(String::as_str),
-            Some("b")
-        );
+        assert_eq!(tags.to_labels().unwrap().get("c"), Some("b"));
     }
 
     #[test]

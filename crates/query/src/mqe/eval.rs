@@ -496,17 +496,18 @@ impl MqeContext<'_> {
                     .extend(selector_values(&l.value));
             }
             combos.retain(|_, (labels, _)| {
-                by_key.iter().all(|(k, allowed)| {
-                    labels
-                        .get(*k)
-                        .is_some_and(|v| allowed.contains(&v.as_str()))
-                })
+                by_key
+                    .iter()
+                    .all(|(k, allowed)| labels.get(k).is_some_and(|v| allowed.contains(&v)))
             });
         }
         let results = combos
             .into_values()
             .map(|(labels, vals)| MqeSeries {
-                labels: labels.into_iter().collect(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
                 values: vals
                     .into_iter()
                     .zip(ids.iter().cloned())

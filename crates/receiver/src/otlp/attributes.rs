@@ -55,9 +55,10 @@ pub(crate) fn log_value_string(value: Option<&AnyValue>) -> String {
 pub(crate) fn attribute_labels(attributes: &[KeyValue]) -> Labels {
     let mut labels = Labels::new();
     for attribute in attributes {
-        labels
-            .entry(escape_label_key(&attribute.key))
-            .or_insert_with(|| attribute_value_string(attribute));
+        let key = escape_label_key(&attribute.key);
+        if !labels.contains_key(&key) {
+            labels.insert(key, attribute_value_string(attribute));
+        }
     }
     labels
 }
@@ -68,9 +69,9 @@ pub(crate) fn resource_labels(attributes: &[KeyValue]) -> Labels {
     let mut labels = attribute_labels(attributes);
     for (source, target) in FALLBACK_COPIES {
         if let Some(attribute) = attributes.iter().find(|a| a.key == source) {
-            labels
-                .entry(target.to_owned())
-                .or_insert_with(|| attribute_value_string(attribute));
+            if !labels.contains_key(target) {
+                labels.insert(target, attribute_value_string(attribute));
+            }
         }
     }
     labels

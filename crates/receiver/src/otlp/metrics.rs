@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     DataPointFlags as OtlpDataPointFlags, ExponentialHistogramDataPoint, HistogramDataPoint,
     Metric as OtlpMetric, NumberDataPoint, ResourceMetrics, SummaryDataPoint,
 };
-use skylark_core::{Labels, MetricBatch, Sample, SampleFamilies};
+use skylark_core::{LabelText, Labels, MetricBatch, Sample, SampleFamilies};
 
 use super::attributes::{merged_labels, resource_labels};
 use super::{java_double_to_string, OtlpEncoding};
@@ -252,9 +252,10 @@ impl FamiliesBuilder {
             timestamp_ms,
         );
         self.push(&format!("{name}_sum"), labels.clone(), sum, timestamp_ms);
+        let le_key = LabelText::from(LE_LABEL);
         for (le, value) in buckets {
             let mut bucket_labels = labels.clone();
-            bucket_labels.insert(LE_LABEL.to_owned(), le.clone());
+            bucket_labels.insert(le_key.clone(), le.as_str());
             self.push(name, bucket_labels, *value, timestamp_ms);
         }
     }
@@ -536,10 +537,10 @@ mod tests {
         );
         let (families, _) = convert_one(&req);
         let sample = &families["m"].samples[0];
-        assert_eq!(sample.labels["a_b"], "resource-first");
-        assert_eq!(sample.labels["x_y"], "point-first");
+        assert_eq!(&sample.labels["a_b"], "resource-first");
+        assert_eq!(&sample.labels["x_y"], "point-first");
         // putIfAbsent: an explicit job_name is not replaced by service.name.
-        assert_eq!(sample.labels["job_name"], "explicit-job");
+        assert_eq!(&sample.labels["job_name"], "explicit-job");
     }
 
     #[test]
@@ -640,7 +641,7 @@ mod tests {
         let count = &families["miniprogram_request_duration_count"].samples;
         assert_eq!(count.len(), 1);
         assert_eq!(count[0].value, 6.0);
-        assert_eq!(count[0].labels["http_request_method"], "GET");
+        assert_eq!(&count[0].labels["http_request_method"], "GET");
         assert_eq!(count[0].timestamp_ms, 2000);
         assert_eq!(
             families["miniprogram_request_duration_sum"].samples[0].value,
@@ -649,7 +650,7 @@ mod tests {
         let buckets: Vec<(String, f64)> = families["miniprogram_request_duration"]
             .samples
             .iter()
-            .map(|s| (s.labels["le"].clone(), s.value))
+            .map(|s| (s.labels["le"].to_owned(), s.value))
             .collect();
         assert_eq!(
             buckets,
@@ -661,8 +662,8 @@ mod tests {
             ]
         );
         let bucket = &families["miniprogram_request_duration"].samples[0];
-        assert_eq!(bucket.labels["service_name"], "svc");
-        assert_eq!(bucket.labels["job_name"], "svc");
+        assert_eq!(&bucket.labels["service_name"], "svc");
+        assert_eq!(&bucket.labels["job_name"], "svc");
     }
 
     #[test]
@@ -797,7 +798,7 @@ mod tests {
         let quantiles: Vec<(String, f64)> = families["rpc_latency"]
             .samples
             .iter()
-            .map(|s| (s.labels["quantile"].clone(), s.value))
+            .map(|s| (s.labels["quantile"].to_owned(), s.value))
             .collect();
         assert_eq!(
             quantiles,
@@ -848,7 +849,7 @@ mod tests {
         let buckets: Vec<(String, f64)> = families["e"]
             .samples
             .iter()
-            .map(|s| (s.labels["le"].clone(), s.value))
+            .map(|s| (s.labels["le"].to_owned(), s.value))
             .collect();
         assert_eq!(
             buckets,
@@ -915,7 +916,7 @@ mod tests {
         let json = serde_json::to_vec(&req).unwrap();
         let batch = decode_metrics("application/json; charset=utf-8", &json).unwrap();
         assert_eq!(
-            batch.resources[0]["m"].samples[0].labels["service_name"],
+            &batch.resources[0]["m"].samples[0].labels["service_name"],
             "svc"
         );
 
