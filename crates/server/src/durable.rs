@@ -64,9 +64,44 @@ struct EntryRef<'a> {
 
 #[derive(Serialize)]
 enum RequestRef<'a> {
+    /// Earlier versions' metrics entries (bincode of the batch); still read on replay.
+    #[cfg_attr(not(test), allow(dead_code))]
     Metrics(&'a MetricBatch),
     Logs(&'a [LogData]),
     Segments(&'a [Segment]),
+    /// A batch in [`crate::batch_codec`]'s encoding, a twelfth of the size.
+    CompactMetrics(Bytes<'a>),
+}
+
+/// Bytes serialized as one length-prefixed copy instead of a sequence of numbers.
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// What [`Bytes`] wrote, read back.
+struct ByteBuf(Vec<u8>);
+
+impl<'de> Deserialize<'de> for ByteBuf {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ByteBuf;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                Ok(ByteBuf(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+                Ok(ByteBuf(v))
+            }
+        }
+        deserializer.deserialize_byte_buf(Visitor)
+    }
 }
 
 /// [`EntryRef`] read back (same encoding).
@@ -81,6 +116,7 @@ enum Request {
     Metrics(MetricBatch),
     Logs(Vec<LogData>),
     Segments(Vec<Segment>),
+    CompactMetrics(ByteBuf),
 }
 
 fn encode(entry: &EntryRef<'_>) -> Result<Vec<u8>, IngestError> {
@@ -191,7 +227,7 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
         if seq <= floor || failure.is_some() {
             return;
         }
-        let entry: Entry = match bincode::deserialize(payload) {
+        let mut entry: Entry = match bincode::deserialize(payload) {
             Ok(entry) => entry,
             Err(error) => {
                 tracing::error!(seq, %error, "write-ahead log entry cannot be decoded; skipped");
@@ -199,8 +235,18 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
                 return;
             }
         };
+        if let Request::CompactMetrics(ByteBuf(bytes)) = &entry.request {
+            match crate::batch_codec::decode(bytes) {
+                Ok(batch) => entry.request = Request::Metrics(batch),
+                Err(error) => {
+                    tracing::error!(seq, %error, "write-ahead log entry cannot be decoded; skipped");
+                    report.undecodable += 1;
+                    return;
+                }
+            }
+        }
         let needed = match &entry.request {
-            Request::Metrics(_) => seq > marks.metrics,
+            Request::Metrics(_) | Request::CompactMetrics(_) => seq > marks.metrics,
             Request::Logs(_) => seq > marks.metrics.min(marks.logs),
             Request::Segments(_) => seq > marks.metrics.min(marks.segments),
         };
@@ -209,6 +255,8 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
         }
         let (_, effects) = match entry.request {
             Request::Metrics(batch) => pipeline.prepare_metrics(batch, entry.now_ms),
+            // Turned into `Metrics` above.
+            Request::CompactMetrics(_) => return,
             Request::Logs(logs) => pipeline.prepare_logs(logs, entry.now_ms),
             Request::Segments(segments) => pipeline.prepare_segments(segments, entry.now_ms),
         };
@@ -524,9 +572,10 @@ fn apply_group(storage: &dyn Storage, group: &mut Group) -> skylark_storage::Res
 impl IngestSink for DurableSink {
     async fn ingest_metrics(&self, batch: MetricBatch) -> Result<IngestReport, IngestError> {
         let now_ms = self.pipeline.now_ms();
+        let compact = crate::batch_codec::encode(&batch);
         let payload = encode(&EntryRef {
             now_ms,
-            request: RequestRef::Metrics(&batch),
+            request: RequestRef::CompactMetrics(Bytes(&compact)),
         })?;
         let (report, effects) = self.pipeline.prepare_metrics(batch, now_ms);
         self.finish(payload, report, effects).await
@@ -709,6 +758,69 @@ mod tests {
         // Everything replayed is persisted, so the log is emptied.
         assert_eq!(segment_files(dir.path()), 0);
         assert_eq!(storage.applied_seqs().unwrap().metrics, 10);
+        sink.shutdown().unwrap();
+    }
+
+    fn launch_batch(now_ms: i64, value: f64) -> MetricBatch {
+        let labels: skylark_core::Labels = [
+            ("service_name", SERVICE),
+            ("miniprogram_platform", "wechat"),
+            ("service_instance_id", "i-1"),
+        ]
+        .into();
+        let mut families = skylark_core::SampleFamilies::new();
+        families.insert(
+            "miniprogram_app_launch_duration".into(),
+            skylark_core::SampleFamily::new(vec![skylark_core::Sample {
+                name: "miniprogram_app_launch_duration".into(),
+                labels,
+                value,
+                timestamp_ms: now_ms,
+            }]),
+        );
+        MetricBatch {
+            resources: vec![families],
+            skipped_points: 0,
+        }
+    }
+
+    #[test]
+    fn metrics_entries_replay_in_the_old_and_the_compact_encoding() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path()).unwrap();
+        let old = launch_batch(now, 1000.0);
+        let compact = crate::batch_codec::encode(&launch_batch(now, 2000.0));
+        let entries = [
+            RequestRef::Metrics(&old),
+            RequestRef::CompactMetrics(Bytes(&compact)),
+        ];
+        for (seq, request) in (1..).zip(entries) {
+            let payload = bincode::serialize(&EntryRef {
+                now_ms: now,
+                request,
+            })
+            .unwrap();
+            wal.append(seq, &payload).unwrap();
+        }
+        wal.sync().unwrap();
+        drop(wal);
+
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let pipeline = pipeline(storage.clone(), now);
+        let (sink, report) =
+            DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
+        assert_eq!((report.applied, report.undecodable), (2, 0), "{report:?}");
+        let def = pipeline
+            .definitions()
+            .into_iter()
+            .find(|d| d.name == "meter_wechat_mp_app_launch_duration")
+            .unwrap();
+        let entity = MeterEntity::service(SERVICE, skylark_core::Layer::WECHAT_MINI_PROGRAM).id();
+        let minute = TimeBucket::from_epoch_ms(now, Step::Minute).unwrap();
+        let value = storage.read_metric(&def, &entity, &[minute]).unwrap();
+        // avg of the two launches: both entries were decoded and applied.
+        assert_eq!(value, vec![Some(MetricValue::Single(1500))]);
         sink.shutdown().unwrap();
     }
 

@@ -2,6 +2,7 @@
 //! own beyond configuration, the write path ([`pipeline`]) and background tasks.
 
 pub mod admin;
+pub mod batch_codec;
 pub mod config;
 pub mod durable;
 pub mod guards;
