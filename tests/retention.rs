@@ -70,7 +70,7 @@ fn emissions_of_day(day: i64, at_ms: i64) -> Vec<MetricEmission> {
     let minute = TimeBucket::from_epoch_ms(at_ms, Step::Minute).unwrap();
     (0..ENTITIES_PER_DAY)
         .map(|i| MetricEmission {
-            metric: metric(),
+            metric: metric().into(),
             entity: MeterEntity::instance("retention-svc", format!("i-{day}-{i}"), Layer::GENERAL),
             minute,
             value: MeterValue::Single(42),

@@ -29,7 +29,7 @@ fn rule_file(exp: &str, filter: Option<&str>) -> Option<String> {
 
 fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
     Sample {
-        name: name.to_owned(),
+        name: name.into(),
         labels: labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -60,7 +60,7 @@ fn families() -> SampleFamilies {
     }
     let mut out = SampleFamilies::new();
     for s in samples {
-        out.entry(s.name.clone()).or_default().samples.push(s);
+        out.entry(s.name.to_string()).or_default().samples.push(s);
     }
     out
 }

@@ -116,13 +116,14 @@ impl Labels {
         Some(Arc::make_mut(&mut self.0).remove(i).1)
     }
 
-    /// Keeps the labels `keep` accepts.
+    /// Keeps the labels `keep` accepts (it may be asked twice about a label, so it must not
+    /// keep state). A set that keeps everything stays shared.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
         if self.0.iter().all(|(k, v)| keep(k, v)) {
             return;
         }
-        // `keep` has been asked once per label already; ask again only on a private copy.
-        let kept: Vec<_> = self.0.iter().filter(|(k, v)| keep(k, v)).cloned().collect();
+        let mut kept = Vec::with_capacity(self.0.len());
+        kept.extend(self.0.iter().filter(|(k, v)| keep(k, v)).cloned());
         self.0 = Arc::new(kept);
     }
 

@@ -325,8 +325,8 @@ pub enum MeterValue {
 /// One emission: a value of a metric for an entity in a minute.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricEmission {
-    /// The metric's definition.
-    pub metric: MetricDefinition,
+    /// The metric's definition, shared by every emission of its rule.
+    pub metric: std::sync::Arc<MetricDefinition>,
     /// The entity.
     pub entity: MeterEntity,
     /// The minute bucket of the sample's timestamp.

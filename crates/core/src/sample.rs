@@ -1,11 +1,12 @@
-use crate::Labels;
+use crate::{LabelText, Labels};
 use std::collections::HashMap;
 
 /// One value of one metric at one instant with its labels (OAP's `Sample`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
-    /// Metric name after OTLP escaping (`miniprogram_request_duration_count`).
-    pub name: String,
+    /// Metric name after OTLP escaping (`miniprogram_request_duration_count`), shared by the
+    /// samples of a family.
+    pub name: LabelText,
     /// Labels after OTLP escaping (`service_name`, `le`, ...).
     pub labels: Labels,
     /// The value.

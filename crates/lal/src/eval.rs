@@ -254,7 +254,7 @@ impl<'a> Run<'a> {
                 }
                 ExtractStmt::Metrics(body) => {
                     let mut sample = Sample {
-                        name: String::new(),
+                        name: "".into(),
                         labels: Default::default(),
                         value: f64::NAN,
                         timestamp_ms: self.state.meta.timestamp,
@@ -271,7 +271,7 @@ impl<'a> Run<'a> {
                         continue;
                     }
                     let mut families = SampleFamilies::new();
-                    families.insert(sample.name.clone(), SampleFamily::new(vec![sample]));
+                    families.insert(sample.name.to_string(), SampleFamily::new(vec![sample]));
                     self.state.samples.push(families);
                 }
                 ExtractStmt::Output(name, e) => {
@@ -290,7 +290,7 @@ impl<'a> Run<'a> {
                     let body = self.pick(chain);
                     self.metrics(body, sample);
                 }
-                MetricsStmt::Name(e) => sample.name = self.text_of(e).unwrap_or_default(),
+                MetricsStmt::Name(e) => sample.name = self.text_of(e).unwrap_or_default().into(),
                 MetricsStmt::Timestamp(e) => {
                     if let Some(ts) = self.eval(e).as_i64() {
                         sample.timestamp_ms = ts;

@@ -10,12 +10,12 @@ use crate::parser::parse;
 use crate::span::{line_col, Part, Span};
 use skylark_core::traffic::{EndpointTraffic, InstanceTraffic, ServiceTraffic, Traffic};
 use skylark_core::{
-    to_long, HistogramGroup, Labels, MeterValue, MetricDefinition, MetricEmission, Sample,
-    SampleFamilies, Scope, Step, TimeBucket,
+    to_long, HistogramGroup, MeterValue, MetricDefinition, MetricEmission, Sample, SampleFamilies,
+    Scope, Step, TimeBucket,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -39,7 +39,7 @@ struct RuleYaml {
 /// One compiled rule.
 #[derive(Debug)]
 struct CompiledRule {
-    definition: MetricDefinition,
+    definition: Arc<MetricDefinition>,
     kind: ValueKind,
     expr: Expr,
     inputs: Vec<String>,
@@ -513,7 +513,7 @@ fn compile_file(file: &str, raw: &str) -> Result<Option<CompiledFile>> {
         };
         let kind = md.value_kind();
         rules.push(CompiledRule {
-            definition: MetricDefinition {
+            definition: Arc::new(MetricDefinition {
                 name: format!("{prefix}_{}", r.name),
                 scope,
                 function,
@@ -522,7 +522,7 @@ fn compile_file(file: &str, raw: &str) -> Result<Option<CompiledFile>> {
                 } else {
                     Vec::new()
                 },
-            },
+            }),
             kind,
             expr: e,
             inputs: md.inputs,
@@ -600,7 +600,7 @@ impl RuleSet {
                         )));
                     }
                 } else {
-                    seen.push(r.definition.clone());
+                    seen.push((*r.definition).clone());
                 }
             }
             files.push(file);
@@ -643,7 +643,7 @@ impl RuleSet {
         let mut out: Vec<MetricDefinition> = Vec::new();
         for r in self.files.iter().flat_map(|f| &f.rules) {
             if !out.iter().any(|d| d.name == r.definition.name) {
-                out.push(r.definition.clone());
+                out.push((*r.definition).clone());
             }
         }
         out
@@ -775,17 +775,26 @@ fn emit(
             ValueKind::Histogram | ValueKind::HistogramPercentile => {
                 let mut groups: Vec<HistogramGroup> = Vec::new();
                 for s in &g.samples {
-                    let mut labels: Labels = s.labels.clone();
-                    let Some(le) = labels.remove("le") else {
+                    let Some(le) = s.labels.get("le") else {
                         continue;
                     };
-                    let bucket = (bucket_bound(&le), to_long(s.value));
-                    match groups.iter_mut().find(|h| h.labels == labels) {
+                    let bucket = (bucket_bound(le), to_long(s.value));
+                    // Compared in place: only a new group pays for a copy without `le`.
+                    match groups.iter_mut().find(|h| {
+                        h.labels.len() + 1 == s.labels.len()
+                            && h.labels
+                                .iter()
+                                .eq(s.labels.iter().filter(|(k, _)| *k != "le"))
+                    }) {
                         Some(h) => h.buckets.push(bucket),
-                        None => groups.push(HistogramGroup {
-                            labels,
-                            buckets: vec![bucket],
-                        }),
+                        None => {
+                            let mut labels = s.labels.clone();
+                            labels.remove("le");
+                            groups.push(HistogramGroup {
+                                labels,
+                                buckets: vec![bucket],
+                            })
+                        }
                     }
                 }
                 for h in &mut groups {

@@ -22,7 +22,7 @@ fn s(name: &str, labels: &[(&str, &str)], value: f64, ts: i64) -> Sample {
 fn fams(samples: Vec<Sample>) -> SampleFamilies {
     let mut m = SampleFamilies::new();
     for x in samples {
-        m.entry(x.name.clone()).or_default().samples.push(x);
+        m.entry(x.name.to_string()).or_default().samples.push(x);
     }
     m
 }

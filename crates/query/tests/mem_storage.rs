@@ -26,7 +26,7 @@ async fn rows_written_by_rules_are_queryable() {
         .get("meter_wechat_mp_request_duration_percentile")
         .unwrap();
     let emit = |metric, value| MetricEmission {
-        metric,
+        metric: std::sync::Arc::new(metric),
         entity: entity.clone(),
         minute,
         value,

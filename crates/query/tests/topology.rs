@@ -86,7 +86,7 @@ fn call(
     ] {
         for (suffix, value) in [("cpm", 1), ("resp_time", latency)] {
             out.push(MetricEmission {
-                metric: catalog.get(&format!("{prefix}_{suffix}")).unwrap(),
+                metric: catalog.get(&format!("{prefix}_{suffix}")).unwrap().into(),
                 entity: entity.clone(),
                 minute: at,
                 value: MeterValue::Single(value),

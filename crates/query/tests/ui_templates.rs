@@ -670,7 +670,7 @@ async fn error_and_success_rate_expressions_evaluate() {
     let storage = Arc::new(MemStorage::new());
     let entity = MeterEntity::service(WECHAT_SVC, Layer::WECHAT_MINI_PROGRAM);
     let emit = |metric: &str, at: &str, value| MetricEmission {
-        metric: catalog.get(metric).unwrap(),
+        metric: catalog.get(metric).unwrap().into(),
         entity: entity.clone(),
         minute: minute(at),
         value,

@@ -65,7 +65,7 @@ fn check_batch(name: &str, batch: &MetricBatch) -> usize {
             }
             for sample in &sf.samples {
                 samples += 1;
-                assert_eq!(&sample.name, family);
+                assert_eq!(&*sample.name, family.as_str());
                 let service = sample.labels.get("service_name");
                 assert!(
                     service.is_some_and(|s| s.starts_with("mini-program-sim-")),

@@ -172,11 +172,11 @@ impl CardinalityGuard {
         let mut seen = self.lock();
         for service in storage.list_services(None)? {
             let id = skylark_core::ServiceId::new(&service.name, true);
-            let instances = seen.instances.entry(service.name.clone()).or_default();
+            let instances = seen.instances.entry(service.name.to_string()).or_default();
             for instance in storage.list_instances(&id, i64::MIN)? {
                 instances.insert(instance.name);
             }
-            let endpoints = seen.endpoints.entry(service.name.clone()).or_default();
+            let endpoints = seen.endpoints.entry(service.name.to_string()).or_default();
             for endpoint in storage.find_endpoints(&id, None, usize::MAX)? {
                 endpoints.insert(endpoint.name);
             }
@@ -418,7 +418,8 @@ mod tests {
                 scope: Scope::ServiceInstance,
                 function: MetricFunction::Avg,
                 percentile_ranks: Vec::new(),
-            },
+            }
+            .into(),
             entity: MeterEntity::instance(service, instance, Layer::GENERAL),
             minute: TimeBucket::from_epoch_ms(1_700_000_000_000, Step::Minute).unwrap(),
             value: MeterValue::Single(1),
@@ -440,7 +441,8 @@ mod tests {
                 scope: Scope::Service,
                 function: MetricFunction::SumLabeled,
                 percentile_ranks: Vec::new(),
-            },
+            }
+            .into(),
             entity: MeterEntity::service("svc", Layer::GENERAL),
             minute: TimeBucket::from_epoch_ms(1_700_000_000_000, Step::Minute).unwrap(),
             value: MeterValue::Labeled(entries),

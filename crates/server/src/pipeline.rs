@@ -92,7 +92,7 @@ pub fn relation_metrics() -> Vec<MetricDefinition> {
 /// Runs decoded requests through the rules into storage.
 pub struct Pipeline {
     rules: Rules,
-    relation_metrics: Vec<MetricDefinition>,
+    relation_metrics: Vec<std::sync::Arc<MetricDefinition>>,
     storage: Arc<dyn Storage>,
     metrics_ttl_ms: i64,
     records_ttl_ms: i64,
@@ -116,7 +116,10 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             rules,
-            relation_metrics: relation_metrics(),
+            relation_metrics: relation_metrics()
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect(),
             storage,
             metrics_ttl_ms: i64::from(metrics_ttl_days) * 86_400_000,
             records_ttl_ms: i64::from(records_ttl_days) * 86_400_000,
@@ -143,7 +146,7 @@ impl Pipeline {
     pub fn definitions(&self) -> Vec<MetricDefinition> {
         let mut defs = self.rules.otel.definitions();
         defs.extend(self.rules.log_mal.definitions());
-        defs.extend(self.relation_metrics.iter().cloned());
+        defs.extend(self.relation_metrics.iter().map(|d| (**d).clone()));
         defs
     }
 

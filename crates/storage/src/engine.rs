@@ -17,7 +17,7 @@ use skylark_core::{
     EndpointId, InstanceId, Layer, LogRecord, MeterEntity, MetricDefinition, MetricEmission,
     MetricFunction, MetricState, MetricValue, SegmentRecord, ServiceId, Step, TimeBucket,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -28,8 +28,10 @@ struct PendingRow {
     state: MetricState,
 }
 
-/// Pending rows keyed by their storage key, so bucket/metric prefixes are range scans.
-type Rows = BTreeMap<Vec<u8>, PendingRow>;
+/// Pending rows keyed by their storage key. Hashed, not sorted: every emission looks up three
+/// rows (minute, hour, day) whose keys share long prefixes, which a sorted map compares byte by
+/// byte; the prefix scans of queries and retention are rare and walk the few thousand rows.
+type Rows = foldhash::HashMap<Vec<u8>, PendingRow>;
 
 fn merge_into(rows: &mut Rows, key: Vec<u8>, function: MetricFunction, state: &MetricState) {
     match rows.get_mut(&key) {
@@ -47,9 +49,9 @@ fn merge_into(rows: &mut Rows, key: Vec<u8>, function: MetricFunction, state: &M
 }
 
 fn rows_with_prefix<'a>(rows: &'a Rows, prefix: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-    rows.range(prefix.to_vec()..)
-        .map(|(k, _)| k.as_slice())
-        .take_while(move |k| k.starts_with(prefix))
+    rows.keys()
+        .map(|k| k.as_slice())
+        .filter(move |k| k.starts_with(prefix))
 }
 
 /// Everything a backend-specific storage shares.
@@ -78,9 +80,9 @@ impl<K: RowStore> Engine<K> {
         let metrics_mark = MetricsMark::load(&store)?;
         Ok(Engine {
             store,
-            pending: Mutex::new(Rows::new()),
+            pending: Mutex::new(Rows::default()),
             pending_len: AtomicUsize::new(0),
-            in_flight: RwLock::new(Rows::new()),
+            in_flight: RwLock::new(Rows::default()),
             traffic: RwLock::new(traffic),
             flush_lock: Mutex::new(()),
             log_ids: LogIds::new(),
@@ -132,7 +134,7 @@ impl<K: RowStore> Engine<K> {
 
     fn aggregate(&self, pending: &mut Rows, emissions: Vec<MetricEmission>) {
         // Many metrics of a batch share an entity: its id is formatted once.
-        let mut entity_ids: HashMap<&MeterEntity, String> = HashMap::new();
+        let mut entity_ids: foldhash::HashMap<&MeterEntity, String> = Default::default();
         let mut key = Vec::new();
         for emission in &emissions {
             let function = emission.metric.function;
@@ -440,8 +442,9 @@ impl<K: RowStore> Engine<K> {
             let mut pending = self.pending.lock();
             for (start, end) in &ranges {
                 let expired: Vec<Vec<u8>> = pending
-                    .range(start.clone()..end.clone())
-                    .map(|(k, _)| k.clone())
+                    .keys()
+                    .filter(|k| *k >= start && *k < end)
+                    .cloned()
                     .collect();
                 for key in expired {
                     pending.remove(&key);

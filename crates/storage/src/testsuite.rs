@@ -132,7 +132,7 @@ fn emit(
     value: MeterValue,
 ) -> MetricEmission {
     MetricEmission {
-        metric: metric.clone(),
+        metric: std::sync::Arc::new(metric.clone()),
         entity,
         minute: at,
         value,

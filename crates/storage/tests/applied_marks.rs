@@ -32,7 +32,7 @@ fn sum_metric() -> MetricDefinition {
 
 fn one(m: &MetricDefinition) -> MetricEmission {
     MetricEmission {
-        metric: m.clone(),
+        metric: m.clone().into(),
         entity: MeterEntity::service(SERVICE, Layer::WECHAT_MINI_PROGRAM),
         minute: MINUTE,
         value: MeterValue::Single(1),

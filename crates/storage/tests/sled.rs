@@ -32,7 +32,7 @@ fn metric(function: MetricFunction) -> MetricDefinition {
 
 fn emission(m: &MetricDefinition, value: i64) -> MetricEmission {
     MetricEmission {
-        metric: m.clone(),
+        metric: m.clone().into(),
         entity: MeterEntity::service(SERVICE, Layer::WECHAT_MINI_PROGRAM),
         minute: MINUTE,
         value: MeterValue::Single(value),

@@ -694,12 +694,8 @@ fn group_entities(samples: &[Sample], spec: &ScopeSpec, keep_labels: bool) -> Ve
                 .map(|s| Sample {
                     name: s.name.clone(),
                     labels: if keep_labels {
-                        let mut labels = Labels::new();
-                        for (k, v) in s.labels.pairs() {
-                            if !keys.iter().any(|key| key.as_str() == &**k) {
-                                labels.insert(k.clone(), v.clone());
-                            }
-                        }
+                        let mut labels = s.labels.clone();
+                        labels.retain(|k, _| !keys.iter().any(|key| key == k));
                         labels
                     } else {
                         Labels::new()

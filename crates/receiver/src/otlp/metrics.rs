@@ -163,15 +163,27 @@ impl FamiliesBuilder {
             self.skipped_points += 1;
             return;
         }
-        let sample = Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-            timestamp_ms,
-        };
         match self.families.get_mut(name) {
-            Some(family) => family.samples.push(sample),
+            Some(family) => {
+                // The family's samples share one name.
+                let name = match family.samples.first() {
+                    Some(s) => s.name.clone(),
+                    None => LabelText::from(name),
+                };
+                family.samples.push(Sample {
+                    name,
+                    labels,
+                    value,
+                    timestamp_ms,
+                });
+            }
             None => {
+                let sample = Sample {
+                    name: LabelText::from(name),
+                    labels,
+                    value,
+                    timestamp_ms,
+                };
                 self.families.insert(
                     name.to_owned(),
                     skylark_core::SampleFamily::new(vec![sample]),
@@ -498,7 +510,7 @@ mod tests {
         let family = &families["miniprogram_app_launch_duration"];
         assert_eq!(family.samples.len(), 1);
         let sample = &family.samples[0];
-        assert_eq!(sample.name, "miniprogram_app_launch_duration");
+        assert_eq!(&*sample.name, "miniprogram_app_launch_duration");
         assert_eq!(sample.value, 1200.0);
         assert_eq!(sample.timestamp_ms, 1_795_929_348_691);
         assert_eq!(
