@@ -5,7 +5,7 @@ use crate::context::{EvalContext, RuleOutput};
 use crate::error::{CompileError, Diagnostic, Error, ParseError, Result};
 use crate::eval::counter::CounterWindows;
 use crate::eval::value::{label_reads, Interp, RegexCache, Value};
-use crate::eval::{EntityGroup, Inputs, MalEval, MalValue};
+use crate::eval::{ConstantArgs, EntityGroup, Inputs, MalEval, MalValue};
 use crate::parser::parse;
 use crate::span::{line_col, Part, Span};
 use skylark_core::traffic::{EndpointTraffic, InstanceTraffic, ServiceTraffic, Traffic};
@@ -80,6 +80,7 @@ pub struct RuleSet {
     filters: Vec<FileFilter>,
     counters: Mutex<CounterWindows>,
     regexes: RegexCache,
+    constants: ConstantArgs,
 }
 
 /// One family after a file filter.
@@ -635,6 +636,7 @@ impl RuleSet {
             filters,
             counters: Mutex::new(CounterWindows::default()),
             regexes: RegexCache::default(),
+            constants: ConstantArgs::default(),
         })
     }
 
@@ -676,6 +678,7 @@ impl RuleSet {
                     ctx,
                     counters: &self.counters,
                     regexes: &self.regexes,
+                    constants: &self.constants,
                     metric_name: &rule.definition.name,
                     groups: None,
                     group_labels: rule.kind != ValueKind::Single,

@@ -20,7 +20,7 @@ pub(crate) fn group_by<'s>(
         key.clear();
         key.extend(keys.iter().map(|k| s.labels.get(k).unwrap_or("")));
         let found = if groups.len() <= SCAN {
-            group_keys.iter().position(|g| *g == key)
+            group_keys.iter().position(|g| same_values(g, &key))
         } else {
             index.get(&key).copied()
         };
@@ -38,6 +38,15 @@ pub(crate) fn group_by<'s>(
         }
     }
     groups
+}
+
+/// Equal label values; values of one resource are one shared text, so the address usually
+/// answers before the bytes are compared.
+fn same_values(a: &[&str], b: &[&str]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.len() == y.len() && (std::ptr::eq(x.as_ptr(), y.as_ptr()) || x == y))
 }
 
 /// `{label: value-or-""}` over exactly `keys`.

@@ -10,7 +10,8 @@ use counter::{parse_duration_ms, CounterWindows};
 use family::{Agg, TagTest};
 use skylark_core::{Labels, Layer, MeterEntity, Sample, Scope};
 use std::borrow::Cow;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use value::{Interp, RegexCache, Value};
 
 /// Names that denote classes (enums, registries) rather than sample families.
@@ -88,6 +89,43 @@ pub(crate) struct EntityGroup {
     pub(crate) samples: Vec<Sample>,
 }
 
+/// Label lists and scope specs of calls whose arguments are all literals, resolved once per
+/// rule set instead of once per evaluation. Keyed by the address of the argument expressions,
+/// which the rule set owns and never moves or changes.
+#[derive(Debug, Default)]
+pub(crate) struct ConstantArgs {
+    labels: RwLock<HashMap<usize, Arc<Vec<String>>>>,
+    scopes: RwLock<HashMap<usize, Arc<ScopeSpec>>>,
+}
+
+/// Whether `e` evaluates to the same value every time: literals, lists of them and class
+/// constants such as `Layer.GENERAL` (class names are capitalised; families are not).
+fn is_literal(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Number(..) | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Null => true,
+        ExprKind::List(items) => items.iter().all(is_literal),
+        ExprKind::Property { target, .. } => {
+            matches!(&target.kind, ExprKind::Ident(class) if class.starts_with(char::is_uppercase))
+        }
+        _ => false,
+    }
+}
+
+fn cached<T>(
+    map: &RwLock<HashMap<usize, Arc<T>>>,
+    key: usize,
+    make: impl FnOnce() -> EvalResult<T>,
+) -> EvalResult<Arc<T>> {
+    if let Some(v) = map.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(v.clone());
+    }
+    let v = Arc::new(make()?);
+    map.write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, v.clone());
+    Ok(v)
+}
+
 /// One scope call's arguments, resolved.
 #[derive(Debug, Clone)]
 struct ScopeSpec {
@@ -104,6 +142,8 @@ struct ScopeSpec {
     /// Single labels that also take part in grouping (layer, component, detect point).
     extra_keys: Vec<String>,
     layer_key: Option<String>,
+    /// Every label the entity is grouped by ([`ScopeSpec::label_keys`]).
+    keys: Vec<String>,
 }
 
 impl ScopeSpec {
@@ -120,6 +160,7 @@ impl ScopeSpec {
             dest_process: Vec::new(),
             extra_keys: Vec::new(),
             layer_key: None,
+            keys: Vec::new(),
         }
     }
 
@@ -175,6 +216,7 @@ pub(crate) struct MalEval<'a> {
     pub(crate) ctx: &'a EvalContext,
     pub(crate) counters: &'a Mutex<CounterWindows>,
     pub(crate) regexes: &'a RegexCache,
+    pub(crate) constants: &'a ConstantArgs,
     /// The rule's metric name: counter state is keyed by it.
     pub(crate) metric_name: &'a str,
     /// Set by the last scope call evaluated.
@@ -333,10 +375,14 @@ impl<'a> MalEval<'a> {
         }
     }
 
-    fn by_labels(&mut self, args: &[Expr]) -> EvalResult<Option<Vec<String>>> {
+    fn by_labels(&mut self, args: &[Expr]) -> EvalResult<Option<Arc<Vec<String>>>> {
         match args.first() {
             None => Ok(None),
-            Some(a) => Ok(Some(self.string_list(a)?)),
+            Some(a) if is_literal(a) => {
+                let key = a as *const Expr as usize;
+                cached(&self.constants.labels, key, || self.string_list(a)).map(Some)
+            }
+            Some(a) => Ok(Some(Arc::new(self.string_list(a)?))),
         }
     }
 
@@ -397,11 +443,15 @@ impl<'a> MalEval<'a> {
                     "min" => Agg::Min,
                     _ => Agg::Max,
                 };
-                Cow::Owned(family::aggregate(&sf, by.as_deref(), agg))
+                Cow::Owned(family::aggregate(
+                    &sf,
+                    by.as_ref().map(|b| b.as_slice()),
+                    agg,
+                ))
             }
             "count" => {
                 let by = self.by_labels(args)?;
-                Cow::Owned(family::count(&sf, by.as_deref()))
+                Cow::Owned(family::count(&sf, by.as_ref().map(|b| b.as_slice())))
             }
             "plus" | "minus" | "multiply" | "div" => {
                 let op = match name {
@@ -553,7 +603,12 @@ impl<'a> MalEval<'a> {
                 if sf.is_empty() {
                     return Ok(MalValue::Family(sf));
                 }
-                let spec = self.scope_spec(name, args)?;
+                let spec = if args.iter().all(is_literal) {
+                    let key = args.as_ptr() as usize;
+                    cached(&self.constants.scopes, key, || self.scope_spec(name, args))?
+                } else {
+                    Arc::new(self.scope_spec(name, args)?)
+                };
                 self.groups = Some(group_entities(&sf, &spec, self.group_labels));
                 sf
             }
@@ -647,6 +702,7 @@ impl<'a> MalEval<'a> {
                 spec.extra_keys.push(self.string(get(5)?)?);
             }
         }
+        spec.keys = spec.label_keys();
         Ok(spec)
     }
 }
@@ -662,7 +718,7 @@ fn per_second(s: &Sample, t0: i64, v0: f64) -> f64 {
 
 fn group_entities(samples: &[Sample], spec: &ScopeSpec, keep_labels: bool) -> Vec<EntityGroup> {
     use skylark_core::{ENDPOINT_NAME_MAX, SERVICE_NAME_MAX};
-    let keys = spec.label_keys();
+    let keys = &spec.keys;
     family::group_by(samples, &keys)
         .into_iter()
         .map(|members| {
