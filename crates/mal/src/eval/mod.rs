@@ -719,7 +719,7 @@ fn per_second(s: &Sample, t0: i64, v0: f64) -> f64 {
 fn group_entities(samples: &[Sample], spec: &ScopeSpec, keep_labels: bool) -> Vec<EntityGroup> {
     use skylark_core::{ENDPOINT_NAME_MAX, SERVICE_NAME_MAX};
     let keys = &spec.keys;
-    family::group_by(samples, &keys)
+    family::group_by(samples, keys)
         .into_iter()
         .map(|members| {
             let first = &members[0].labels;
