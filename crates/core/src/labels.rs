@@ -24,25 +24,30 @@ pub struct Labels(Arc<Vec<(LabelText, LabelText)>>);
 
 impl Labels {
     /// An empty set.
+    #[inline]
     pub fn new() -> Self {
         Labels::default()
     }
 
     /// An empty set with room for `n` labels.
+    #[inline]
     pub fn with_capacity(n: usize) -> Self {
         Labels(Arc::new(Vec::with_capacity(n)))
     }
 
     /// How many labels there are.
+    #[inline]
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     /// Whether there are none.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    #[inline]
     fn position(&self, key: &str) -> Result<usize, usize> {
         // Label sets are small and their names differ mostly in length: a scan that compares
         // lengths first touches the bytes of about one name, a binary search those of four.
@@ -62,21 +67,25 @@ impl Labels {
     }
 
     /// The value of `key`.
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&str> {
         self.get_text(key).map(|v| &**v)
     }
 
     /// The value of `key` as shared text, to put into another set without copying it.
+    #[inline]
     pub fn get_text(&self, key: &str) -> Option<&LabelText> {
         self.pair(key).map(|(_, v)| v)
     }
 
     /// The name and value of `key` as shared text.
+    #[inline]
     pub fn pair(&self, key: &str) -> Option<&(LabelText, LabelText)> {
         self.position(key).ok().map(|i| &self.0[i])
     }
 
     /// Whether `key` is set.
+    #[inline]
     pub fn contains_key(&self, key: &str) -> bool {
         self.position(key).is_ok()
     }
@@ -128,6 +137,7 @@ impl Labels {
     }
 
     /// The labels in name order.
+    #[inline]
     pub fn iter(&self) -> Iter<'_> {
         Iter(self.0.iter())
     }
@@ -143,6 +153,7 @@ impl Labels {
     }
 
     /// The pairs as shared text, in name order.
+    #[inline]
     pub fn pairs(&self) -> &[(LabelText, LabelText)] {
         &self.0
     }
@@ -154,15 +165,18 @@ pub struct Iter<'a>(std::slice::Iter<'a, (LabelText, LabelText)>);
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a str);
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         self.0.next().map(|(k, v)| (&**k, &**v))
     }
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.0.size_hint()
     }
 }
 
 impl DoubleEndedIterator for Iter<'_> {
+    #[inline]
     fn next_back(&mut self) -> Option<Self::Item> {
         self.0.next_back().map(|(k, v)| (&**k, &**v))
     }
@@ -173,6 +187,7 @@ impl ExactSizeIterator for Iter<'_> {}
 impl<'a> IntoIterator for &'a Labels {
     type Item = (&'a str, &'a str);
     type IntoIter = Iter<'a>;
+    #[inline]
     fn into_iter(self) -> Iter<'a> {
         self.iter()
     }
