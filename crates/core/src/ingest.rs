@@ -10,6 +10,20 @@ pub struct MetricBatch {
     pub resources: Vec<SampleFamilies>,
     /// Data points the receiver skipped (no data type, NaN, no recorded value), for counting.
     pub skipped_points: u64,
+    /// The body the batch was decoded from, when the receiver kept it (HTTP does): a
+    /// write-ahead log can keep these bytes instead of encoding the batch.
+    #[serde(skip)]
+    pub source: Option<EncodedRequest>,
+}
+
+/// A request body as received (decompressed), with the `Content-Type` that says how to decode
+/// it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedRequest {
+    /// `application/x-protobuf` or `application/json`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: bytes::Bytes,
 }
 
 /// What ingestion did with a request.

@@ -19,7 +19,7 @@ pub use id::{
     base64_encode, split_child_id, EndpointId, InstanceId, ServiceId, ENDPOINT_NAME_MAX,
     SERVICE_NAME_MAX,
 };
-pub use ingest::{IngestError, IngestReport, IngestSink, MetricBatch};
+pub use ingest::{EncodedRequest, IngestError, IngestReport, IngestSink, MetricBatch};
 pub use labels::{LabelText, Labels};
 pub use layer::Layer;
 pub use metric::{

@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use skylark_core::EncodedRequest;
 
 use crate::ingest::{
     admit, ingest_logs, ingest_metrics, ingest_segments, record_items, record_request,
@@ -53,8 +54,13 @@ async fn export_metrics(
         let encoding = otlp_encoding(&headers)?;
         let _slot = admit(&state)?;
         let batch = decode_body(&headers, body, state.config.max_body_bytes, move |bytes| {
-            let request: ExportMetricsServiceRequest = encoding.decode(bytes)?;
-            Ok(convert_metrics_request(&request))
+            let request: ExportMetricsServiceRequest = encoding.decode(&bytes)?;
+            let mut batch = convert_metrics_request(&request);
+            batch.source = Some(EncodedRequest {
+                content_type: encoding.content_type(),
+                body: bytes,
+            });
+            Ok(batch)
         })
         .await?;
         ingest_metrics(&state, batch, "http").await?;
@@ -77,7 +83,7 @@ async fn export_logs(
         let encoding = otlp_encoding(&headers)?;
         let _slot = admit(&state)?;
         let batch = decode_body(&headers, body, state.config.max_body_bytes, move |bytes| {
-            let request: ExportLogsServiceRequest = encoding.decode(bytes)?;
+            let request: ExportLogsServiceRequest = encoding.decode(&bytes)?;
             Ok(convert_logs_request(request))
         })
         .await?;
@@ -99,7 +105,7 @@ async fn report_segments(
 ) -> Response {
     let max_spans = state.config.max_spans_per_segment;
     report(&state, &headers, body, move |bytes| {
-        decode_segments_json(bytes, max_spans)
+        decode_segments_json(&bytes, max_spans)
     })
     .await
 }
@@ -111,7 +117,7 @@ async fn report_segment(
 ) -> Response {
     let max_spans = state.config.max_spans_per_segment;
     report(&state, &headers, body, move |bytes| {
-        decode_segment_json(bytes, max_spans)
+        decode_segment_json(&bytes, max_spans)
     })
     .await
 }
@@ -120,7 +126,7 @@ async fn report_segment(
 /// is then 400 naming the rejected ones (see `skywalking::segment`).
 async fn report<F>(state: &ReceiverState, headers: &HeaderMap, body: Body, decode: F) -> Response
 where
-    F: FnOnce(&[u8]) -> Result<SegmentBatch> + Send + 'static,
+    F: FnOnce(Bytes) -> Result<SegmentBatch> + Send + 'static,
 {
     let result = async {
         require_json(headers)?;
@@ -168,7 +174,7 @@ fn require_json(headers: &HeaderMap) -> Result<()> {
 async fn decode_body<T, F>(headers: &HeaderMap, body: Body, limit: usize, decode: F) -> Result<T>
 where
     T: Send + 'static,
-    F: FnOnce(&[u8]) -> Result<T> + Send + 'static,
+    F: FnOnce(Bytes) -> Result<T> + Send + 'static,
 {
     let gzip = is_gzip(header_str(headers, header::CONTENT_ENCODING))?;
     let declared_length = header_str(headers, header::CONTENT_LENGTH)
@@ -183,9 +189,9 @@ where
 
     let decode = move || -> Result<T> {
         if gzip {
-            decode(&gunzip(&body, limit)?)
+            decode(Bytes::from(gunzip(&body, limit)?))
         } else {
-            decode(&body)
+            decode(body)
         }
     };
     if decode_inline {

@@ -204,6 +204,7 @@ pub fn decode(bytes: &[u8]) -> Result<MetricBatch, BatchCodecError> {
     Ok(MetricBatch {
         resources,
         skipped_points,
+        source: None,
     })
 }
 
@@ -245,6 +246,7 @@ mod tests {
         MetricBatch {
             resources: vec![first, SampleFamilies::new()],
             skipped_points: 300,
+            source: None,
         }
     }
 

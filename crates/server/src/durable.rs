@@ -71,6 +71,12 @@ enum RequestRef<'a> {
     Segments(&'a [Segment]),
     /// A batch in [`crate::batch_codec`]'s encoding, a twelfth of the size.
     CompactMetrics(Bytes<'a>),
+    /// The body a batch was decoded from (HTTP requests), decoded again on replay: cheaper to
+    /// keep than any encoding of the decoded batch.
+    EncodedMetrics {
+        content_type: &'a str,
+        body: Bytes<'a>,
+    },
 }
 
 /// Bytes serialized as one length-prefixed copy instead of a sequence of numbers.
@@ -117,6 +123,7 @@ enum Request {
     Logs(Vec<LogData>),
     Segments(Vec<Segment>),
     CompactMetrics(ByteBuf),
+    EncodedMetrics { content_type: String, body: ByteBuf },
 }
 
 fn encode(entry: &EntryRef<'_>) -> Result<Vec<u8>, IngestError> {
@@ -235,18 +242,31 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
                 return;
             }
         };
-        if let Request::CompactMetrics(ByteBuf(bytes)) = &entry.request {
-            match crate::batch_codec::decode(bytes) {
-                Ok(batch) => entry.request = Request::Metrics(batch),
-                Err(error) => {
-                    tracing::error!(seq, %error, "write-ahead log entry cannot be decoded; skipped");
-                    report.undecodable += 1;
-                    return;
-                }
+        let decoded = match &entry.request {
+            Request::CompactMetrics(ByteBuf(bytes)) => {
+                Some(crate::batch_codec::decode(bytes).map_err(|e| e.to_string()))
             }
+            Request::EncodedMetrics {
+                content_type,
+                body: ByteBuf(body),
+            } => Some(
+                skylark_receiver::decode_metrics(content_type, body).map_err(|e| e.to_string()),
+            ),
+            _ => None,
+        };
+        match decoded {
+            Some(Ok(batch)) => entry.request = Request::Metrics(batch),
+            Some(Err(error)) => {
+                tracing::error!(seq, %error, "write-ahead log entry cannot be decoded; skipped");
+                report.undecodable += 1;
+                return;
+            }
+            None => {}
         }
         let needed = match &entry.request {
-            Request::Metrics(_) | Request::CompactMetrics(_) => seq > marks.metrics,
+            Request::Metrics(_) | Request::CompactMetrics(_) | Request::EncodedMetrics { .. } => {
+                seq > marks.metrics
+            }
             Request::Logs(_) => seq > marks.metrics.min(marks.logs),
             Request::Segments(_) => seq > marks.metrics.min(marks.segments),
         };
@@ -256,7 +276,7 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
         let (_, effects) = match entry.request {
             Request::Metrics(batch) => pipeline.prepare_metrics(batch, entry.now_ms),
             // Turned into `Metrics` above.
-            Request::CompactMetrics(_) => return,
+            Request::CompactMetrics(_) | Request::EncodedMetrics { .. } => return,
             Request::Logs(logs) => pipeline.prepare_logs(logs, entry.now_ms),
             Request::Segments(segments) => pipeline.prepare_segments(segments, entry.now_ms),
         };
@@ -572,11 +592,19 @@ fn apply_group(storage: &dyn Storage, group: &mut Group) -> skylark_storage::Res
 impl IngestSink for DurableSink {
     async fn ingest_metrics(&self, batch: MetricBatch) -> Result<IngestReport, IngestError> {
         let now_ms = self.pipeline.now_ms();
-        let compact = crate::batch_codec::encode(&batch);
-        let payload = encode(&EntryRef {
-            now_ms,
-            request: RequestRef::CompactMetrics(Bytes(&compact)),
-        })?;
+        let payload = match &batch.source {
+            Some(source) => encode(&EntryRef {
+                now_ms,
+                request: RequestRef::EncodedMetrics {
+                    content_type: source.content_type,
+                    body: Bytes(&source.body),
+                },
+            })?,
+            None => encode(&EntryRef {
+                now_ms,
+                request: RequestRef::CompactMetrics(Bytes(&crate::batch_codec::encode(&batch))),
+            })?,
+        };
         let (report, effects) = self.pipeline.prepare_metrics(batch, now_ms);
         self.finish(payload, report, effects).await
     }
@@ -781,19 +809,72 @@ mod tests {
         MetricBatch {
             resources: vec![families],
             skipped_points: 0,
+            source: None,
         }
     }
 
+    /// The OTLP/protobuf body of one wechat launch gauge point of `value`.
+    fn launch_body(now_ms: i64, value: f64) -> Vec<u8> {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::metrics::v1::{
+            metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics,
+            ScopeMetrics,
+        };
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use prost::Message;
+        let attribute = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![
+                        attribute("service.name", SERVICE),
+                        attribute("miniprogram.platform", "wechat"),
+                        attribute("service.instance.id", "i-1"),
+                    ],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "miniprogram.app_launch.duration".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                time_unix_nano: now_ms as u64 * 1_000_000,
+                                value: Some(number_data_point::Value::AsDouble(value)),
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
     #[test]
-    fn metrics_entries_replay_in_the_old_and_the_compact_encoding() {
+    fn metrics_entries_replay_in_each_encoding() {
         let now = chrono::Utc::now().timestamp_millis();
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path()).unwrap();
         let old = launch_batch(now, 1000.0);
         let compact = crate::batch_codec::encode(&launch_batch(now, 2000.0));
+        let body = launch_body(now, 3000.0);
         let entries = [
             RequestRef::Metrics(&old),
             RequestRef::CompactMetrics(Bytes(&compact)),
+            RequestRef::EncodedMetrics {
+                content_type: "application/x-protobuf",
+                body: Bytes(&body),
+            },
         ];
         for (seq, request) in (1..).zip(entries) {
             let payload = bincode::serialize(&EntryRef {
@@ -810,7 +891,7 @@ mod tests {
         let pipeline = pipeline(storage.clone(), now);
         let (sink, report) =
             DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
-        assert_eq!((report.applied, report.undecodable), (2, 0), "{report:?}");
+        assert_eq!((report.applied, report.undecodable), (3, 0), "{report:?}");
         let def = pipeline
             .definitions()
             .into_iter()
@@ -819,8 +900,8 @@ mod tests {
         let entity = MeterEntity::service(SERVICE, skylark_core::Layer::WECHAT_MINI_PROGRAM).id();
         let minute = TimeBucket::from_epoch_ms(now, Step::Minute).unwrap();
         let value = storage.read_metric(&def, &entity, &[minute]).unwrap();
-        // avg of the two launches: both entries were decoded and applied.
-        assert_eq!(value, vec![Some(MetricValue::Single(1500))]);
+        // avg of the three launches: every entry was decoded and applied.
+        assert_eq!(value, vec![Some(MetricValue::Single(2000))]);
         sink.shutdown().unwrap();
     }
 
