@@ -1,8 +1,8 @@
 //! Acknowledged means durable: the [`DurableSink`] puts the write-ahead log ([`crate::wal`])
 //! between the rules and storage.
 //!
-//! A request is prepared (rules run, nothing stored), its decoded input is appended to the log
-//! under the next sequence number, and the group of requests waiting at that moment is fsynced
+//! A request is prepared (rules run, nothing stored), its input is appended to the log under
+//! the next sequence number (an HTTP metrics body as received, other input decoded), and the group of requests waiting at that moment is fsynced
 //! once (group commit). Only then are the group's effects written to storage, in sequence order,
 //! and the requests answered. Storage keeps "applied through seq N" marks in the same batches as
 //! the data (`Storage::write_*_through`), so on start the log is replayed from the marks: entries
@@ -54,8 +54,8 @@ pub struct DurabilitySettings {
     pub wal_dir: PathBuf,
 }
 
-/// One request as the log keeps it: the decoded input and the time it was processed at, which
-/// is all the rules need to compute the same effects again.
+/// One request as the log keeps it: its input (as received, or decoded) and the time it was
+/// processed at, which is all the rules need to compute the same effects again.
 #[derive(Serialize)]
 struct EntryRef<'a> {
     now_ms: i64,
