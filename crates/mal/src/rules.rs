@@ -250,8 +250,9 @@ impl SourceMap<'_> {
                 r += found + c.len_utf8();
             }
         }
-        while r < raw.len() && raw[r..].starts_with(|c: char| c.is_whitespace()) {
-            r += 1;
+        // Whitespace can be wider than a byte (U+00A0).
+        while let Some(c) = raw[r..].chars().next().filter(|c| c.is_whitespace()) {
+            r += c.len_utf8();
         }
         r.min(raw.len())
     }

@@ -26,3 +26,14 @@ fn multibyte_after_an_operator_in_a_rule_file_is_reported_with_its_place() {
         .to_string();
     assert!(e.starts_with("bad.yaml:4:"), "{e}");
 }
+
+/// Locating an error in the raw file skipped whitespace one byte at a time and stopped inside a
+/// no-break space (U+00A0, two bytes), then sliced there.
+#[test]
+fn multibyte_whitespace_before_an_error_is_reported_with_its_place() {
+    let yaml = "metricPrefix: fuzz\nmetricsRules:\n- name: fuzzed\n  exp: m]\u{a0}\u{541}\n";
+    let e = RuleSet::from_sources(&[("bad.yaml", yaml)])
+        .expect_err("a rule with a stray bracket must not load")
+        .to_string();
+    assert!(e.starts_with("bad.yaml:4:"), "{e}");
+}
