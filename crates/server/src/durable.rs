@@ -126,6 +126,33 @@ enum Request {
     EncodedMetrics { content_type: String, body: ByteBuf },
 }
 
+/// What replay runs through the pipeline again, whichever encoding the entry used.
+enum Input {
+    Metrics(MetricBatch),
+    Logs(Vec<LogData>),
+    Segments(Vec<Segment>),
+}
+
+impl Request {
+    fn into_input(self) -> Result<Input, String> {
+        Ok(match self {
+            Request::Metrics(batch) => Input::Metrics(batch),
+            Request::CompactMetrics(ByteBuf(bytes)) => {
+                Input::Metrics(crate::batch_codec::decode(&bytes).map_err(|e| e.to_string())?)
+            }
+            Request::EncodedMetrics {
+                content_type,
+                body: ByteBuf(body),
+            } => Input::Metrics(
+                skylark_receiver::decode_metrics(&content_type, &body)
+                    .map_err(|e| e.to_string())?,
+            ),
+            Request::Logs(logs) => Input::Logs(logs),
+            Request::Segments(segments) => Input::Segments(segments),
+        })
+    }
+}
+
 fn encode(entry: &EntryRef<'_>) -> Result<Vec<u8>, IngestError> {
     bincode::serialize(entry)
         .map_err(|e| IngestError::Internal(format!("cannot encode the log entry: {e}")))
@@ -234,51 +261,29 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
         if seq <= floor || failure.is_some() {
             return;
         }
-        let mut entry: Entry = match bincode::deserialize(payload) {
-            Ok(entry) => entry,
+        let decoded = bincode::deserialize::<Entry>(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|entry| Ok((entry.now_ms, entry.request.into_input()?)));
+        let (now_ms, input) = match decoded {
+            Ok(decoded) => decoded,
             Err(error) => {
                 tracing::error!(seq, %error, "write-ahead log entry cannot be decoded; skipped");
                 report.undecodable += 1;
                 return;
             }
         };
-        let decoded = match &entry.request {
-            Request::CompactMetrics(ByteBuf(bytes)) => {
-                Some(crate::batch_codec::decode(bytes).map_err(|e| e.to_string()))
-            }
-            Request::EncodedMetrics {
-                content_type,
-                body: ByteBuf(body),
-            } => Some(
-                skylark_receiver::decode_metrics(content_type, body).map_err(|e| e.to_string()),
-            ),
-            _ => None,
-        };
-        match decoded {
-            Some(Ok(batch)) => entry.request = Request::Metrics(batch),
-            Some(Err(error)) => {
-                tracing::error!(seq, %error, "write-ahead log entry cannot be decoded; skipped");
-                report.undecodable += 1;
-                return;
-            }
-            None => {}
-        }
-        let needed = match &entry.request {
-            Request::Metrics(_) | Request::CompactMetrics(_) | Request::EncodedMetrics { .. } => {
-                seq > marks.metrics
-            }
-            Request::Logs(_) => seq > marks.metrics.min(marks.logs),
-            Request::Segments(_) => seq > marks.metrics.min(marks.segments),
+        let needed = match &input {
+            Input::Metrics(_) => seq > marks.metrics,
+            Input::Logs(_) => seq > marks.metrics.min(marks.logs),
+            Input::Segments(_) => seq > marks.metrics.min(marks.segments),
         };
         if !needed {
             return;
         }
-        let (_, effects) = match entry.request {
-            Request::Metrics(batch) => pipeline.prepare_metrics(batch, entry.now_ms),
-            // Turned into `Metrics` above.
-            Request::CompactMetrics(_) | Request::EncodedMetrics { .. } => return,
-            Request::Logs(logs) => pipeline.prepare_logs(logs, entry.now_ms),
-            Request::Segments(segments) => pipeline.prepare_segments(segments, entry.now_ms),
+        let (_, effects) = match input {
+            Input::Metrics(batch) => pipeline.prepare_metrics(batch, now_ms),
+            Input::Logs(logs) => pipeline.prepare_logs(logs, now_ms),
+            Input::Segments(segments) => pipeline.prepare_segments(segments, now_ms),
         };
         match apply_entry(storage, seq, effects, &marks) {
             Ok(()) => report.applied += 1,
