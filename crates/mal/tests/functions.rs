@@ -1,31 +1,12 @@
 //! Golden tests per MAL function; expected numbers are worked by hand from oap-semantics §2.
 use skylark_core::traffic::Traffic;
-use skylark_core::{
-    Labels, Layer, MeterValue, MetricFunction, Sample, SampleFamilies, Scope, Step, TimeBucket,
-};
+use skylark_core::{Labels, Layer, MeterValue, MetricFunction, Sample, Scope, Step, TimeBucket};
 use skylark_mal::{EvalContext, RuleOutput, RuleSet, TimeUnit};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
-fn s(name: &str, labels: &[(&str, &str)], value: f64, ts: i64) -> Sample {
-    Sample {
-        name: name.into(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        value,
-        timestamp_ms: ts,
-    }
-}
-
-fn fams(samples: Vec<Sample>) -> SampleFamilies {
-    let mut m = SampleFamilies::new();
-    for x in samples {
-        m.entry(x.name.to_string()).or_default().samples.push(x);
-    }
-    m
-}
+mod common;
+use common::{families as fams, sample as s};
 
 fn ctx() -> EvalContext {
     EvalContext {

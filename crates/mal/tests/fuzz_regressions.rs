@@ -1,6 +1,13 @@
 //! Inputs the `mal_parser` fuzz target (fuzz/) found to crash, kept so they stay fixed.
 use skylark_mal::{parse_expression, RuleSet};
 
+/// The error loading `yaml` as `bad.yaml` gives; it must not load.
+fn load_error(yaml: &str) -> String {
+    RuleSet::from_sources(&[("bad.yaml", yaml)])
+        .expect_err("a rule file with a stray character must not load")
+        .to_string()
+}
+
 /// The lexer looked two and three bytes ahead for operators by slicing the text, which panicked
 /// when those bytes ended inside a multi-byte character (`)ڌ`).
 #[test]
@@ -21,9 +28,7 @@ fn operator_lookahead_into_a_multibyte_character_is_an_error_not_a_panic() {
 #[test]
 fn multibyte_after_an_operator_in_a_rule_file_is_reported_with_its_place() {
     let yaml = "metricPrefix: t\nmetricsRules:\n  - name: a\n    exp: m.sum(['x']))\u{68c}\n";
-    let e = RuleSet::from_sources(&[("bad.yaml", yaml)])
-        .expect_err("a rule with a stray character must not load")
-        .to_string();
+    let e = load_error(yaml);
     assert!(e.starts_with("bad.yaml:4:"), "{e}");
 }
 
@@ -32,8 +37,6 @@ fn multibyte_after_an_operator_in_a_rule_file_is_reported_with_its_place() {
 #[test]
 fn multibyte_whitespace_before_an_error_is_reported_with_its_place() {
     let yaml = "metricPrefix: fuzz\nmetricsRules:\n- name: fuzzed\n  exp: m]\u{a0}\u{541}\n";
-    let e = RuleSet::from_sources(&[("bad.yaml", yaml)])
-        .expect_err("a rule with a stray bracket must not load")
-        .to_string();
+    let e = load_error(yaml);
     assert!(e.starts_with("bad.yaml:4:"), "{e}");
 }

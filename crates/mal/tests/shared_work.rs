@@ -5,24 +5,11 @@ use skylark_mal::{EvalContext, RuleOutput, RuleSet, TimeUnit};
 
 const T0: i64 = 1_767_225_600_000;
 
-fn s(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
-    Sample {
-        name: name.into(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        value,
-        timestamp_ms: T0,
-    }
-}
+mod common;
+use common::families as fams;
 
-fn fams(samples: Vec<Sample>) -> SampleFamilies {
-    let mut m = SampleFamilies::new();
-    for x in samples {
-        m.entry(x.name.to_string()).or_default().samples.push(x);
-    }
-    m
+fn s(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+    common::sample(name, labels, value, T0)
 }
 
 fn ctx() -> EvalContext {
