@@ -4,6 +4,9 @@ use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const USAGE: &str = "usage: skylark [serve] [--config FILE]\n       skylark check-rules PATH...";
 
 fn main() -> ExitCode {

@@ -16,6 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// Decode-only runs with the allocator the server uses, so both sides of the ratio pay the same
+// price per allocation.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 struct Args {
     server: PathBuf,
     fixtures: PathBuf,
