@@ -315,48 +315,154 @@ struct Stage {
     failed: u64,
     items: u64,
     secs: f64,
+    /// CPU time (user + system, all threads) the server spent during the stage.
+    server_cpu_secs: f64,
 }
 
-/// Posts the workload's bodies round-robin from `concurrency` clients for `seconds`.
+impl Stage {
+    /// Server CPU per acknowledged request, in microseconds: unlike throughput, this barely
+    /// moves when a neighbour on the host takes CPU time, so it is the figure to compare
+    /// between builds.
+    fn cpu_us_per_request(&self) -> f64 {
+        self.server_cpu_secs * 1e6 / self.ok.max(1) as f64
+    }
+}
+
+/// CPU seconds (user + system, every thread) `pid` has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    // Fields 14 and 15 of /proc/PID/stat, in USER_HZ ticks (100 per second on Linux). The
+    // command name (field 2) may hold spaces, so fields are counted after its closing paren.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .map_or(0.0, |ticks| ticks / 100.0)
+}
+
+/// One keep-alive HTTP/1.1 connection that posts prepared requests and reads the replies.
+///
+/// The load generator shares this 2-core machine with the server, so it is kept lean: each
+/// request's bytes (head and body) are built once up front and sent with one write, and a
+/// reply is read just far enough to learn its status and skip its body. A general client
+/// (reqwest) spent about a quarter of a core on this, taken from the server it measures.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(addr: std::net::SocketAddr) -> std::io::Result<Connection> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Connection {
+            stream,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Sends `request` and returns the reply's status code.
+    async fn post(&mut self, request: &[u8]) -> std::io::Result<u16> {
+        use std::io::{Error, ErrorKind};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                ));
+            }
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(|_| Error::new(ErrorKind::InvalidData, "reply head is not UTF-8"))?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| Error::new(ErrorKind::InvalidData, "reply has no status code"))?;
+        let length = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .ok_or_else(|| Error::new(ErrorKind::InvalidData, "reply has no content-length"))?;
+        while self.buf.len() < head_end + length {
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(Error::new(ErrorKind::UnexpectedEof, "reply body cut short"));
+            }
+        }
+        Ok(status)
+    }
+}
+
+/// Posts the workload's bodies round-robin from `concurrency` connections for `seconds`.
 async fn end_to_end(
-    client: &reqwest::Client,
-    base: &str,
+    server_pid: u32,
+    addr: std::net::SocketAddr,
     w: &Workload,
     seconds: u64,
     concurrency: usize,
 ) -> Result<Stage> {
-    let bodies = Arc::new(w.bodies.clone());
+    let requests: Arc<Vec<(Vec<u8>, u64)>> = Arc::new(
+        w.bodies
+            .iter()
+            .map(|(body, n)| {
+                let mut r = format!(
+                    "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+                    w.signal.path(),
+                    w.signal.content_type(),
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(body);
+                (r, *n)
+            })
+            .collect(),
+    );
     let (ok, failed, items) = (
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
     );
-    let url = format!("{base}{}", w.signal.path());
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let cpu_before = cpu_secs(server_pid);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
-        let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
+        let requests = requests.clone();
         let (ok, failed, items) = (ok.clone(), failed.clone(), items.clone());
-        let content_type = w.signal.content_type();
         tasks.push(tokio::spawn(async move {
             let mut i = worker;
+            let mut conn = None;
             while Instant::now() < deadline {
-                let (b, n) = &bodies[i % bodies.len()];
+                let (request, n) = &requests[i % requests.len()];
                 i += 1;
-                match client
-                    .post(&url)
-                    .header("Content-Type", content_type)
-                    .body(b.clone())
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => {
+                if conn.is_none() {
+                    conn = Connection::open(addr).await.ok();
+                }
+                let Some(c) = conn.as_mut() else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                match c.post(request).await {
+                    Ok(status) if (200..300).contains(&status) => {
                         ok.fetch_add(1, Ordering::Relaxed);
                         items.fetch_add(*n, Ordering::Relaxed);
                     }
-                    _ => {
+                    Ok(_) => {
                         failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        conn = None;
                     }
                 }
             }
@@ -370,6 +476,7 @@ async fn end_to_end(
         failed: failed.load(Ordering::Relaxed),
         items: items.load(Ordering::Relaxed),
         secs: start.elapsed().as_secs_f64(),
+        server_cpu_secs: cpu_secs(server_pid) - cpu_before,
     })
 }
 
@@ -391,6 +498,7 @@ fn stages_with_durability(args: &Args, workloads: &[Workload], mode: &str) -> Re
         .stdin(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", args.server.display()))?;
+    let pid = child.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -398,6 +506,7 @@ fn stages_with_durability(args: &Args, workloads: &[Workload], mode: &str) -> Re
     let result = rt.block_on(async {
         let client = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{rest}");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rest));
         let ready = Instant::now();
         while client
             .post(format!("{base}/graphql"))
@@ -413,7 +522,7 @@ fn stages_with_durability(args: &Args, workloads: &[Workload], mode: &str) -> Re
         }
         let mut stages = Vec::new();
         for w in workloads {
-            stages.push(end_to_end(&client, &base, w, args.seconds, args.concurrency).await?);
+            stages.push(end_to_end(pid, addr, w, args.seconds, args.concurrency).await?);
         }
         Ok(stages)
     });
@@ -493,6 +602,7 @@ fn main() -> Result<()> {
     let result = rt.block_on(async {
         let client = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{rest}");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rest));
         let ready = Instant::now();
         while client
             .post(format!("{base}/graphql"))
@@ -510,7 +620,7 @@ fn main() -> Result<()> {
         let idle_rss = rss_kb(pid, "VmRSS:");
         let mut stages = Vec::new();
         for w in &workloads {
-            stages.push(end_to_end(&client, &base, w, args.seconds, args.concurrency).await?);
+            stages.push(end_to_end(pid, addr, w, args.seconds, args.concurrency).await?);
         }
         Ok((idle_rss, stages))
     });
@@ -528,15 +638,16 @@ fn main() -> Result<()> {
         .collect();
 
     println!();
-    println!("| signal | decode only (1 thread, mean of before/after) req/s | items/s | end to end ({} clients) req/s | items/s | ratio |", args.concurrency);
-    println!("|---|---|---|---|---|---|");
+    println!("| signal | decode only (1 thread, mean of before/after) req/s | items/s | end to end ({} clients) req/s | items/s | ratio | server CPU µs/req |", args.concurrency);
+    println!("|---|---|---|---|---|---|---|");
     for ((w, (drps, dips)), s) in workloads.iter().zip(&decode).zip(&stages) {
         let (erps, eips) = (s.ok as f64 / s.secs, s.items as f64 / s.secs);
         println!(
-            "| {} ({}) | {drps:.0} | {dips:.0} | {erps:.0} | {eips:.0} | {:.3} |",
+            "| {} ({}) | {drps:.0} | {dips:.0} | {erps:.0} | {eips:.0} | {:.3} | {:.0} |",
             w.signal.path(),
             w.signal.unit(),
-            eips / dips
+            eips / dips,
+            s.cpu_us_per_request()
         );
     }
     println!();
@@ -547,6 +658,16 @@ fn main() -> Result<()> {
             b.1,
             w.signal.unit(),
             a.1
+        );
+    }
+    for ((w, (drps, _)), s) in workloads.iter().zip(&decode).zip(&stages) {
+        println!(
+            "{}: the server used {:.2} CPUs end to end, {:.0} µs per request; decoding one takes {:.0} µs ({:.1}% of it)",
+            w.signal.path(),
+            s.server_cpu_secs / s.secs,
+            s.cpu_us_per_request(),
+            1e6 / drps,
+            100.0 * (1e6 / drps) / s.cpu_us_per_request()
         );
     }
     println!(
