@@ -389,6 +389,35 @@ fn labels_with(labels: &Labels, key: &str, value: String) -> Labels {
     l
 }
 
+/// `labels` plus `le` = the bucket bound `le`.
+fn labels_with_le(labels: &Labels, le: i64) -> Labels {
+    // Every histogram emission names the same few bounds, one label set per bucket: the key and
+    // the bound texts are shared rather than formatted and allocated per bucket. The cache is
+    // per thread (no lock) and bounded, so odd bounds from a client cannot grow it forever.
+    const MAX_CACHED_BOUNDS: usize = 4096;
+    thread_local! {
+        static LE_TEXT: crate::LabelText = crate::LabelText::from(LE);
+        static BOUNDS: std::cell::RefCell<std::collections::HashMap<i64, crate::LabelText>> =
+            Default::default();
+    }
+    let value = BOUNDS.with(|b| {
+        let mut b = b.borrow_mut();
+        match b.get(&le) {
+            Some(text) => text.clone(),
+            None => {
+                let text = crate::LabelText::from(le.to_string());
+                if b.len() < MAX_CACHED_BOUNDS {
+                    b.insert(le, text.clone());
+                }
+                text
+            }
+        }
+    });
+    let mut l = labels.clone();
+    LE_TEXT.with(|key| l.insert(key.clone(), value));
+    l
+}
+
 /// Merges table `b` into `a` with `merge`; keys only `b` has are copied. Both are sorted, so one
 /// walk pairs equal keys (rows mostly combine the label sets they already hold) and a key is
 /// cloned only when it is new.
@@ -441,7 +470,7 @@ impl MetricState {
                     .flat_map(|g| {
                         g.buckets
                             .iter()
-                            .map(move |(le, c)| (labels_with(&g.labels, LE, le.to_string()), *c))
+                            .map(move |(le, c)| (labels_with_le(&g.labels, *le), *c))
                     })
                     .collect(),
             }
@@ -613,6 +642,26 @@ fn percentiles(table: &BTreeMap<Labels, i64>, ranks: &[u32]) -> Vec<(Labels, i64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_state_names_every_bound_past_the_shared_texts() {
+        // More distinct bounds than the per-thread text cache keeps: each must still be its own.
+        let buckets: Vec<(i64, i64)> = (0..5_000).map(|b| (b * 10, 1)).collect();
+        let value = MeterValue::Histogram(vec![HistogramGroup {
+            labels: Labels::from([("service", "a")]),
+            buckets: buckets.clone(),
+        }]);
+        let MetricState::AvgTable(table) =
+            MetricState::from_emission(MetricFunction::AvgHistogramPercentile, &value)
+        else {
+            panic!("a histogram percentile keeps a table");
+        };
+        assert_eq!(table.len(), buckets.len());
+        for (bound, _) in buckets {
+            let key = Labels::from([("le", bound.to_string().as_str()), ("service", "a")]);
+            assert_eq!(table.get(&key), Some(&(1, 1)), "bound {bound}");
+        }
+    }
 
     #[test]
     fn to_long_follows_oap() {

@@ -13,7 +13,7 @@ use skylark_core::{
     to_long, HistogramGroup, MeterValue, MetricDefinition, MetricEmission, Sample, SampleFamilies,
     Scope, Step, TimeBucket,
 };
-use std::collections::{HashMap, HashSet};
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -68,7 +68,7 @@ struct LoadedFile {
     filter: Option<usize>,
     rules: Vec<CompiledRule>,
     /// Every metric any rule of the file reads, to skip files a batch has nothing for.
-    inputs: HashSet<String>,
+    inputs: foldhash::HashSet<String>,
 }
 
 /// The MAL rules of a set of files, ready to evaluate batches of samples.
@@ -100,10 +100,10 @@ enum Filtered {
 struct FilterResults<'r> {
     filters: &'r [FileFilter],
     regexes: &'r RegexCache,
-    done: Vec<HashMap<&'r str, Filtered>>,
+    done: Vec<foldhash::HashMap<&'r str, Filtered>>,
     /// Per filter that reads only some labels: its verdict (`None`: it failed) by the values of
     /// those labels. Samples of one resource mostly share them, so the closure runs once.
-    verdicts: Vec<HashMap<Vec<Option<&'r str>>, Option<bool>>>,
+    verdicts: Vec<foldhash::HashMap<Vec<Option<&'r str>>, Option<bool>>>,
 }
 
 impl<'r> FilterResults<'r> {
@@ -111,8 +111,8 @@ impl<'r> FilterResults<'r> {
         FilterResults {
             filters,
             regexes,
-            done: filters.iter().map(|_| HashMap::new()).collect(),
-            verdicts: filters.iter().map(|_| HashMap::new()).collect(),
+            done: filters.iter().map(|_| Default::default()).collect(),
+            verdicts: filters.iter().map(|_| Default::default()).collect(),
         }
     }
 
@@ -132,15 +132,17 @@ impl<'r> FilterResults<'r> {
         };
         let mut passed = Vec::with_capacity(samples.len());
         let mut failed = false;
+        let mut values: Vec<Option<&str>> = Vec::new();
         for s in samples {
             let verdict = match &f.reads {
                 Some(keys) => {
-                    let values: Vec<Option<&str>> = keys.iter().map(|k| s.labels.get(k)).collect();
-                    match verdicts.get(&values) {
+                    values.clear();
+                    values.extend(keys.iter().map(|k| s.labels.get(k)));
+                    match verdicts.get(values.as_slice()) {
                         Some(v) => *v,
                         None => {
                             let v = run(Value::from_some_labels(&s.labels, keys));
-                            verdicts.insert(values, v);
+                            verdicts.insert(values.clone(), v);
                             v
                         }
                     }
@@ -656,7 +658,7 @@ impl RuleSet {
     /// fails at run time is logged and skipped; the others still run.
     pub fn evaluate(&self, families: &SampleFamilies, ctx: &EvalContext) -> RuleOutput {
         let mut out = RuleOutput::default();
-        let mut seen_traffic = HashSet::new();
+        let mut seen_traffic = foldhash::HashSet::default();
         let mut filtered = FilterResults::new(&self.filters, &self.regexes);
         for file in &self.files {
             if !families.keys().any(|k| file.inputs.contains(k)) {
@@ -755,7 +757,7 @@ fn emit(
     rule: &CompiledRule,
     groups: Vec<EntityGroup>,
     out: &mut RuleOutput,
-    seen: &mut HashSet<Traffic>,
+    seen: &mut foldhash::HashSet<Traffic>,
 ) {
     for g in groups {
         let Some(first) = g.samples.first() else {

@@ -14,8 +14,8 @@ use crate::Result;
 use parking_lot::{Mutex, RwLock};
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    EndpointId, InstanceId, Layer, LogRecord, MeterEntity, MetricDefinition, MetricEmission,
-    MetricFunction, MetricState, MetricValue, SegmentRecord, ServiceId, Step, TimeBucket,
+    EndpointId, InstanceId, Layer, LogRecord, MetricDefinition, MetricEmission, MetricFunction,
+    MetricState, MetricValue, SegmentRecord, ServiceId, Step, TimeBucket,
 };
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -133,15 +133,11 @@ impl<K: RowStore> Engine<K> {
     }
 
     fn aggregate(&self, pending: &mut Rows, emissions: Vec<MetricEmission>) {
-        // Many metrics of a batch share an entity: its id is formatted once.
-        let mut entity_ids: foldhash::HashMap<&MeterEntity, String> = Default::default();
         let mut key = Vec::new();
         for emission in &emissions {
             let function = emission.metric.function;
             let state = MetricState::from_emission(function, &emission.value);
-            let entity_id = entity_ids
-                .entry(&emission.entity)
-                .or_insert_with(|| emission.entity.id());
+            let entity_id = emission.entity.id();
             // Seconds never carry metrics; a finer bucket is cut down to its minute.
             let base = if emission.minute.step == Step::Second {
                 emission.minute.to_step(Step::Minute)
@@ -152,7 +148,7 @@ impl<K: RowStore> Engine<K> {
             // their averages are Σ/count over every emission, as OAP's toHour/toDay.
             for step in METRIC_STEPS.into_iter().filter(|s| *s >= base.step) {
                 let bucket = base.to_step(step);
-                match keys::write_metric_key(&mut key, &emission.metric.name, entity_id, bucket) {
+                match keys::write_metric_key(&mut key, &emission.metric.name, &entity_id, bucket) {
                     // Most rows are already pending: combine without allocating a key.
                     Some(()) => match pending.get_mut(key.as_slice()) {
                         Some(row) => row.state.combine(function, &state),
