@@ -13,7 +13,6 @@ use skylark_core::{
     to_long, HistogramGroup, MeterValue, MetricDefinition, MetricEmission, Sample, SampleFamilies,
     Scope, Step, TimeBucket,
 };
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
