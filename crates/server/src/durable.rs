@@ -722,20 +722,23 @@ mod tests {
         contents
     }
 
-    fn error_count(pipeline: &Pipeline, now_ms: i64) -> i64 {
+    /// The stored minute value of `metric` for the test service at `now_ms`.
+    fn service_minute(pipeline: &Pipeline, metric: &str, now_ms: i64) -> Vec<Option<MetricValue>> {
         let def = pipeline
             .definitions()
             .into_iter()
-            .find(|d| d.name == "meter_wechat_mp_error_count")
+            .find(|d| d.name == metric)
             .unwrap();
         let entity = MeterEntity::service(SERVICE, skylark_core::Layer::WECHAT_MINI_PROGRAM).id();
         let minute = TimeBucket::from_epoch_ms(now_ms, Step::Minute).unwrap();
-        match pipeline
+        pipeline
             .storage()
             .read_metric(&def, &entity, &[minute])
             .unwrap()
-            .pop()
-        {
+    }
+
+    fn error_count(pipeline: &Pipeline, now_ms: i64) -> i64 {
+        match service_minute(pipeline, "meter_wechat_mp_error_count", now_ms).pop() {
             Some(Some(MetricValue::Labeled(values))) => values.iter().map(|(_, v)| v).sum(),
             Some(Some(MetricValue::Single(v))) => v,
             _ => 0,
@@ -897,14 +900,7 @@ mod tests {
         let (sink, report) =
             DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
         assert_eq!((report.applied, report.undecodable), (3, 0), "{report:?}");
-        let def = pipeline
-            .definitions()
-            .into_iter()
-            .find(|d| d.name == "meter_wechat_mp_app_launch_duration")
-            .unwrap();
-        let entity = MeterEntity::service(SERVICE, skylark_core::Layer::WECHAT_MINI_PROGRAM).id();
-        let minute = TimeBucket::from_epoch_ms(now, Step::Minute).unwrap();
-        let value = storage.read_metric(&def, &entity, &[minute]).unwrap();
+        let value = service_minute(&pipeline, "meter_wechat_mp_app_launch_duration", now);
         // avg of the three launches: every entry was decoded and applied.
         assert_eq!(value, vec![Some(MetricValue::Single(2000))]);
         sink.shutdown().unwrap();
