@@ -15,6 +15,30 @@ use std::sync::Arc;
 /// A label name or value, shared between the label sets that hold it.
 pub type LabelText = Arc<str>;
 
+/// The decimal text of a histogram bound (`le`), shared with every other label set that names
+/// it. Histograms name the same few bounds in every request, so they are formatted once. The
+/// cache is per thread (no lock) and bounded, so odd bounds from a client cannot grow it forever.
+pub fn bound_text(bound: i64) -> LabelText {
+    const MAX_CACHED_BOUNDS: usize = 4096;
+    thread_local! {
+        static BOUNDS: std::cell::RefCell<std::collections::HashMap<i64, LabelText>> =
+            Default::default();
+    }
+    BOUNDS.with(|b| {
+        let mut b = b.borrow_mut();
+        match b.get(&bound) {
+            Some(text) => text.clone(),
+            None => {
+                let text = LabelText::from(bound.to_string());
+                if b.len() < MAX_CACHED_BOUNDS {
+                    b.insert(bound, text.clone());
+                }
+                text
+            }
+        }
+    })
+}
+
 /// A sample's labels: (name, value) pairs sorted by name, names unique.
 ///
 /// Reads give `&str`; writes take anything that converts into [`LabelText`] (`&str`, `String`,

@@ -20,7 +20,7 @@ pub use id::{
     SERVICE_NAME_MAX,
 };
 pub use ingest::{EncodedRequest, IngestError, IngestReport, IngestSink, MetricBatch};
-pub use labels::{LabelText, Labels};
+pub use labels::{bound_text, LabelText, Labels};
 pub use layer::Layer;
 pub use metric::{
     to_long, HistogramGroup, MeterEntity, MeterValue, MetricCatalog, MetricDefinition,

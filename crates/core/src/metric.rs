@@ -392,27 +392,11 @@ fn labels_with(labels: &Labels, key: &str, value: String) -> Labels {
 /// `labels` plus `le` = the bucket bound `le`.
 fn labels_with_le(labels: &Labels, le: i64) -> Labels {
     // Every histogram emission names the same few bounds, one label set per bucket: the key and
-    // the bound texts are shared rather than formatted and allocated per bucket. The cache is
-    // per thread (no lock) and bounded, so odd bounds from a client cannot grow it forever.
-    const MAX_CACHED_BOUNDS: usize = 4096;
+    // the bound texts are shared rather than formatted and allocated per bucket.
     thread_local! {
         static LE_TEXT: crate::LabelText = crate::LabelText::from(LE);
-        static BOUNDS: std::cell::RefCell<std::collections::HashMap<i64, crate::LabelText>> =
-            Default::default();
     }
-    let value = BOUNDS.with(|b| {
-        let mut b = b.borrow_mut();
-        match b.get(&le) {
-            Some(text) => text.clone(),
-            None => {
-                let text = crate::LabelText::from(le.to_string());
-                if b.len() < MAX_CACHED_BOUNDS {
-                    b.insert(le, text.clone());
-                }
-                text
-            }
-        }
-    });
+    let value = crate::labels::bound_text(le);
     let mut l = labels.clone();
     LE_TEXT.with(|key| l.insert(key.clone(), value));
     l
