@@ -2,42 +2,93 @@
 use crate::error::EvalError;
 use skylark_core::{Labels, Sample};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+/// Samples split into groups of equal key values: groups in first-encounter order, members in
+/// their original order. Held as one list of members plus group ends, so grouping costs two
+/// allocations however many groups there are.
+pub(crate) struct Groups<'s> {
+    members: Vec<&'s Sample>,
+    ends: Vec<usize>,
+}
+
+impl<'s> Groups<'s> {
+    /// The groups' members, one slice per group.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[&'s Sample]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.members[start..end])
+    }
+}
 
 /// Groups samples by the values of `keys` ("" when missing), keeping groups (and members) in
 /// first-encounter order. Two samples share a group exactly when [`labels_of`] is equal.
 pub(crate) fn group_by<'s>(
     samples: impl IntoIterator<Item = &'s Sample>,
     keys: &[String],
-) -> Vec<Vec<&'s Sample>> {
-    // Few groups are found faster by comparing than by hashing; past this many, an index.
+) -> Groups<'s> {
+    // Few groups are found faster by scanning their key hashes than by a map; past this many, a
+    // map from hash to the first group with it.
     const SCAN: usize = 16;
-    let mut groups: Vec<Vec<&'s Sample>> = Vec::new();
-    let mut group_keys: Vec<Vec<&'s str>> = Vec::new();
-    let mut index: HashMap<Vec<&'s str>, usize> = HashMap::new();
-    let mut key: Vec<&'s str> = Vec::with_capacity(keys.len());
-    for s in samples {
+    let samples: Vec<&'s Sample> = samples.into_iter().collect();
+    let width = keys.len();
+    let hasher = foldhash::fast::FixedState::with_seed(0);
+    // Per group: its key hash and values (flat, `width` per group).
+    let mut hashes: Vec<u64> = Vec::new();
+    let mut values: Vec<&'s str> = Vec::new();
+    let mut index: foldhash::HashMap<u64, usize> = Default::default();
+    let mut group_of: Vec<usize> = Vec::with_capacity(samples.len());
+    let mut key: Vec<&'s str> = Vec::with_capacity(width);
+    for s in &samples {
         key.clear();
         key.extend(keys.iter().map(|k| s.labels.get(k).unwrap_or("")));
-        let found = if groups.len() <= SCAN {
-            group_keys.iter().position(|g| same_values(g, &key))
+        let hash = hasher.hash_one(&key);
+        let same = |g: usize| hashes[g] == hash && same_values(&values[g * width..][..width], &key);
+        let found = if hashes.len() <= SCAN {
+            (0..hashes.len()).find(|&g| same(g))
         } else {
-            index.get(&key).copied()
+            // Two different keys with one hash are all but impossible; if it happens, a scan.
+            match index.get(&hash) {
+                Some(&g) if same(g) => Some(g),
+                Some(_) => (0..hashes.len()).find(|&g| same(g)),
+                None => None,
+            }
         };
-        match found {
-            Some(i) => groups[i].push(s),
+        let g = match found {
+            Some(g) => g,
             None => {
-                group_keys.push(key.clone());
-                groups.push(vec![s]);
-                if groups.len() > SCAN {
-                    for (i, k) in group_keys.iter().enumerate().skip(index.len()) {
-                        index.insert(k.clone(), i);
+                let g = hashes.len();
+                hashes.push(hash);
+                values.extend_from_slice(&key);
+                if hashes.len() > SCAN {
+                    for (i, h) in hashes.iter().enumerate().skip(index.len()) {
+                        index.entry(*h).or_insert(i);
                     }
                 }
+                g
             }
-        }
+        };
+        group_of.push(g);
     }
-    groups
+    // Counting sort by group keeps each group's members in their original order.
+    let mut ends = vec![0usize; hashes.len()];
+    for &g in &group_of {
+        ends[g] += 1;
+    }
+    let mut next = Vec::with_capacity(ends.len());
+    let mut total = 0;
+    for end in ends.iter_mut() {
+        next.push(total);
+        total += *end;
+        *end = total;
+    }
+    let mut members = samples.clone();
+    for (s, &g) in samples.iter().zip(&group_of) {
+        members[next[g]] = s;
+        next[g] += 1;
+    }
+    Groups { members, ends }
 }
 
 /// Equal label values; values of one resource are one shared text, so the address usually
@@ -178,8 +229,8 @@ pub(crate) fn aggregate(samples: &[Sample], by: Option<&[String]>, agg: Agg) -> 
             vec![with(first, Labels::new(), fold(agg, &all))]
         }
         Some(by) => group_by(samples, by)
-            .into_iter()
-            .map(|members| with(members[0], labels_of(members[0], by), fold(agg, &members)))
+            .iter()
+            .map(|members| with(members[0], labels_of(members[0], by), fold(agg, members)))
             .collect(),
     }
 }
@@ -205,12 +256,12 @@ pub(crate) fn count(samples: &[Sample], by: Option<&[String]>) -> Vec<Sample> {
                 .iter()
                 .filter(|s| by.iter().all(|k| s.labels.contains_key(k)));
             let groups: Vec<Sample> = group_by(having, by)
-                .into_iter()
+                .iter()
                 .map(|members| with(members[0], labels_of(members[0], by), members.len() as f64))
                 .collect();
             let outer = &by[..by.len() - 1];
             group_by(&groups, outer)
-                .into_iter()
+                .iter()
                 .map(|members| {
                     with(
                         members[0],
@@ -289,7 +340,7 @@ pub(crate) fn histogram(
     out.reserve(bucketed.len());
     for (bound, mut s) in bucketed {
         // Java's (long) cast saturates, and NaN becomes 0 — as Rust's `as`.
-        let ms = ((bound * scale as f64) as i64).to_string();
+        let ms = skylark_core::bound_text((bound * scale as f64) as i64);
         if le != "le" {
             s.labels.remove(le);
         }
@@ -353,6 +404,33 @@ mod tests {
             .find(|x| x.labels.get("svc") == Some("a"))
             .unwrap();
         assert_eq!(a.value, 2.0);
+    }
+
+    #[test]
+    fn groups_keep_first_encounter_order_past_the_scan_limit() {
+        // 40 groups (more than are scanned), visited round-robin three times.
+        let xs: Vec<Sample> = (0..120)
+            .map(|i| {
+                let g = format!("g{}", i % 40);
+                s(&[("a", &g), ("b", "same")], i as f64, i)
+            })
+            .collect();
+        let groups = group_by(&xs, &["a".to_string(), "missing".to_string()]);
+        let seen: Vec<Vec<f64>> = groups
+            .iter()
+            .map(|m| m.iter().map(|s| s.value).collect())
+            .collect();
+        assert_eq!(seen.len(), 40);
+        for (g, values) in seen.iter().enumerate() {
+            let g = g as f64;
+            assert_eq!(values, &[g, g + 40.0, g + 80.0], "group {g}");
+        }
+        assert_eq!(
+            group_by(std::iter::empty(), &["a".to_string()])
+                .iter()
+                .count(),
+            0
+        );
     }
 
     #[test]

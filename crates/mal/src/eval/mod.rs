@@ -720,7 +720,7 @@ fn group_entities(samples: &[Sample], spec: &ScopeSpec, keep_labels: bool) -> Ve
     use skylark_core::{ENDPOINT_NAME_MAX, SERVICE_NAME_MAX};
     let keys = &spec.keys;
     family::group_by(samples, keys)
-        .into_iter()
+        .iter()
         .map(|members| {
             let first = &members[0].labels;
             let svc_delim = &spec.service.1;
@@ -746,7 +746,7 @@ fn group_entities(samples: &[Sample], spec: &ScopeSpec, keep_labels: bool) -> Ve
                 truncate(dim(first, &spec.dest_instance, svc_delim), SERVICE_NAME_MAX);
             entity.dest_process_name = dim(first, &spec.dest_process, ".");
             let samples = members
-                .into_iter()
+                .iter()
                 .map(|s| Sample {
                     name: s.name.clone(),
                     labels: if keep_labels {
