@@ -1,5 +1,4 @@
 use crate::{LabelText, Labels};
-use std::collections::HashMap;
 
 /// One value of one metric at one instant with its labels (OAP's `Sample`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -35,5 +34,7 @@ impl SampleFamily {
 }
 
 /// The samples of one processing unit (one OTLP `ResourceMetrics`, or one LAL `metrics {}`
-/// emission), keyed by metric name. Rules see one of these at a time.
-pub type SampleFamilies = HashMap<String, SampleFamily>;
+/// emission), keyed by metric name. Rules see one of these at a time. Every rule looks its
+/// inputs up here, so the map hashes with foldhash (randomly seeded, like SipHash) rather than
+/// SipHash: the map lives for one request, whose size is capped.
+pub type SampleFamilies = foldhash::HashMap<String, SampleFamily>;

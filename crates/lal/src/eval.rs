@@ -270,7 +270,7 @@ impl<'a> Run<'a> {
                         );
                         continue;
                     }
-                    let mut families = SampleFamilies::new();
+                    let mut families = SampleFamilies::default();
                     families.insert(sample.name.to_string(), SampleFamily::new(vec![sample]));
                     self.state.samples.push(families);
                 }

@@ -29,7 +29,7 @@ fn resource(platform: &str, service: &str, instance: Option<&str>, ts: i64) -> S
     if let Some(i) = instance {
         base.push(("service_instance_id".into(), i.into()));
     }
-    let mut fams = SampleFamilies::new();
+    let mut fams = SampleFamilies::default();
     let mut add = |name: &str, extra: &[(&str, &str)], value: f64, ts: i64| {
         let mut labels: skylark_core::Labels = base.iter().cloned().collect();
         for (k, v) in extra {
@@ -185,7 +185,7 @@ fn log_mal_error_count_is_sum_labeled_per_exception_type() {
         PathBuf::from(dir).join("miniprogram-alipay.yaml"),
     ];
     let set = RuleSet::load(&paths).unwrap();
-    let mut fams = SampleFamilies::new();
+    let mut fams = SampleFamilies::default();
     let labels = [
         ("service_name", "mini"),
         ("exception_type", "js"),

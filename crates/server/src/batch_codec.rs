@@ -166,7 +166,7 @@ pub fn decode(bytes: &[u8]) -> Result<MetricBatch, BatchCodecError> {
     let mut resources = Vec::with_capacity(n_resources);
     for _ in 0..n_resources {
         let n_families = r.count()?;
-        let mut families = SampleFamilies::with_capacity(n_families);
+        let mut families = SampleFamilies::with_capacity_and_hasher(n_families, Default::default());
         for _ in 0..n_families {
             let name = r.text(&table)?.to_string();
             let n_samples = r.count()?;
@@ -223,7 +223,7 @@ mod tests {
 
     fn batch() -> MetricBatch {
         let base = [("service_name", "demo"), ("platform", "wechat")];
-        let mut first = SampleFamilies::new();
+        let mut first = SampleFamilies::default();
         first.insert(
             "launch".into(),
             SampleFamily::new(vec![
@@ -244,7 +244,7 @@ mod tests {
             ]),
         );
         MetricBatch {
-            resources: vec![first, SampleFamilies::new()],
+            resources: vec![first, SampleFamilies::default()],
             skipped_points: 300,
             source: None,
         }

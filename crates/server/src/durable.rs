@@ -804,7 +804,7 @@ mod tests {
             ("service_instance_id", "i-1"),
         ]
         .into();
-        let mut families = skylark_core::SampleFamilies::new();
+        let mut families = skylark_core::SampleFamilies::default();
         families.insert(
             "miniprogram_app_launch_duration".into(),
             skylark_core::SampleFamily::new(vec![skylark_core::Sample {

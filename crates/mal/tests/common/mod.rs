@@ -13,7 +13,7 @@ pub fn sample(name: &str, labels: &[(&str, &str)], value: f64, timestamp_ms: i64
 
 /// The samples grouped into families by name, in order.
 pub fn families(samples: Vec<Sample>) -> SampleFamilies {
-    let mut m = SampleFamilies::new();
+    let mut m = SampleFamilies::default();
     for x in samples {
         m.entry(x.name.to_string()).or_default().samples.push(x);
     }
