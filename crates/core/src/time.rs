@@ -1,6 +1,7 @@
 use chrono::{
     DateTime, Datelike, Local, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike,
 };
+use std::cell::Cell;
 use std::fmt;
 
 /// Granularity of a time bucket, as in OAP's `Step` / `DownSampling`.
@@ -79,6 +80,29 @@ fn local_from_ms(ms: i64) -> Result<DateTime<Local>, TimeError> {
     }
 }
 
+thread_local! {
+    /// The last local minute looked up: its first epoch millisecond and `yyyyMMddHHmm`. Every
+    /// sample of a request falls in one or two minutes, and the time-zone lookup costs more
+    /// than the rest of turning a sample into a bucket.
+    static LAST_MINUTE: Cell<Option<(i64, i64)>> = const { Cell::new(None) };
+}
+
+/// `(yyyyMMddHHmm, second)` of the instant in the server's time zone. A remembered minute is
+/// reused for instants within 60 s of its start: zone offsets change on whole minutes.
+fn local_minute(ms: i64) -> Result<(i64, i64), TimeError> {
+    if let Some((start, minute)) = LAST_MINUTE.get() {
+        if let Some(offset) = ms.checked_sub(start).filter(|d| (0..60_000).contains(d)) {
+            return Ok((minute, offset / 1000));
+        }
+    }
+    let t = local_from_ms(ms)?;
+    let day = t.year() as i64 * 10_000 + t.month() as i64 * 100 + t.day() as i64;
+    let minute = (day * 100 + t.hour() as i64) * 100 + t.minute() as i64;
+    let into_minute = t.second() as i64 * 1000 + t.timestamp_subsec_millis() as i64;
+    LAST_MINUTE.set(Some((ms - into_minute, minute)));
+    Ok((minute, t.second() as i64))
+}
+
 fn local_to_ms(naive: NaiveDateTime) -> i64 {
     match Local.from_local_datetime(&naive) {
         LocalResult::Single(t) => t.timestamp_millis(),
@@ -91,15 +115,12 @@ fn local_to_ms(naive: NaiveDateTime) -> i64 {
 impl TimeBucket {
     /// The bucket holding the instant `epoch_ms`, in the server's time zone.
     pub fn from_epoch_ms(epoch_ms: i64, step: Step) -> Result<TimeBucket, TimeError> {
-        let t = local_from_ms(epoch_ms)?;
-        let day = t.year() as i64 * 10_000 + t.month() as i64 * 100 + t.day() as i64;
+        let (minute, second) = local_minute(epoch_ms)?;
         let value = match step {
-            Step::Day => day,
-            Step::Hour => day * 100 + t.hour() as i64,
-            Step::Minute => (day * 100 + t.hour() as i64) * 100 + t.minute() as i64,
-            Step::Second => {
-                ((day * 100 + t.hour() as i64) * 100 + t.minute() as i64) * 100 + t.second() as i64
-            }
+            Step::Day => minute / 10_000,
+            Step::Hour => minute / 100,
+            Step::Minute => minute,
+            Step::Second => minute * 100 + second,
         };
         Ok(TimeBucket { step, value })
     }
@@ -301,5 +322,29 @@ mod tests {
         let b = TimeBucket::from_epoch_ms(ms, Step::Minute).unwrap();
         let start = b.start_epoch_ms().unwrap();
         assert!(start <= ms && ms - start < 60_000);
+    }
+
+    #[test]
+    fn remembered_minute_gives_what_the_time_zone_gives() {
+        // Instants a few seconds apart around minute, hour and day edges, forwards and back,
+        // so the remembered minute is reused, left and re-entered.
+        let base = 1_795_000_000_000 - 1_795_000_000_000 % 86_400_000;
+        let mut instants: Vec<i64> = (-130..130).map(|i| base + i * 999).collect();
+        instants.extend(instants.clone().iter().rev());
+        instants.extend([-61_001, -60_000, -1, 0, 59_999, 60_000]);
+        for ms in instants {
+            let t = local_from_ms(ms).unwrap();
+            let day = t.year() as i64 * 10_000 + t.month() as i64 * 100 + t.day() as i64;
+            let minute = (day * 100 + t.hour() as i64) * 100 + t.minute() as i64;
+            let bucket = |step| TimeBucket::from_epoch_ms(ms, step).unwrap().value;
+            assert_eq!(bucket(Step::Minute), minute, "{ms}");
+            assert_eq!(
+                bucket(Step::Second),
+                minute * 100 + t.second() as i64,
+                "{ms}"
+            );
+            assert_eq!(bucket(Step::Hour), minute / 100, "{ms}");
+            assert_eq!(bucket(Step::Day), day, "{ms}");
+        }
     }
 }
