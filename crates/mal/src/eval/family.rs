@@ -33,6 +33,28 @@ pub(crate) fn group_by<'s>(
     const SCAN: usize = 16;
     let samples: Vec<&'s Sample> = samples.into_iter().collect();
     let width = keys.len();
+    let value = |s: &'s Sample, k: &String| s.labels.get(k).unwrap_or("");
+    // Most families hold one group (one resource, one page): while every sample matches the
+    // first, compare in place and hash nothing.
+    let Some(first) = samples.first() else {
+        return Groups {
+            members: samples,
+            ends: Vec::new(),
+        };
+    };
+    let first_key: Vec<&'s str> = keys.iter().map(|k| value(first, k)).collect();
+    let one_group = samples[1..].iter().all(|s| {
+        keys.iter()
+            .zip(&first_key)
+            .all(|(k, v)| same_value(value(s, k), v))
+    });
+    if one_group {
+        let ends = vec![samples.len()];
+        return Groups {
+            members: samples,
+            ends,
+        };
+    }
     let hasher = foldhash::fast::FixedState::with_seed(0);
     // Per group: its key hash and values (flat, `width` per group).
     let mut hashes: Vec<u64> = Vec::new();
@@ -42,7 +64,7 @@ pub(crate) fn group_by<'s>(
     let mut key: Vec<&'s str> = Vec::with_capacity(width);
     for s in &samples {
         key.clear();
-        key.extend(keys.iter().map(|k| s.labels.get(k).unwrap_or("")));
+        key.extend(keys.iter().map(|k| value(s, k)));
         let hash = hasher.hash_one(&key);
         let same = |g: usize| hashes[g] == hash && same_values(&values[g * width..][..width], &key);
         let found = if hashes.len() <= SCAN {
@@ -94,10 +116,12 @@ pub(crate) fn group_by<'s>(
 /// Equal label values; values of one resource are one shared text, so the address usually
 /// answers before the bytes are compared.
 fn same_values(a: &[&str], b: &[&str]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.len() == y.len() && (std::ptr::eq(x.as_ptr(), y.as_ptr()) || x == y))
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y))
+}
+
+#[inline]
+fn same_value(x: &str, y: &str) -> bool {
+    x.len() == y.len() && (std::ptr::eq(x.as_ptr(), y.as_ptr()) || x == y)
 }
 
 /// `{label: value-or-""}` over exactly `keys`.
