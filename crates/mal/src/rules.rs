@@ -795,10 +795,9 @@ fn emit(
                         None => {
                             let mut labels = s.labels.clone();
                             labels.remove("le");
-                            groups.push(HistogramGroup {
-                                labels,
-                                buckets: vec![bucket],
-                            })
+                            let mut buckets = Vec::with_capacity(g.samples.len());
+                            buckets.push(bucket);
+                            groups.push(HistogramGroup { labels, buckets })
                         }
                     }
                 }

@@ -1,6 +1,6 @@
 //! Sample-family operations with OAP's label and timestamp semantics.
 use crate::error::EvalError;
-use skylark_core::{Labels, Sample};
+use skylark_core::{LabelText, Labels, Sample};
 use std::borrow::Cow;
 use std::hash::BuildHasher;
 
@@ -57,8 +57,8 @@ pub(crate) fn group_by<'s>(
     }
     let hasher = foldhash::fast::FixedState::with_seed(0);
     // Per group: its key hash and values (flat, `width` per group).
-    let mut hashes: Vec<u64> = Vec::new();
-    let mut values: Vec<&'s str> = Vec::new();
+    let mut hashes: Vec<u64> = Vec::with_capacity(samples.len());
+    let mut values: Vec<&'s str> = Vec::with_capacity(samples.len() * width);
     let mut index: foldhash::HashMap<u64, usize> = Default::default();
     let mut group_of: Vec<usize> = Vec::with_capacity(samples.len());
     let mut key: Vec<&'s str> = Vec::with_capacity(width);
@@ -126,17 +126,13 @@ fn same_value(x: &str, y: &str) -> bool {
 
 /// `{label: value-or-""}` over exactly `keys`.
 pub(crate) fn labels_of(sample: &Sample, keys: &[String]) -> Labels {
-    // Inserting a handful of keys is cheaper than collecting, which sorts a buffer first.
-    let mut labels = Labels::with_capacity(keys.len());
-    for k in keys {
-        if !labels.contains_key(k) {
-            match sample.labels.pair(k) {
-                Some((key, value)) => labels.insert(key.clone(), value.clone()),
-                None => labels.insert(k.as_str(), ""),
-            };
-        }
-    }
-    labels
+    // Collected pairs are sorted once, instead of each being inserted in order.
+    keys.iter()
+        .map(|k| match sample.labels.pair(k) {
+            Some((key, value)) => (key.clone(), value.clone()),
+            None => (LabelText::from(k.as_str()), LabelText::from("")),
+        })
+        .collect()
 }
 
 /// The samples `test` accepts, in order; stays borrowed when it accepts them all. Stops at the
