@@ -79,18 +79,26 @@ impl Labels {
         self.0.is_empty()
     }
 
+    /// Where `key` is, or where it would be inserted.
     #[inline]
     fn position(&self, key: &str) -> Result<usize, usize> {
+        match self.find(key) {
+            Some(i) => Ok(i),
+            None => Err(self.0.partition_point(|(k, _)| **k < *key)),
+        }
+    }
+
+    /// Where `key` is. Lookups of missing names (common: rules read labels a sample may lack)
+    /// do not look for an insertion point.
+    #[inline]
+    fn find(&self, key: &str) -> Option<usize> {
         // Label sets are small and their names differ mostly in length: a scan that compares
         // lengths first touches the bytes of about one name, a binary search those of four.
         const SCAN: usize = 24;
         if self.0.len() <= SCAN {
-            match self.0.iter().position(|(k, _)| same_name(k, key)) {
-                Some(i) => Ok(i),
-                None => Err(self.0.partition_point(|(k, _)| **k < *key)),
-            }
+            self.0.iter().position(|(k, _)| same_name(k, key))
         } else {
-            self.0.binary_search_by(|(k, _)| (**k).cmp(key))
+            self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()
         }
     }
 
@@ -109,13 +117,13 @@ impl Labels {
     /// The name and value of `key` as shared text.
     #[inline]
     pub fn pair(&self, key: &str) -> Option<&(LabelText, LabelText)> {
-        self.position(key).ok().map(|i| &self.0[i])
+        self.find(key).map(|i| &self.0[i])
     }
 
     /// Whether `key` is set.
     #[inline]
     pub fn contains_key(&self, key: &str) -> bool {
-        self.position(key).is_ok()
+        self.find(key).is_some()
     }
 
     /// Sets `key` to `value`, returning the value it replaced.
@@ -149,7 +157,7 @@ impl Labels {
 
     /// Unsets `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<LabelText> {
-        let i = self.position(key).ok()?;
+        let i = self.find(key)?;
         Some(Arc::make_mut(&mut self.0).remove(i).1)
     }
 
