@@ -10,7 +10,7 @@ use counter::{parse_duration_ms, CounterWindows};
 use family::{Agg, TagTest};
 use skylark_core::{Labels, Layer, MeterEntity, Sample, Scope};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use value::{Interp, RegexCache, Value};
 
