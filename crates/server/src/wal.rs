@@ -4,8 +4,15 @@
 //! `len(4, LE) | crc32(4, LE) | seq(8, LE) | payload` where `len` and the CRC cover seq and payload.
 //! A crash can leave the last record of the last segment torn; opening cuts the file at the first
 //! record that does not check out, so the log always holds a prefix of what was appended.
+//!
+//! The active segment is extended with zeros ahead of its records ([`PREALLOCATE_BYTES`] at a
+//! time) and records are written over them. An fsync then has only data to flush: appending
+//! past the end of a file also changes its size, which costs every fsync an inode write. Zeros
+//! after the last record are the unused rest of that space, not damage; a closed segment is cut
+//! to its records.
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Record header: length, CRC and sequence number.
@@ -16,6 +23,13 @@ const MAX_PAYLOAD_BYTES: usize = 1 << 30;
 
 /// Segments are closed and a new one started once they grow past this.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How far ahead of its records the active segment is filled with zeros.
+pub const PREALLOCATE_BYTES: u64 = 1024 * 1024;
+
+/// Appended records are handed to the file once this many bytes wait, whether or not a flush
+/// or sync asks first.
+const BUFFER_BYTES: usize = 256 * 1024;
 
 const SUFFIX: &str = ".wal";
 
@@ -32,8 +46,38 @@ struct SegmentFile {
 /// The segment being appended to.
 struct Active {
     segment: SegmentFile,
-    writer: BufWriter<File>,
-    bytes: u64,
+    file: File,
+    /// Records appended but not yet handed to the file.
+    buffer: Vec<u8>,
+    /// Bytes of records in the file; the buffer goes there next.
+    written: u64,
+    /// The file's length: records, then zeros.
+    allocated: u64,
+}
+
+impl Active {
+    /// Bytes of records, written or buffered.
+    fn bytes(&self) -> u64 {
+        self.written + self.buffer.len() as u64
+    }
+
+    /// Hands the buffered records to the operating system, over zeros laid down first.
+    fn write_buffer(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let end = self.bytes();
+        if end > self.allocated {
+            let grow_to = end.div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
+            let zeros = vec![0u8; (grow_to - self.allocated) as usize];
+            self.file.write_all_at(&zeros, self.allocated)?;
+            self.allocated = grow_to;
+        }
+        self.file.write_all_at(&self.buffer, self.written)?;
+        self.written = end;
+        self.buffer.clear();
+        Ok(())
+    }
 }
 
 /// A write-ahead log in one folder. Single-threaded: one owner appends, syncs and truncates.
@@ -50,7 +94,7 @@ struct Scan {
     last_seq: Option<u64>,
     /// Bytes of whole, valid records from the start.
     valid_bytes: u64,
-    /// Whether something other than valid records follows them.
+    /// Whether something other than valid records and unused (zero) space follows them.
     torn: bool,
 }
 
@@ -82,7 +126,7 @@ fn scan(data: &[u8], visit: &mut dyn FnMut(u64, &[u8])) -> Scan {
     Scan {
         last_seq,
         valid_bytes: at as u64,
-        torn: at < data.len(),
+        torn: data[at..].iter().any(|b| *b != 0),
     }
 }
 
@@ -133,6 +177,13 @@ impl Wal {
             let scan = scan(&data, &mut |_, _| {});
             segment.last_seq = scan.last_seq;
             if !scan.torn {
+                if scan.valid_bytes < data.len() as u64 {
+                    // Space laid down ahead of a segment that was never closed (a crash or
+                    // kill): it is closed now, so only its records are kept.
+                    let file = OpenOptions::new().write(true).open(&segment.path)?;
+                    file.set_len(scan.valid_bytes)?;
+                    file.sync_all()?;
+                }
                 continue;
             }
             if i + 1 == count {
@@ -199,7 +250,7 @@ impl Wal {
         if self
             .active
             .as_ref()
-            .is_some_and(|a| a.bytes >= self.segment_bytes)
+            .is_some_and(|a| a.bytes() >= self.segment_bytes)
         {
             self.close_active()?;
         }
@@ -212,13 +263,15 @@ impl Wal {
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&seq_bytes);
         hasher.update(payload);
-        let writer = &mut active.writer;
-        writer.write_all(&(len + 8).to_le_bytes())?;
-        writer.write_all(&hasher.finalize().to_le_bytes())?;
-        writer.write_all(&seq_bytes)?;
-        writer.write_all(payload)?;
-        active.bytes += (HEADER_BYTES + payload.len()) as u64;
+        let buffer = &mut active.buffer;
+        buffer.extend_from_slice(&(len + 8).to_le_bytes());
+        buffer.extend_from_slice(&hasher.finalize().to_le_bytes());
+        buffer.extend_from_slice(&seq_bytes);
+        buffer.extend_from_slice(payload);
         active.segment.last_seq = Some(seq);
+        if active.buffer.len() >= BUFFER_BYTES {
+            active.write_buffer()?;
+        }
         Ok(())
     }
 
@@ -226,7 +279,7 @@ impl Wal {
     /// machine crash).
     pub fn flush(&mut self) -> io::Result<()> {
         match &mut self.active {
-            Some(active) => active.writer.flush(),
+            Some(active) => active.write_buffer(),
             None => Ok(()),
         }
     }
@@ -235,8 +288,8 @@ impl Wal {
     pub fn sync(&mut self) -> io::Result<()> {
         match &mut self.active {
             Some(active) => {
-                active.writer.flush()?;
-                active.writer.get_ref().sync_data()
+                active.write_buffer()?;
+                active.file.sync_data()
             }
             None => Ok(()),
         }
@@ -290,15 +343,20 @@ impl Wal {
                 first_seq,
                 last_seq: None,
             },
-            writer: BufWriter::with_capacity(256 * 1024, file),
-            bytes: 0,
+            file,
+            buffer: Vec::new(),
+            written: 0,
+            allocated: 0,
         })
     }
 
     fn close_active(&mut self) -> io::Result<()> {
         if let Some(mut active) = self.active.take() {
-            active.writer.flush()?;
-            active.writer.get_ref().sync_data()?;
+            active.write_buffer()?;
+            if active.allocated > active.written {
+                active.file.set_len(active.written)?;
+            }
+            active.file.sync_data()?;
             self.closed.push(active.segment);
         }
         Ok(())
@@ -312,7 +370,7 @@ impl std::fmt::Debug for Wal {
             .field("closed", &self.closed)
             .field(
                 "active",
-                &self.active.as_ref().map(|a| (&a.segment, a.bytes)),
+                &self.active.as_ref().map(|a| (&a.segment, a.bytes())),
             )
             .finish()
     }
@@ -381,10 +439,11 @@ mod tests {
             wal.sync().unwrap();
         }
         let path = only_segment(dir.path());
-        let whole = file_len(&path);
-        // A crash mid-append: half a record follows the whole ones.
-        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-        file.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 3, 0]).unwrap();
+        let whole = (2 * HEADER_BYTES + "first".len() + "second".len()) as u64;
+        // A crash mid-append: half a record follows the whole ones, over the zeros laid ahead.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[40, 0, 0, 0, 1, 2, 3, 4, 3, 0], whole)
+            .unwrap();
         drop(file);
         let mut wal = Wal::open(dir.path()).unwrap();
         assert_eq!(file_len(&path), whole);
@@ -397,6 +456,39 @@ mod tests {
         let wal = Wal::open(dir.path()).unwrap();
         let seqs: Vec<u64> = entries(&wal).into_iter().map(|(s, _)| s).collect();
         assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    #[test]
+    fn records_overwrite_zeros_laid_ahead_and_a_crash_leaves_them_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = {
+            let mut wal = Wal::open(dir.path()).unwrap();
+            wal.append(1, b"one").unwrap();
+            wal.append(2, b"two").unwrap();
+            wal.sync().unwrap();
+            // Dropped without closing, as a crash would leave it: zeros follow the records.
+            (2 * HEADER_BYTES + 6) as u64
+        };
+        let path = only_segment(dir.path());
+        assert_eq!(file_len(&path), PREALLOCATE_BYTES);
+        let mut wal = Wal::open(dir.path()).unwrap();
+        assert_eq!(wal.last_seq(), Some(2));
+        assert_eq!(entries(&wal).len(), 2);
+        assert_eq!(
+            file_len(&path),
+            records,
+            "the reopened segment keeps only its records"
+        );
+        // Appends go to a new segment, which grows by whole preallocations.
+        let big = vec![7u8; PREALLOCATE_BYTES as usize];
+        wal.append(3, &big).unwrap();
+        wal.append(4, b"four").unwrap();
+        wal.sync().unwrap();
+        assert_eq!(wal.segment_count(), 2);
+        drop(wal);
+        let wal = Wal::open(dir.path()).unwrap();
+        let seqs: Vec<u64> = entries(&wal).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
     }
 
     #[test]
