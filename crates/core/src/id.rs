@@ -11,7 +11,21 @@ pub fn base64_encode(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
 }
 
+/// Appends the base64 of `s` to `out`.
+fn push_base64(out: &mut String, s: &str) {
+    base64::engine::general_purpose::STANDARD.encode_string(s.as_bytes(), out);
+}
+
+/// Length of the base64 of `n` bytes.
+fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
 fn truncate(name: &str, max: usize) -> &str {
+    // No more bytes than `max` means no more characters either.
+    if name.len() <= max {
+        return name;
+    }
     match name.char_indices().nth(max) {
         Some((idx, _)) => &name[..idx],
         None => name,
@@ -81,12 +95,9 @@ id_type!(
 impl ServiceId {
     /// The id OAP gives the service `name` (truncated to 70 characters; blank → `_blank`).
     pub fn new(name: &str, normal: bool) -> ServiceId {
-        let name = blank_to_placeholder(service_name(name));
-        ServiceId(format!(
-            "{}.{}",
-            base64_encode(name),
-            if normal { 1 } else { 0 }
-        ))
+        let mut id = String::new();
+        push_service_id(&mut id, name, normal);
+        ServiceId(id)
     }
 
     /// Decodes `(name, normal)` from an id, as swctl does; `None` if it is not `b64.{0|1}`.
@@ -103,17 +114,45 @@ impl ServiceId {
 impl InstanceId {
     /// The id OAP gives instance `name` of `service`.
     pub fn new(service: &ServiceId, name: &str) -> InstanceId {
-        let name = blank_to_placeholder(service_name(name));
-        InstanceId(format!("{}_{}", service.as_str(), base64_encode(name)))
+        let mut id = service.as_str().to_string();
+        push_instance_part(&mut id, name);
+        InstanceId(id)
     }
 }
 
 impl EndpointId {
     /// The id OAP gives endpoint `name` of `service`.
     pub fn new(service: &ServiceId, name: &str) -> EndpointId {
-        let name = blank_to_placeholder(endpoint_name(name));
-        EndpointId(format!("{}_{}", service.as_str(), base64_encode(name)))
+        let mut id = service.as_str().to_string();
+        push_endpoint_part(&mut id, name);
+        EndpointId(id)
     }
+}
+
+// Ids are made for every stored metric value, so they are written into one string rather than
+// formatted from parts.
+
+/// Room for the id of a service, instance or endpoint with names of these lengths.
+pub(crate) fn id_capacity(service_name: usize, child_name: usize) -> usize {
+    base64_len(service_name.max(6)) + 3 + base64_len(child_name.max(6))
+}
+
+/// Appends the id [`ServiceId::new`] gives.
+pub(crate) fn push_service_id(out: &mut String, name: &str, normal: bool) {
+    push_base64(out, blank_to_placeholder(service_name(name)));
+    out.push_str(if normal { ".1" } else { ".0" });
+}
+
+/// Appends what follows the service id in the id [`InstanceId::new`] gives.
+pub(crate) fn push_instance_part(out: &mut String, name: &str) {
+    out.push('_');
+    push_base64(out, blank_to_placeholder(service_name(name)));
+}
+
+/// Appends what follows the service id in the id [`EndpointId::new`] gives.
+pub(crate) fn push_endpoint_part(out: &mut String, name: &str) {
+    out.push('_');
+    push_base64(out, blank_to_placeholder(endpoint_name(name)));
 }
 
 /// Splits `serviceId_b64name` (instance or endpoint id) into the service id and the decoded name.

@@ -119,12 +119,29 @@ impl MeterEntity {
 
     /// The storage entity id OAP uses for this entity's metric rows.
     pub fn id(&self) -> String {
+        // The scopes of nearly every metric value are written straight into one string.
+        let child = match self.scope {
+            Scope::All => return String::new(),
+            Scope::Service => "",
+            Scope::ServiceInstance => &self.instance_name,
+            Scope::Endpoint => &self.endpoint_name,
+            _ => return self.relation_or_process_id(),
+        };
+        let mut id =
+            String::with_capacity(crate::id::id_capacity(self.service_name.len(), child.len()));
+        crate::id::push_service_id(&mut id, &self.service_name, true);
+        match self.scope {
+            Scope::ServiceInstance => crate::id::push_instance_part(&mut id, child),
+            Scope::Endpoint => crate::id::push_endpoint_part(&mut id, child),
+            _ => {}
+        }
+        id
+    }
+
+    /// [`MeterEntity::id`] of the other scopes.
+    fn relation_or_process_id(&self) -> String {
         let svc = self.service_id();
         match self.scope {
-            Scope::All => String::new(),
-            Scope::Service => svc.into_string(),
-            Scope::ServiceInstance => InstanceId::new(&svc, &self.instance_name).into_string(),
-            Scope::Endpoint => EndpointId::new(&svc, &self.endpoint_name).into_string(),
             Scope::Process => format!(
                 "{}_{}",
                 InstanceId::new(&svc, &self.instance_name),
@@ -150,6 +167,7 @@ impl MeterEntity {
                 )
             ),
             Scope::ProcessRelation => format!("{}-{}", self.process_name, self.dest_process_name),
+            Scope::All | Scope::Service | Scope::ServiceInstance | Scope::Endpoint => self.id(),
         }
     }
 }
@@ -626,6 +644,44 @@ fn percentiles(table: &BTreeMap<Labels, i64>, ranks: &[u32]) -> Vec<(Labels, i64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entity_ids_are_the_ids_of_their_parts() {
+        let names = [
+            String::new(),
+            "mini-program-sim-wechat".to_string(),
+            "页".repeat(60),
+            "页".repeat(200),
+            "x".repeat(69),
+            "x".repeat(71),
+            "p/".repeat(100),
+        ];
+        for service in &names {
+            for child in &names {
+                let entity = |scope| {
+                    let mut e = MeterEntity::new(scope, Layer::WECHAT_MINI_PROGRAM);
+                    e.service_name = service.clone();
+                    e.instance_name = child.clone();
+                    e.endpoint_name = child.clone();
+                    e
+                };
+                let svc = ServiceId::new(service, true);
+                assert_eq!(entity(Scope::Service).id(), svc.as_str());
+                assert_eq!(
+                    entity(Scope::ServiceInstance).id(),
+                    InstanceId::new(&svc, child).as_str()
+                );
+                assert_eq!(
+                    entity(Scope::Endpoint).id(),
+                    EndpointId::new(&svc, child).as_str()
+                );
+            }
+        }
+        // Spelled out once, as OAP writes it: blank names become `_blank`.
+        let mut e = MeterEntity::new(Scope::Endpoint, Layer::WECHAT_MINI_PROGRAM);
+        e.service_name = "svc".into();
+        assert_eq!(e.id(), "c3Zj.1_X2JsYW5r");
+    }
 
     #[test]
     fn histogram_state_names_every_bound_past_the_shared_texts() {
