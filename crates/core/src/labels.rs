@@ -21,7 +21,7 @@ pub type LabelText = Arc<str>;
 pub fn bound_text(bound: i64) -> LabelText {
     const MAX_CACHED_BOUNDS: usize = 4096;
     thread_local! {
-        static BOUNDS: std::cell::RefCell<std::collections::HashMap<i64, LabelText>> =
+        static BOUNDS: std::cell::RefCell<foldhash::HashMap<i64, LabelText>> =
             Default::default();
     }
     BOUNDS.with(|b| {

@@ -8,9 +8,9 @@ use crate::context::{EvalContext, TimeUnit};
 use crate::error::EvalError;
 use counter::{parse_duration_ms, CounterWindows};
 use family::{Agg, TagTest};
+use foldhash::HashMap;
 use skylark_core::{Labels, Layer, MeterEntity, Sample, Scope};
 use std::borrow::Cow;
-use foldhash::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use value::{Interp, RegexCache, Value};
 
