@@ -67,6 +67,13 @@ impl Labels {
         Labels(Arc::new(Vec::with_capacity(n)))
     }
 
+    /// A set of pairs already in name order with no name twice, taken as they are (checked in
+    /// debug builds): for callers that build many sets over one sorted list of names.
+    pub fn from_sorted_unique(pairs: Vec<(LabelText, LabelText)>) -> Self {
+        debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0), "{pairs:?}");
+        Labels(Arc::new(pairs))
+    }
+
     /// How many labels there are.
     #[inline]
     pub fn len(&self) -> usize {
