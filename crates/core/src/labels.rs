@@ -51,7 +51,7 @@ fn same_name(a: &str, b: &str) -> bool {
 ///
 /// Reads give `&str`; writes take anything that converts into [`LabelText`] (`&str`, `String`,
 /// or a [`LabelText`] already shared with another set, which copies nothing).
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Default)]
 pub struct Labels(Arc<Vec<(LabelText, LabelText)>>);
 
 impl Labels {
@@ -236,6 +236,61 @@ impl<'a> IntoIterator for &'a Labels {
     }
 }
 
+// Equality and order are the sorted map's, but texts shared between sets (a histogram's
+// buckets share every name and all values but `le`) are matched by address before by bytes.
+
+/// Two shared texts' order, equal without reading them when they are one text.
+#[inline]
+fn cmp_text(a: &LabelText, b: &LabelText) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) {
+        std::cmp::Ordering::Equal
+    } else {
+        (**a).cmp(&**b)
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.len() == other.0.len()
+                && self
+                    .0
+                    .iter()
+                    .zip(other.0.iter())
+                    .all(|(a, b)| cmp_text(&a.0, &b.0).is_eq() && cmp_text(&a.1, &b.1).is_eq()))
+    }
+}
+
+impl Eq for Labels {}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Equality above is equality of contents, which is what this hashes.
+        self.0.hash(state)
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        for (a, b) in self.0.iter().zip(other.0.iter()) {
+            let order = cmp_text(&a.0, &b.0).then_with(|| cmp_text(&a.1, &b.1));
+            if order.is_ne() {
+                return order;
+            }
+        }
+        self.0.len().cmp(&other.0.len())
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl IntoIterator for Labels {
     type Item = (LabelText, LabelText);
     type IntoIter = std::vec::IntoIter<(LabelText, LabelText)>;
@@ -413,6 +468,47 @@ mod tests {
                 let (lx, ly): (Labels, Labels) =
                     (x.iter().copied().collect(), y.iter().copied().collect());
                 assert_eq!(lx.cmp(&ly), map(x).cmp(&map(y)), "{x:?} vs {y:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn sets_sharing_texts_order_and_compare_like_the_map() {
+        let base: Labels = [("service", "a"), ("le", "10")].into();
+        let with = |k: &str, v: &str| {
+            let mut l = base.clone();
+            l.insert(k, v);
+            l
+        };
+        let mut without_le = base.clone();
+        without_le.remove("le");
+        let sets = [
+            base.clone(),
+            base.clone(),
+            with("le", "100"),
+            with("le", "25"),
+            with("le", "10"),
+            with("service", "b"),
+            with("z", ""),
+            without_le,
+            [("service", "a"), ("le", "10")].into(),
+        ];
+        let as_map = |l: &Labels| -> BTreeMap<String, String> {
+            l.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let hash = |l: &Labels| {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(l)
+        };
+        for x in &sets {
+            for y in &sets {
+                assert_eq!(x.cmp(y), as_map(x).cmp(&as_map(y)), "{x:?} vs {y:?}");
+                assert_eq!(x == y, as_map(x) == as_map(y), "{x:?} vs {y:?}");
+                if x == y {
+                    assert_eq!(hash(x), hash(y), "{x:?} vs {y:?}");
+                }
             }
         }
     }
