@@ -3,7 +3,7 @@
 //! segments (JSON); plus an in-process metrics stage (no HTTP), the server's RSS, and the
 //! end-to-end stages again with `SW_CORE_DURABILITY=relaxed` to show what `sync` costs.
 //!
-//! usage: skylark-bench --server PATH --fixtures DIR [--seconds N] [--concurrency N]
+//! usage: see `USAGE` (`--help`).
 use anyhow::{bail, Context, Result};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+const USAGE: &str =
+    "usage: skylark-bench [--server PATH] [--fixtures DIR] [--seconds N] [--concurrency N]";
+
 struct Args {
     server: PathBuf,
     fixtures: PathBuf,
@@ -37,13 +40,20 @@ fn parse_args() -> Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let v = it.next().with_context(|| format!("{k} needs a value"))?;
+        if k == "--help" || k == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        if !["--server", "--fixtures", "--seconds", "--concurrency"].contains(&k.as_str()) {
+            bail!("unknown argument {k}\n{USAGE}");
+        }
+        let v = it.next().with_context(|| format!("{k} needs a value\n{USAGE}"))?;
         match k.as_str() {
             "--server" => a.server = v.into(),
             "--fixtures" => a.fixtures = v.into(),
             "--seconds" => a.seconds = v.parse()?,
             "--concurrency" => a.concurrency = v.parse()?,
-            _ => bail!("unknown argument {k}"),
+            _ => bail!("unknown argument {k}\n{USAGE}"),
         }
     }
     Ok(a)
