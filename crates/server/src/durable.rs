@@ -9,8 +9,11 @@
 //! whose effects were persisted are not applied twice. Once a flush has stored everything up to
 //! a mark, the segments below it are deleted.
 //!
-//! Two threads do the ordered work so that the fsync of one group overlaps the storage writes of
-//! the previous one: the log writer (append + fsync) and the applier (storage writes + answers).
+//! One thread does the ordered work, group by group: append, fsync, storage writes, answers.
+//! While it writes one group to storage the next group gathers, so groups grow with the load.
+//! A second thread that wrote storage while the next fsync ran was tried: handing every group
+//! across threads (a wake-up, a context switch, cold caches) cost more CPU per request than the
+//! overlap saved, and the server is CPU-bound before it is fsync-bound.
 use crate::pipeline::{Effects, Pipeline};
 use crate::wal::Wal;
 use serde::{Deserialize, Serialize};
@@ -179,6 +182,21 @@ struct Group {
     jobs: Vec<(u64, Job)>,
 }
 
+impl Group {
+    /// Writes the group's effects to storage, then answers its requests.
+    fn apply(mut self, shared: &Shared) {
+        let answer = if shared.failed.load(Ordering::SeqCst) {
+            Err("storage failed earlier".to_string())
+        } else {
+            apply_group(shared.storage.as_ref(), &mut self)
+                .map_err(|error| shared.fail("writing to storage", &error))
+        };
+        for (_, job) in self.jobs {
+            let _ = job.answer.send(answer.clone());
+        }
+    }
+}
+
 /// State the sink and its threads share.
 struct Shared {
     storage: Arc<dyn Storage>,
@@ -198,7 +216,6 @@ impl Shared {
 struct Threads {
     commands: Sender<Command>,
     writer: std::thread::JoinHandle<Wal>,
-    applier: std::thread::JoinHandle<()>,
 }
 
 /// The [`IngestSink`] that acknowledges only what the write-ahead log holds.
@@ -333,28 +350,17 @@ impl DurableSink {
             failed: AtomicBool::new(false),
         });
         let (commands, command_rx) = mpsc::channel();
-        let (groups, group_rx) = mpsc::channel();
         let writer = {
             let (shared, mode, flush) = (shared.clone(), settings.mode, settings.wal_flush);
             std::thread::Builder::new()
                 .name("skylark-wal".into())
-                .spawn(move || write_log(wal, last + 1, command_rx, groups, mode, flush, &shared))?
-        };
-        let applier = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("skylark-apply".into())
-                .spawn(move || apply_groups(group_rx, &shared))?
+                .spawn(move || write_log(wal, last + 1, command_rx, mode, flush, &shared))?
         };
         Ok((
             DurableSink {
                 pipeline,
                 shared,
-                threads: parking_lot::Mutex::new(Some(Threads {
-                    commands,
-                    writer,
-                    applier,
-                })),
+                threads: parking_lot::Mutex::new(Some(Threads { commands, writer })),
                 mode: settings.mode,
             },
             report,
@@ -391,10 +397,6 @@ impl DurableSink {
             .writer
             .join()
             .map_err(|_| anyhow::anyhow!("the write-ahead log thread panicked"))?;
-        threads
-            .applier
-            .join()
-            .map_err(|_| anyhow::anyhow!("the storage apply thread panicked"))?;
         let storage = &self.shared.storage;
         storage.flush()?;
         let marks = storage.applied_seqs()?;
@@ -438,12 +440,12 @@ impl DurableSink {
     }
 }
 
-/// The log writer: appends each group, fsyncs it once (sync mode) and hands it to the applier.
+/// The log writer: appends each group, fsyncs it once (sync mode), writes it to storage and
+/// answers its requests.
 fn write_log(
     mut wal: Wal,
     mut next_seq: u64,
     commands: Receiver<Command>,
-    groups: Sender<Group>,
     mode: Durability,
     flush_every: Duration,
     shared: &Shared,
@@ -504,7 +506,7 @@ fn write_log(
             if result.is_err() {
                 break;
             }
-            // The payload is on its way to disk; the applier needs only the effects.
+            // The payload is on its way to disk; storage needs only the effects.
             job.payload = Vec::new();
         }
         if !jobs.is_empty() && result.is_ok() {
@@ -529,8 +531,8 @@ fn write_log(
             }
             continue;
         }
-        if !jobs.is_empty() && groups.send(Group { jobs }).is_err() {
-            break;
+        if !jobs.is_empty() {
+            Group { jobs }.apply(shared);
         }
         if let Some(seq) = remove_through {
             match wal.remove_through(seq) {
@@ -546,23 +548,6 @@ fn write_log(
         shared.fail("fsync of the write-ahead log", &e);
     }
     wal
-}
-
-/// The applier: writes each group's effects in sequence order, then answers its requests.
-fn apply_groups(groups: Receiver<Group>, shared: &Shared) {
-    while let Ok(mut group) = groups.recv() {
-        if shared.failed.load(Ordering::SeqCst) {
-            for (_, job) in group.jobs {
-                let _ = job.answer.send(Err("storage failed earlier".into()));
-            }
-            continue;
-        }
-        let answer = apply_group(shared.storage.as_ref(), &mut group)
-            .map_err(|error| shared.fail("writing to storage", &error));
-        for (_, job) in group.jobs {
-            let _ = job.answer.send(answer.clone());
-        }
-    }
 }
 
 /// Writes a group with one batch per kind: all its logs, all its segments (each batch carrying
