@@ -47,7 +47,9 @@ fn parse_args() -> Result<Args> {
         if !["--server", "--fixtures", "--seconds", "--concurrency"].contains(&k.as_str()) {
             bail!("unknown argument {k}\n{USAGE}");
         }
-        let v = it.next().with_context(|| format!("{k} needs a value\n{USAGE}"))?;
+        let v = it
+            .next()
+            .with_context(|| format!("{k} needs a value\n{USAGE}"))?;
         match k.as_str() {
             "--server" => a.server = v.into(),
             "--fixtures" => a.fixtures = v.into(),
