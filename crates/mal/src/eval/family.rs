@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::hash::BuildHasher;
 
 /// Samples split into groups of equal key values: groups in first-encounter order, members in
-/// their original order. Held as one list of members plus group ends, so grouping costs two
-/// allocations however many groups there are.
+/// their original order. Held as one list of members plus group ends, not as a list per group,
+/// so more groups cost no more allocations.
 pub(crate) struct Groups<'s> {
     members: Vec<&'s Sample>,
     ends: Vec<usize>,
