@@ -58,7 +58,7 @@ fn families() -> SampleFamilies {
         labels.push(("le", le));
         samples.push(sample("miniprogram_request_duration", &labels, count));
     }
-    let mut out = SampleFamilies::new();
+    let mut out = SampleFamilies::default();
     for s in samples {
         out.entry(s.name.to_string()).or_default().samples.push(s);
     }
