@@ -176,32 +176,29 @@ impl Wal {
             let data = read_all(&segment.path)?;
             let scan = scan(&data, &mut |_, _| {});
             segment.last_seq = scan.last_seq;
-            if !scan.torn {
-                if scan.valid_bytes < data.len() as u64 {
-                    // Space laid down ahead of a segment that was never closed (a crash or
-                    // kill): it is closed now, so only its records are kept.
-                    let file = OpenOptions::new().write(true).open(&segment.path)?;
-                    file.set_len(scan.valid_bytes)?;
-                    file.sync_all()?;
-                }
+            let last = i + 1 == count;
+            if scan.torn && !last {
+                tracing::error!(
+                    segment = %segment.path.display(),
+                    valid_bytes = scan.valid_bytes,
+                    "write-ahead log segment is corrupt in the middle; entries after the damage are lost"
+                );
                 continue;
             }
-            if i + 1 == count {
+            if scan.torn {
                 tracing::warn!(
                     segment = %segment.path.display(),
                     kept_bytes = scan.valid_bytes,
                     cut_bytes = data.len() as u64 - scan.valid_bytes,
                     "write-ahead log ends in a torn record (a crash mid-write); cut it off"
                 );
+            }
+            // A torn tail, or space laid down ahead of a segment that was never closed (a crash
+            // or kill): the segment is closed now, so only its records are kept.
+            if scan.valid_bytes < data.len() as u64 {
                 let file = OpenOptions::new().write(true).open(&segment.path)?;
                 file.set_len(scan.valid_bytes)?;
                 file.sync_all()?;
-            } else {
-                tracing::error!(
-                    segment = %segment.path.display(),
-                    valid_bytes = scan.valid_bytes,
-                    "write-ahead log segment is corrupt in the middle; entries after the damage are lost"
-                );
             }
         }
         Ok(Wal {
