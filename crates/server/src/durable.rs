@@ -4,10 +4,11 @@
 //! A request is prepared (rules run, nothing stored), its input is appended to the log under
 //! the next sequence number (an HTTP metrics body as received, other input decoded), and the
 //! group of requests waiting at that moment is fsynced once (group commit). Only then are the
-//! group's effects written to storage, in sequence order, and the requests answered. Storage keeps "applied through seq N" marks in the same batches as
-//! the data (`Storage::write_*_through`), so on start the log is replayed from the marks: entries
-//! whose effects were persisted are not applied twice. Once a flush has stored everything up to
-//! a mark, the segments below it are deleted.
+//! group's effects written to storage, in sequence order, and the requests answered. Storage
+//! keeps "applied through seq N" marks in the same batches as the data
+//! (`Storage::write_*_through`), so on start the log is replayed from the marks: entries whose
+//! effects were persisted are not applied twice. Once a flush has stored everything up to a
+//! mark, the segments below it are deleted.
 //!
 //! One thread does the ordered work, group by group: append, fsync, storage writes, answers.
 //! While it writes one group to storage the next group gathers, so groups grow with the load.
