@@ -494,8 +494,8 @@ impl MetricState {
                 let mut m = BTreeMap::new();
                 for (k, v) in table(value) {
                     let e = m.entry(k).or_insert((0_i64, 0_i64));
-                    e.0 = e.0.wrapping_add(v);
-                    e.1 = e.1.wrapping_add(1);
+                    e.0 = e.0.saturating_add(v);
+                    e.1 = e.1.saturating_add(1);
                 }
                 MetricState::AvgTable(m)
             }
@@ -503,7 +503,7 @@ impl MetricState {
                 let mut m = BTreeMap::new();
                 for (k, v) in table(value) {
                     let e = m.entry(k).or_insert(0_i64);
-                    *e = e.wrapping_add(v);
+                    *e = e.saturating_add(v);
                 }
                 MetricState::Table(m)
             }
@@ -528,23 +528,23 @@ impl MetricState {
                     count: c,
                 },
             ) => {
-                *summation = summation.wrapping_add(*s);
-                *count = count.wrapping_add(*c);
+                *summation = summation.saturating_add(*s);
+                *count = count.saturating_add(*c);
             }
-            (S::Sum(a), S::Sum(b)) => *a = a.wrapping_add(*b),
+            (S::Sum(a), S::Sum(b)) => *a = a.saturating_add(*b),
             (S::Latest(a), S::Latest(b)) => *a = *b,
             (S::Max(a), S::Max(b)) => *a = (*a).max(*b),
             (S::Min(a), S::Min(b)) => *a = (*a).min(*b),
             (S::AvgTable(a), S::AvgTable(b)) => merge_tables(a, b, |e, (s, c)| {
-                e.0 = e.0.wrapping_add(*s);
-                e.1 = e.1.wrapping_add(*c);
+                e.0 = e.0.saturating_add(*s);
+                e.1 = e.1.saturating_add(*c);
             }),
             // A new key starts from the value itself under every function (0 + v for sums).
             (S::Table(a), S::Table(b)) => merge_tables(a, b, |e, v| match function {
                 MetricFunction::LatestLabeled => *e = *v,
                 MetricFunction::MaxLabeled => *e = (*e).max(*v),
                 MetricFunction::MinLabeled => *e = (*e).min(*v),
-                _ => *e = e.wrapping_add(*v),
+                _ => *e = e.saturating_add(*v),
             }),
             // States of different shapes never meet for one row: the catalog forbids redefinition.
             (me, other) => *me = other.clone(),
@@ -603,8 +603,16 @@ impl MetricState {
     }
 }
 
+/// The bound the `+Inf` bucket is keyed by (MAL turns `le="+Inf"` into the largest long).
+const OVERFLOW_BOUND: i64 = i64::MAX;
+
 /// OAP's percentile over bucket counts: per non-`le` group, for each rank the upper bound of the
 /// first bucket whose cumulative count reaches `round(total * p / 100)` (f32, half-up).
+///
+/// One deliberate difference from OAP: when that bucket is the overflow (`+Inf`) bucket, OAP
+/// reports `Long.MAX_VALUE` (a 19-digit latency on its dashboards); this reports the upper bound
+/// of the highest finite bucket instead, as Prometheus's `histogram_quantile` does (0 when the
+/// group has no finite bucket). Counts add up saturating, never wrapping.
 fn percentiles(table: &BTreeMap<Labels, i64>, ranks: &[u32]) -> Vec<(Labels, i64)> {
     let mut groups: BTreeMap<Labels, Vec<(i64, i64)>> = BTreeMap::new();
     for (labels, count) in table {
@@ -616,24 +624,34 @@ fn percentiles(table: &BTreeMap<Labels, i64>, ranks: &[u32]) -> Vec<(Labels, i64
     let mut out = Vec::new();
     for (group, mut buckets) in groups {
         buckets.sort_by_key(|(b, _)| *b);
-        let total: i64 = buckets.iter().fold(0_i64, |t, (_, c)| t.wrapping_add(*c));
+        let highest_finite = buckets
+            .iter()
+            .rev()
+            .map(|(b, _)| *b)
+            .find(|b| *b != OVERFLOW_BOUND)
+            .unwrap_or(0);
+        let total: i64 = buckets.iter().fold(0_i64, |t, (_, c)| t.saturating_add(*c));
         for p in ranks {
             let value = if total <= 0 {
                 0
             } else {
                 // Java: `Math.round(total * p * 1.0f / 100)`: a long product, then float
                 // arithmetic; `round` is exact where `floor(x + 0.5)` in f32 is not above 2^23.
-                let roof = (total.wrapping_mul(i64::from(*p)) as f32 / 100.0_f32).round() as i64;
+                let roof = (total.saturating_mul(i64::from(*p)) as f32 / 100.0_f32).round() as i64;
                 let mut cumulative = 0_i64;
                 let mut found = buckets.last().map(|(b, _)| *b).unwrap_or(0);
                 for (bound, count) in &buckets {
-                    cumulative = cumulative.wrapping_add(*count);
+                    cumulative = cumulative.saturating_add(*count);
                     if cumulative >= roof {
                         found = *bound;
                         break;
                     }
                 }
-                found
+                if found == OVERFLOW_BOUND {
+                    highest_finite
+                } else {
+                    found
+                }
             };
             out.push((labels_with(&group, "p", p.to_string()), value));
         }
@@ -743,23 +761,78 @@ mod tests {
     }
 
     #[test]
-    fn huge_values_wrap_like_java_longs_instead_of_panicking() {
-        let f = MetricFunction::Sum;
+    fn huge_values_saturate_instead_of_wrapping() {
+        // Java longs wrap: OAP stores a negative call count after two near-max exports. A wrapped
+        // number is a wrong number, so sums stop at the largest long instead.
+        for f in [MetricFunction::Sum, MetricFunction::SumPerMin] {
+            let mut s = MetricState::from_emission(f, &MeterValue::Single(i64::MAX));
+            s.combine(f, &MetricState::from_emission(f, &MeterValue::Single(1)));
+            s.combine(
+                f,
+                &MetricState::from_emission(f, &MeterValue::Single(i64::MAX)),
+            );
+            assert_eq!(s.value(f, &[], Step::Minute), MetricValue::Single(i64::MAX));
+        }
+        let f = MetricFunction::Avg;
         let mut s = MetricState::from_emission(f, &MeterValue::Single(i64::MAX));
-        s.combine(f, &MetricState::from_emission(f, &MeterValue::Single(1)));
-        assert_eq!(s.value(f, &[], Step::Minute), MetricValue::Single(i64::MIN));
-        let f = MetricFunction::AvgHistogramPercentile;
+        s.combine(
+            f,
+            &MetricState::from_emission(f, &MeterValue::Single(i64::MAX)),
+        );
+        let MetricValue::Single(avg) = s.value(f, &[], Step::Minute) else {
+            panic!()
+        };
+        assert!(avg > 0, "an average of positives is positive, got {avg}");
+        let f = MetricFunction::SumLabeled;
+        let big = MeterValue::Labeled(vec![(Labels::from([("k", "v")]), i64::MAX)]);
+        let mut s = MetricState::from_emission(f, &big);
+        s.combine(f, &MetricState::from_emission(f, &big));
+        assert_eq!(
+            s.value(f, &[], Step::Minute),
+            MetricValue::Labeled(vec![(Labels::from([("k", "v")]), i64::MAX)])
+        );
+
+        let f = MetricFunction::SumHistogramPercentile;
         let v = MeterValue::Histogram(vec![HistogramGroup {
             labels: Labels::new(),
             buckets: vec![(10, i64::MAX), (i64::MAX, i64::MAX)],
         }]);
         let mut s = MetricState::from_emission(f, &v);
         s.combine(f, &MetricState::from_emission(f, &v));
-        // Only checks that computing the value does not overflow-panic.
-        let MetricValue::Labeled(out) = s.value(f, &[50], Step::Minute) else {
+        let MetricValue::Labeled(out) = s.value(f, &[50, 99], Step::Minute) else {
             panic!()
         };
-        assert_eq!(out.len(), 1);
+        // Both buckets saturated: half of the (saturated) total is reached in the first one.
+        assert_eq!(out.iter().map(|(_, v)| *v).collect::<Vec<_>>(), [10, 10]);
+    }
+
+    #[test]
+    fn percentiles_in_the_overflow_bucket_report_the_highest_finite_bound() {
+        let values = |buckets: Vec<(i64, i64)>, f: MetricFunction| {
+            let v = MeterValue::Histogram(vec![HistogramGroup {
+                labels: Labels::new(),
+                buckets,
+            }]);
+            let MetricValue::Labeled(out) =
+                MetricState::from_emission(f, &v).value(f, &[50, 95, 99], Step::Minute)
+            else {
+                panic!()
+            };
+            out.into_iter().map(|(_, v)| v).collect::<Vec<_>>()
+        };
+        for f in [
+            MetricFunction::SumHistogramPercentile,
+            MetricFunction::AvgHistogramPercentile,
+        ] {
+            // Everything above 10 s: OAP says Long.MAX_VALUE, Prometheus the highest bound.
+            let all_over = vec![(100, 0), (10_000, 0), (i64::MAX, 7)];
+            assert_eq!(values(all_over, f), [10_000, 10_000, 10_000], "{f:?}");
+            // Only the tail overflows: lower ranks still find their own bucket.
+            let tail = vec![(100, 90), (10_000, 5), (i64::MAX, 5)];
+            assert_eq!(values(tail, f), [100, 10_000, 10_000], "{f:?}");
+            // No finite bucket at all: nothing to bound the value by.
+            assert_eq!(values(vec![(i64::MAX, 3)], f), [0, 0, 0], "{f:?}");
+        }
     }
 
     #[test]

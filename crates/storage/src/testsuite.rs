@@ -360,27 +360,59 @@ fn percentiles_are_bucket_bounds(store: &dyn Storage) {
         Some(expected)
     );
 
-    // Everything in +Inf reports i64::MAX.
+    // Everything in +Inf reports the highest finite bound (as Prometheus does), not OAP's
+    // Long.MAX_VALUE, before and after a flush and in the hour rollup alike.
     let other = MeterEntity::service("other", LAYER);
     store
         .write_metrics(vec![emit(
             &m,
             other.clone(),
             minute(MINUTE),
-            histogram(&[(10, 0), (i64::MAX, 3)]),
+            histogram(&[(10, 0), (10_000, 0), (i64::MAX, 3)]),
         )])
         .unwrap();
+    let all_overflow = Some(MetricValue::Labeled(vec![
+        (p(50), 10_000),
+        (p(75), 10_000),
+        (p(90), 10_000),
+        (p(99), 10_000),
+    ]));
     let got = store
         .read_metric(&m, &other.id(), &[minute(MINUTE)])
         .unwrap();
+    assert_eq!(got, vec![all_overflow.clone()], "before flush");
+    store.flush().unwrap();
+    let got = store
+        .read_metric(
+            &m,
+            &other.id(),
+            &[minute(MINUTE), bucket(Step::Hour, MINUTE / 100)],
+        )
+        .unwrap();
+    assert_eq!(got, vec![all_overflow.clone(), all_overflow], "after flush");
+
+    // Counts near the largest long add up saturating across writes and flushes (wrapping made
+    // the total negative and every percentile 0).
+    let summed = def(
+        "meter_wechat_mp_request_duration_summed_percentile",
+        Scope::Service,
+        MetricFunction::SumHistogramPercentile,
+        &[50, 99],
+    );
+    for _ in 0..2 {
+        store
+            .write_metrics(vec![emit(
+                &summed,
+                entity(),
+                minute(MINUTE),
+                histogram(&[(10, i64::MAX), (i64::MAX, 0)]),
+            )])
+            .unwrap();
+        store.flush().unwrap();
+    }
     assert_eq!(
-        got,
-        vec![Some(MetricValue::Labeled(vec![
-            (p(50), i64::MAX),
-            (p(75), i64::MAX),
-            (p(90), i64::MAX),
-            (p(99), i64::MAX)
-        ]))]
+        read_one(store, &summed, minute(MINUTE)),
+        Some(MetricValue::Labeled(vec![(p(50), 10), (p(99), 10)]))
     );
 }
 
