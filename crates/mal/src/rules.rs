@@ -653,9 +653,23 @@ impl RuleSet {
         out
     }
 
+    /// Series whose counter state (`increase`/`rate`/`irate`) is held now. Series idle longer
+    /// than twice their range plus a few minutes are evicted as batches are evaluated.
+    pub fn counter_series(&self) -> usize {
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// Runs every rule of every file on one batch (one OTLP `ResourceMetrics`). A rule that
     /// fails at run time is logged and skipped; the others still run.
     pub fn evaluate(&self, families: &SampleFamilies, ctx: &EvalContext) -> RuleOutput {
+        // Counter state ages by the server's clock, which only the context knows.
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tick(ctx.now_ms);
         let mut out = RuleOutput::default();
         let mut seen_traffic = foldhash::HashSet::default();
         let mut filtered = FilterResults::new(&self.filters, &self.regexes);

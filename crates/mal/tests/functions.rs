@@ -265,6 +265,58 @@ fn increase_and_rate_keep_counter_state_across_batches() {
 }
 
 #[test]
+fn counter_state_of_churned_labels_is_evicted_and_live_series_keep_counting() {
+    let set = rules(
+        "  - name: inc\n    exp: c.sum(['svc', 'page']).increase('PT1M').service(['svc'], Layer.GENERAL)\n  - name: ir\n    exp: c.sum(['svc', 'page']).irate().service(['svc'], Layer.GENERAL)\n",
+    );
+    let at = |now_ms: i64| EvalContext {
+        default_histogram_unit: TimeUnit::Seconds,
+        now_ms,
+    };
+    // One batch per page, each page seen once (a request id in a label does this).
+    for i in 0..2_000 {
+        let page = format!("pages/p{i}");
+        set.evaluate(
+            &fams(vec![s("c", &[("svc", "x"), ("page", &page)], 1.0, T0)]),
+            &at(T0),
+        );
+    }
+    assert_eq!(set.counter_series(), 4_000);
+    // Half an hour of one live page reporting every minute.
+    let mut last = None;
+    for minute in 1..=30 {
+        let now = T0 + minute * 60_000;
+        let out = set.evaluate(
+            &fams(vec![s(
+                "c",
+                &[("svc", "x"), ("page", "pages/live")],
+                100.0 * minute as f64,
+                now,
+            )]),
+            &at(now),
+        );
+        last = out
+            .emissions
+            .iter()
+            .find(|e| e.metric.name == "t_inc")
+            .map(|e| e.value.clone());
+    }
+    assert_eq!(
+        set.counter_series(),
+        2,
+        "only the live page's two windows remain"
+    );
+    // Its increase over the last minute is still right after the sweeps.
+    assert_eq!(
+        last,
+        Some(MeterValue::Labeled(vec![(
+            Labels::from([("page", "pages/live")]),
+            100
+        )]))
+    );
+}
+
+#[test]
 fn scope_names_join_non_empty_labels_with_delimiter() {
     let out = run(
         "  - name: a\n    exp: m.sum(['c', 's']).service(['c', 's'], Layer.GENERAL)\n  - name: b\n    exp: m.sum(['c', 's', 'p']).endpoint(['c', 's'], ['p'], '::', Layer.GENERAL)\n  - name: c\n    exp: \"m.sum(['c', 's', 'i']).instance(['c', 's'], '::', ['i'], '', Layer.MESH, { tags -> ['i': tags.i] })\"\n",
