@@ -19,7 +19,10 @@ pub use id::{
     base64_encode, split_child_id, EndpointId, InstanceId, ServiceId, ENDPOINT_NAME_MAX,
     SERVICE_NAME_MAX,
 };
-pub use ingest::{EncodedRequest, IngestError, IngestReport, IngestSink, MetricBatch};
+pub use ingest::{
+    is_too_far_ahead, EncodedRequest, IngestError, IngestReport, IngestSink, MetricBatch,
+    RejectReason, Rejections, MAX_FUTURE_MS,
+};
 pub use labels::{bound_text, LabelText, Labels};
 pub use layer::Layer;
 pub use metric::{

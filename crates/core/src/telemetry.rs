@@ -20,6 +20,10 @@ pub const RECEIVER_REQUESTS_TOTAL: &str = "skylark_receiver_requests_total";
 /// Items (samples, log records, segments) of handled requests, `{signal, outcome}` with outcome
 /// `accepted` or `rejected`.
 pub const RECEIVER_ITEMS_TOTAL: &str = "skylark_receiver_items_total";
+/// Items refused one by one while the rest of their request was kept, `{signal, reason}` with
+/// reason a [`RejectReason`](crate::RejectReason) label (`future_timestamp`, `non_finite_value`,
+/// `value_overflow`, ...). Each is also in [`RECEIVER_ITEMS_TOTAL`] as `rejected`.
+pub const RECEIVER_REJECTED_ITEMS_TOTAL: &str = "skylark_receiver_rejected_items_total";
 /// Requests refused because the server was saturated, `{reason}`: `inflight` (too many requests
 /// at once) or `memory` (aggregation over its memory budget).
 pub const RECEIVER_BUSY_REJECTIONS_TOTAL: &str = "skylark_receiver_busy_rejections_total";
@@ -85,6 +89,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         RECEIVER_ITEMS_TOTAL,
         MetricKind::Counter,
         "Samples, log records and segments received, by signal and outcome.",
+    ),
+    (
+        RECEIVER_REJECTED_ITEMS_TOTAL,
+        MetricKind::Counter,
+        "Items refused while the rest of their request was kept, by signal and reason.",
     ),
     (
         RECEIVER_BUSY_REJECTIONS_TOTAL,

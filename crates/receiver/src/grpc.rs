@@ -16,8 +16,11 @@ use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use skylark_core::RejectReason;
+
 use crate::ingest::{
-    admit, ingest_logs, ingest_metrics, ingest_segments, record_items, record_request,
+    admit, ingest_logs, ingest_metrics, ingest_segments, logs_response, metrics_response,
+    record_rejected, record_request,
 };
 use crate::otlp::{convert_logs_request, convert_metrics_request};
 use crate::skywalking::{
@@ -76,8 +79,8 @@ impl MetricsService for OtlpMetricsService {
         }
         .await;
         record_request(&self.state, "grpc", "metrics", &result);
-        result.map_err(|e| status_from_error(&e))?;
-        Ok(Response::new(ExportMetricsServiceResponse::default()))
+        let report = result.map_err(|e| status_from_error(&e))?;
+        Ok(Response::new(metrics_response(&report)))
     }
 }
 
@@ -98,8 +101,8 @@ impl LogsService for OtlpLogsService {
         }
         .await;
         record_request(&self.state, "grpc", "logs", &result);
-        result.map_err(|e| status_from_error(&e))?;
-        Ok(Response::new(ExportLogsServiceResponse::default()))
+        let report = result.map_err(|e| status_from_error(&e))?;
+        Ok(Response::new(logs_response(&report)))
     }
 }
 
@@ -113,7 +116,12 @@ impl SegmentReportService {
     async fn finish(&self, batch: SegmentBatch) -> crate::Result<()> {
         let (segments, rejected) = batch.into_parts();
         if let Some(Error::SegmentsRejected { rejected, .. }) = &rejected {
-            record_items(&self.state, "segments", 0, rejected.len() as u64);
+            record_rejected(
+                &self.state,
+                "segments",
+                RejectReason::Malformed,
+                rejected.len() as u64,
+            );
         }
         ingest_segments(&self.state, segments, "grpc").await?;
         rejected.map_or(Ok(()), Err)

@@ -10,16 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use flate2::read::MultiGzDecoder;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use skylark_core::EncodedRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use skylark_core::{EncodedRequest, RejectReason};
 
 use crate::ingest::{
-    admit, ingest_logs, ingest_metrics, ingest_segments, record_items, record_request,
+    admit, ingest_logs, ingest_metrics, ingest_segments, logs_response, metrics_response,
+    record_rejected, record_request,
 };
 use crate::otlp::{convert_logs_request, convert_metrics_request, OtlpEncoding};
 use crate::{
@@ -63,13 +60,13 @@ async fn export_metrics(
             Ok(batch)
         })
         .await?;
-        ingest_metrics(&state, batch, "http").await?;
-        Ok(encoding)
+        let report = ingest_metrics(&state, batch, "http").await?;
+        Ok((encoding, report))
     }
     .await;
     record_request(&state, "http", "metrics", &result);
     match result {
-        Ok(encoding) => success_response(encoding, &ExportMetricsServiceResponse::default()),
+        Ok((encoding, report)) => success_response(encoding, &metrics_response(&report)),
         Err(e) => error_response(&e),
     }
 }
@@ -87,13 +84,13 @@ async fn export_logs(
             Ok(convert_logs_request(request))
         })
         .await?;
-        ingest_logs(&state, batch, "http").await?;
-        Ok(encoding)
+        let report = ingest_logs(&state, batch, "http").await?;
+        Ok((encoding, report))
     }
     .await;
     record_request(&state, "http", "logs", &result);
     match result {
-        Ok(encoding) => success_response(encoding, &ExportLogsServiceResponse::default()),
+        Ok((encoding, report)) => success_response(encoding, &logs_response(&report)),
         Err(e) => error_response(&e),
     }
 }
@@ -134,7 +131,12 @@ where
         let batch = decode_body(headers, body, state.config.max_body_bytes, decode).await?;
         let (segments, rejected) = batch.into_parts();
         if let Some(Error::SegmentsRejected { rejected, .. }) = &rejected {
-            record_items(state, "segments", 0, rejected.len() as u64);
+            record_rejected(
+                state,
+                "segments",
+                RejectReason::Malformed,
+                rejected.len() as u64,
+            );
         }
         ingest_segments(state, segments, "http").await?;
         rejected.map_or(Ok(()), Err)

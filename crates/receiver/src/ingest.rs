@@ -1,11 +1,17 @@
 //! The one place both transports admit requests and hand decoded data to the sink, so HTTP and
 //! gRPC cannot drift.
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
 use skylark_core::segment::Segment;
 use skylark_core::telemetry::{
     Gauge, RECEIVER_BUSY_REJECTIONS_TOTAL, RECEIVER_INFLIGHT_REQUESTS, RECEIVER_ITEMS_TOTAL,
-    RECEIVER_REQUESTS_TOTAL,
+    RECEIVER_REJECTED_ITEMS_TOTAL, RECEIVER_REQUESTS_TOTAL,
 };
-use skylark_core::{IngestError, IngestReport, MetricBatch};
+use skylark_core::{IngestError, IngestReport, MetricBatch, RejectReason, Rejections};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{Error, LogBatch, ReceiverState, Result};
@@ -78,12 +84,7 @@ pub(crate) fn record_request<T>(
 }
 
 /// Counts items of a request as accepted and rejected.
-pub(crate) fn record_items(
-    state: &ReceiverState,
-    signal: &'static str,
-    accepted: u64,
-    rejected: u64,
-) {
+fn record_items(state: &ReceiverState, signal: &'static str, accepted: u64, rejected: u64) {
     for (outcome, n) in [("accepted", accepted), ("rejected", rejected)] {
         if n > 0 {
             state
@@ -97,6 +98,73 @@ pub(crate) fn record_items(
     }
 }
 
+/// Counts a request's items as accepted and rejected, and the rejected ones by reason.
+pub(crate) fn record_report(state: &ReceiverState, signal: &'static str, report: &IngestReport) {
+    record_items(state, signal, report.accepted, report.rejected);
+    record_reasons(state, signal, &report.reasons);
+}
+
+/// Counts refused items per reason (they are in [`record_items`]' `rejected` too).
+pub(crate) fn record_reasons(state: &ReceiverState, signal: &'static str, reasons: &Rejections) {
+    for (reason, n) in reasons.iter() {
+        state
+            .telemetry
+            .counter(
+                RECEIVER_REJECTED_ITEMS_TOTAL,
+                &[("signal", signal), ("reason", reason.as_str())],
+            )
+            .add(n);
+    }
+}
+
+/// Counts `n` items refused for `reason` before they reached the sink.
+pub(crate) fn record_rejected(
+    state: &ReceiverState,
+    signal: &'static str,
+    reason: RejectReason,
+    n: u64,
+) {
+    let mut report = IngestReport::default();
+    report.reject(reason, n);
+    record_report(state, signal, &report);
+}
+
+/// The OTLP `partial_success` of a report: how many items were refused and why, or `None`
+/// (the spec's "fully accepted") when none were.
+fn partial_success(report: &IngestReport) -> Option<(i64, String)> {
+    (report.rejected > 0).then(|| {
+        (
+            i64::try_from(report.rejected).unwrap_or(i64::MAX),
+            format!("rejected: {}", report.rejection_summary()),
+        )
+    })
+}
+
+/// The OTLP metrics answer for a report (HTTP and gRPC alike). Rejected counts are samples: a
+/// histogram point is `_count`, `_sum` and one sample per bucket.
+pub(crate) fn metrics_response(report: &IngestReport) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: partial_success(report).map(|(rejected, error_message)| {
+            ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message,
+            }
+        }),
+    }
+}
+
+/// The OTLP logs answer for a report (HTTP and gRPC alike).
+pub(crate) fn logs_response(report: &IngestReport) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: partial_success(report).map(|(rejected, error_message)| {
+            ExportLogsPartialSuccess {
+                rejected_log_records: rejected,
+                error_message,
+            }
+        }),
+    }
+}
+
 /// Hands one request's metrics to the sink.
 pub(crate) async fn ingest_metrics(
     state: &ReceiverState,
@@ -107,7 +175,7 @@ pub(crate) async fn ingest_metrics(
     let skipped_points = batch.skipped_points;
     match state.sink.ingest_metrics(batch).await {
         Ok(report) => {
-            record_items(state, "metrics", report.accepted, report.rejected);
+            record_report(state, "metrics", &report);
             tracing::debug!(
                 protocol,
                 signal = "metrics",
@@ -133,24 +201,24 @@ pub(crate) async fn ingest_logs(
     batch: LogBatch,
     protocol: &'static str,
 ) -> Result<IngestReport> {
+    // What the receiver drops has no service name or a repeated attribute key.
     let dropped = batch.rejected;
     if batch.logs.is_empty() {
-        record_items(state, "logs", 0, dropped);
+        let mut report = IngestReport::default();
+        report.reject(RejectReason::Malformed, dropped);
+        record_report(state, "logs", &report);
         tracing::debug!(
             protocol,
             signal = "logs",
             dropped,
             "no otlp log records to ingest"
         );
-        return Ok(IngestReport {
-            accepted: 0,
-            rejected: dropped,
-        });
+        return Ok(report);
     }
     match state.sink.ingest_logs(batch.logs).await {
         Ok(mut report) => {
-            report.rejected += dropped;
-            record_items(state, "logs", report.accepted, report.rejected);
+            report.reject(RejectReason::Malformed, dropped);
+            record_report(state, "logs", &report);
             tracing::debug!(
                 protocol,
                 signal = "logs",
@@ -181,7 +249,7 @@ pub(crate) async fn ingest_segments(
     let count = segments.len();
     match state.sink.ingest_segments(segments).await {
         Ok(report) => {
-            record_items(state, "segments", report.accepted, report.rejected);
+            record_report(state, "segments", &report);
             tracing::debug!(
                 protocol,
                 signal = "segments",

@@ -42,7 +42,7 @@ impl IngestSink for GatedSink {
             .sum();
         Ok(IngestReport {
             accepted,
-            rejected: 0,
+            ..Default::default()
         })
     }
 }

@@ -204,6 +204,7 @@ pub fn decode(bytes: &[u8]) -> Result<MetricBatch, BatchCodecError> {
     Ok(MetricBatch {
         resources,
         skipped_points,
+        skip_reasons: Default::default(),
         source: None,
     })
 }
@@ -246,6 +247,7 @@ mod tests {
         MetricBatch {
             resources: vec![first, SampleFamilies::default()],
             skipped_points: 300,
+            skip_reasons: Default::default(),
             source: None,
         }
     }

@@ -803,6 +803,7 @@ mod tests {
         MetricBatch {
             resources: vec![families],
             skipped_points: 0,
+            skip_reasons: Default::default(),
             source: None,
         }
     }

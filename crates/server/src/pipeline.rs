@@ -3,18 +3,15 @@
 //! write-ahead log between the two.
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    HistogramGroup, IngestError, IngestReport, IngestSink, Labels, Layer, LogData, LogRecord,
-    MeterEntity, MeterValue, MetricBatch, MetricDefinition, MetricEmission, MetricFunction,
-    SampleFamilies, Scope, Segment, SegmentRecord, SpanType, Step, TimeBucket,
+    is_too_far_ahead, HistogramGroup, IngestError, IngestReport, IngestSink, Labels, Layer,
+    LogData, LogRecord, MeterEntity, MeterValue, MetricBatch, MetricDefinition, MetricEmission,
+    MetricFunction, RejectReason, Rejections, SampleFamilies, Scope, Segment, SegmentRecord,
+    SpanType, Step, TimeBucket,
 };
 use skylark_lal::LalEngine;
 use skylark_mal::{EvalContext, RuleSet, TimeUnit};
 use skylark_storage::Storage;
 use std::sync::Arc;
-
-/// Samples further ahead than this are refused: a device clock years in the future would
-/// otherwise create rows that outlive every TTL.
-const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
 
 /// OAP's `percentile2` precision for relation latency percentiles, in ms.
 const RELATION_PERCENTILE_PRECISION: i64 = 10;
@@ -151,25 +148,37 @@ impl Pipeline {
     }
 
     /// Drops samples OAP would never store (timestamp ≤ 0, older than the TTL) and those too far
-    /// in the future; returns how many were dropped.
-    fn drop_out_of_range(&self, families: &mut SampleFamilies, now_ms: i64) -> u64 {
-        let oldest = now_ms - self.metrics_ttl_ms;
-        let newest = now_ms + MAX_FUTURE_MS;
-        let mut dropped = 0;
+    /// in the future ([`skylark_core::MAX_FUTURE_MS`]); returns how many were dropped, by reason.
+    fn drop_out_of_range(&self, families: &mut SampleFamilies, now_ms: i64) -> Rejections {
+        let oldest = now_ms.saturating_sub(self.metrics_ttl_ms);
+        let mut dropped = Rejections::default();
         for family in families.values_mut() {
-            let before = family.samples.len();
             family.samples.retain(|s| {
-                s.timestamp_ms > 0 && s.timestamp_ms >= oldest && s.timestamp_ms <= newest
+                let reason = if s.timestamp_ms <= 0 || s.timestamp_ms < oldest {
+                    RejectReason::ExpiredTimestamp
+                } else if is_too_far_ahead(s.timestamp_ms, now_ms) {
+                    RejectReason::FutureTimestamp
+                } else {
+                    return true;
+                };
+                dropped.add(reason, 1);
+                false
             });
-            dropped += (before - family.samples.len()) as u64;
         }
         families.retain(|_, f| !f.is_empty());
         dropped
     }
 
-    /// Whether a record time (ms) is inside the window records are kept for.
-    fn record_in_range(&self, time_ms: i64, now_ms: i64) -> bool {
-        time_ms >= now_ms - self.records_ttl_ms && time_ms <= now_ms + MAX_FUTURE_MS
+    /// Why a record time (ms) is outside the window records are kept for, if it is: older than
+    /// the TTL, or further ahead than every signal allows.
+    fn record_time_problem(&self, time_ms: i64, now_ms: i64) -> Option<RejectReason> {
+        if time_ms < now_ms.saturating_sub(self.records_ttl_ms) {
+            Some(RejectReason::ExpiredTimestamp)
+        } else if is_too_far_ahead(time_ms, now_ms) {
+            Some(RejectReason::FutureTimestamp)
+        } else {
+            None
+        }
     }
 
     /// Runs sample families through `rules`, collecting emissions and traffic.
@@ -183,13 +192,14 @@ impl Pipeline {
         traffic: &mut Vec<Traffic>,
     ) {
         let dropped = self.drop_out_of_range(&mut families, now_ms);
-        if dropped > 0 {
+        if dropped.total() > 0 {
             tracing::debug!(
-                dropped,
+                expired = dropped.get(RejectReason::ExpiredTimestamp),
+                future = dropped.get(RejectReason::FutureTimestamp),
                 "samples outside the accepted time range were dropped"
             );
         }
-        report.rejected += dropped;
+        report.reject_all(&dropped);
         report.accepted += families
             .values()
             .map(|f| f.samples.len() as u64)
@@ -311,6 +321,7 @@ impl Pipeline {
         let mut report = IngestReport {
             accepted: 0,
             rejected: batch.skipped_points,
+            reasons: batch.skip_reasons,
         };
         let mut effects = Effects::at(now_ms);
         for families in batch.resources {
@@ -333,10 +344,13 @@ impl Pipeline {
         let mut effects = Effects::at(now_ms);
         let mut samples = IngestReport::default();
         for log in logs {
-            // Time 0 means "now" (LAL substitutes it); anything else must be within retention.
-            if log.timestamp_ms != 0 && !self.record_in_range(log.timestamp_ms, now_ms) {
-                report.rejected += 1;
-                continue;
+            // Time 0 means "now" (LAL substitutes it); anything else must be within retention
+            // and not too far ahead.
+            if log.timestamp_ms != 0 {
+                if let Some(reason) = self.record_time_problem(log.timestamp_ms, now_ms) {
+                    report.reject(reason, 1);
+                    continue;
+                }
             }
             report.accepted += 1;
             let out = self.rules.lal.process_at(log, now_ms);
@@ -364,11 +378,21 @@ impl Pipeline {
         for segment in segments {
             // OAP ignores segments without spans.
             let Some(record) = SegmentRecord::from_segment(&segment) else {
-                report.rejected += 1;
+                report.reject(RejectReason::Malformed, 1);
                 continue;
             };
-            if !self.record_in_range(record.start_time_ms, now_ms) {
-                report.rejected += 1;
+            // Every span must end in range too: a span ending years ahead would give the
+            // segment, and the relation metrics, a latency no query window explains.
+            let end_ms = segment.spans.iter().map(|s| s.end_time_ms).max();
+            let problem = self
+                .record_time_problem(record.start_time_ms, now_ms)
+                .or_else(|| {
+                    end_ms
+                        .filter(|end| is_too_far_ahead(*end, now_ms))
+                        .map(|_| RejectReason::FutureTimestamp)
+                });
+            if let Some(reason) = problem {
+                report.reject(reason, 1);
                 continue;
             }
             report.accepted += 1;

@@ -8,10 +8,20 @@
 //!    exponential histogram point without positive buckets, is skipped (OAP throws an index
 //!    error);
 //! 3. NaN **and ±Infinity** values are dropped (OAP drops only NaN; infinities would poison the
-//!    long conversion and averages downstream).
+//!    long conversion and averages downstream);
+//! 4. values a stored long cannot hold are dropped instead of wrapping (OAP's long arithmetic
+//!    turns a histogram count of `u64::MAX` into a negative call count): a number of magnitude
+//!    2^63 or more, and a histogram or summary point whose count or any bucket count is above
+//!    `i64::MAX`;
+//! 5. a negative duration (a metric named `*.duration`: a gauge value, or a histogram or summary
+//!    sum) is dropped; OAP stores it as 0 and averages it in. Other metrics may be negative.
 //!
-//! Every skip is counted in [`MetricBatch::skipped_points`], together with points OAP also
-//! drops (`FLAG_NO_RECORDED_VALUE`, UNSPECIFIED-temporality sums).
+//! A histogram, exponential histogram or summary point is kept or dropped whole, so its
+//! `_count`, `_sum` and buckets never disagree.
+//!
+//! Every skip is counted in [`MetricBatch::skipped_points`] and, by reason, in
+//! [`MetricBatch::skip_reasons`], together with points OAP also drops (`FLAG_NO_RECORDED_VALUE`,
+//! UNSPECIFIED-temporality sums).
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
     exponential_histogram_data_point::Buckets as OtlpExponentialBuckets, metric::Data as OtlpData,
@@ -19,7 +29,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
     DataPointFlags as OtlpDataPointFlags, ExponentialHistogramDataPoint, HistogramDataPoint,
     Metric as OtlpMetric, NumberDataPoint, ResourceMetrics, SummaryDataPoint,
 };
-use skylark_core::{LabelText, Labels, MetricBatch, Sample, SampleFamilies};
+use skylark_core::{
+    LabelText, Labels, MetricBatch, RejectReason, Rejections, Sample, SampleFamilies,
+};
 
 use super::attributes::{merged_labels, resource_labels};
 use super::{java_double_to_string, OtlpEncoding};
@@ -29,6 +41,11 @@ use crate::Result;
 const LE_LABEL: &str = "le";
 /// Label OAP puts a summary quantile in.
 const QUANTILE_LABEL: &str = "quantile";
+/// Escaped metric names ending in this measure durations, which are never negative
+/// (`miniprogram.request.duration`, `miniprogram.app_launch.duration`, ...; sdk-signals §3).
+const DURATION_SUFFIX: &str = "_duration";
+/// 2^63: the smallest magnitude a stored long (`i64`) cannot hold.
+const LONG_LIMIT: f64 = 9_223_372_036_854_775_808.0;
 
 /// Decodes an (already decompressed) OTLP/HTTP metrics body and converts it.
 ///
@@ -47,7 +64,8 @@ pub fn convert_metrics_request(request: &ExportMetricsServiceRequest) -> MetricB
     for resource_metrics in &request.resource_metrics {
         let mut builder = FamiliesBuilder::default();
         builder.add_resource_metrics(resource_metrics);
-        batch.skipped_points += builder.skipped_points;
+        batch.skipped_points += builder.skipped.total();
+        batch.skip_reasons.merge(&builder.skipped);
         batch.resources.push(builder.families);
     }
     batch
@@ -62,6 +80,34 @@ fn escape_metric_name(name: &str) -> String {
 fn timestamp_ms(time_unix_nano: u64) -> i64 {
     // u64::MAX / 1e6 fits in i64, so this never truncates.
     (time_unix_nano / 1_000_000) as i64
+}
+
+/// Why a number cannot be stored as it is: not finite, too large for a long, or a negative
+/// duration.
+fn value_problem(value: f64, is_duration: bool) -> Option<RejectReason> {
+    if !value.is_finite() {
+        Some(RejectReason::NonFiniteValue)
+    } else if value.abs() >= LONG_LIMIT {
+        Some(RejectReason::ValueOverflow)
+    } else if is_duration && value < 0.0 {
+        Some(RejectReason::NegativeDuration)
+    } else {
+        None
+    }
+}
+
+/// Why a histogram or summary point cannot be stored: a count or a sum that [`value_problem`]
+/// refuses. Counts are judged as the samples they become (`f64`), so a point is refused whole
+/// rather than losing single buckets later (`i64::MAX` itself rounds up to 2^63).
+fn point_problem(
+    counts: impl IntoIterator<Item = u64>,
+    sum: f64,
+    is_duration: bool,
+) -> Option<RejectReason> {
+    if counts.into_iter().any(|c| c as f64 >= LONG_LIMIT) {
+        return Some(RejectReason::ValueOverflow);
+    }
+    value_problem(sum, is_duration)
 }
 
 fn has_no_recorded_value(flags: u32) -> bool {
@@ -137,7 +183,7 @@ fn exponential_buckets(point: &ExponentialHistogramDataPoint) -> ExponentialBuck
 #[derive(Default)]
 struct FamiliesBuilder {
     families: SampleFamilies,
-    skipped_points: u64,
+    skipped: Rejections,
 }
 
 impl FamiliesBuilder {
@@ -156,11 +202,15 @@ impl FamiliesBuilder {
         }
     }
 
-    /// Appends a sample; NaN and ±Infinity values are dropped (deviation 3). Families are only
-    /// created by a kept sample, so no empty family is ever produced.
+    fn skip(&mut self, reason: RejectReason, points: u64) {
+        self.skipped.add(reason, points);
+    }
+
+    /// Appends a sample; NaN, ±Infinity and values beyond a long are dropped (deviations 3 and
+    /// 4). Families are only created by a kept sample, so no empty family is ever produced.
     fn push(&mut self, name: &str, labels: Labels, value: f64, timestamp_ms: i64) {
-        if !value.is_finite() {
-            self.skipped_points += 1;
+        if let Some(reason) = value_problem(value, false) {
+            self.skip(reason, 1);
             return;
         }
         match self.families.get_mut(name) {
@@ -203,7 +253,7 @@ impl FamiliesBuilder {
                 // maps them to UNRECOGNIZED, which OAP treats like CUMULATIVE.
                 if sum.aggregation_temporality == OtlpTemporality::Unspecified as i32 {
                     tracing::debug!(metric = %metric.name, "dropping sum with unspecified temporality");
-                    self.skipped_points += sum.data_points.len() as u64;
+                    self.skip(RejectReason::Malformed, sum.data_points.len() as u64);
                     return;
                 }
                 self.add_numbers(resource, &name, &sum.data_points);
@@ -226,24 +276,31 @@ impl FamiliesBuilder {
             None => {
                 // Deviation 1: OAP fails the request here.
                 tracing::debug!(metric = %metric.name, "skipping metric without a data type");
-                self.skipped_points += 1;
+                self.skip(RejectReason::Malformed, 1);
             }
         }
     }
 
     fn add_numbers(&mut self, resource: &Labels, name: &str, points: &[NumberDataPoint]) {
+        let is_duration = name.ends_with(DURATION_SUFFIX);
         for point in points {
             if has_no_recorded_value(point.flags) {
-                self.skipped_points += 1;
+                self.skip(RejectReason::NoRecordedValue, 1);
+                continue;
+            }
+            let value = number_value(point);
+            if let Some(reason) = value_problem(value, is_duration) {
+                tracing::debug!(
+                    metric = name,
+                    value,
+                    reason = reason.as_str(),
+                    "skipping data point"
+                );
+                self.skip(reason, 1);
                 continue;
             }
             let labels = merged_labels(resource, &point.attributes);
-            self.push(
-                name,
-                labels,
-                number_value(point),
-                timestamp_ms(point.time_unix_nano),
-            );
+            self.push(name, labels, value, timestamp_ms(point.time_unix_nano));
         }
     }
 
@@ -274,7 +331,18 @@ impl FamiliesBuilder {
 
     fn add_histogram_point(&mut self, resource: &Labels, name: &str, point: &HistogramDataPoint) {
         if has_no_recorded_value(point.flags) {
-            self.skipped_points += 1;
+            self.skip(RejectReason::NoRecordedValue, 1);
+            return;
+        }
+        let counts = point.bucket_counts.iter().copied().chain([point.count]);
+        let sum = point.sum.unwrap_or(0.0);
+        if let Some(reason) = point_problem(counts, sum, name.ends_with(DURATION_SUFFIX)) {
+            tracing::debug!(
+                metric = name,
+                reason = reason.as_str(),
+                "skipping histogram point"
+            );
+            self.skip(reason, 1);
             return;
         }
         let bounds = &point.explicit_bounds;
@@ -286,7 +354,7 @@ impl FamiliesBuilder {
                 bucket_counts = point.bucket_counts.len(),
                 "skipping histogram point with too few bucket counts"
             );
-            self.skipped_points += 1;
+            self.skip(RejectReason::Malformed, 1);
             return;
         };
         // Values are OTLP's per-bucket counts, not cumulative ones: MAL's `histogram()` on the
@@ -314,7 +382,22 @@ impl FamiliesBuilder {
         point: &ExponentialHistogramDataPoint,
     ) {
         if has_no_recorded_value(point.flags) {
-            self.skipped_points += 1;
+            self.skip(RejectReason::NoRecordedValue, 1);
+            return;
+        }
+        let empty = OtlpExponentialBuckets::default();
+        let counts = [&point.positive, &point.negative]
+            .into_iter()
+            .flat_map(|b| b.as_ref().unwrap_or(&empty).bucket_counts.iter().copied())
+            .chain([point.count]);
+        let sum = point.sum.unwrap_or(0.0);
+        if let Some(reason) = point_problem(counts, sum, name.ends_with(DURATION_SUFFIX)) {
+            tracing::debug!(
+                metric = name,
+                reason = reason.as_str(),
+                "skipping exponential histogram point"
+            );
+            self.skip(reason, 1);
             return;
         }
         let mut buckets = Vec::new();
@@ -337,7 +420,7 @@ impl FamiliesBuilder {
                     metric = name,
                     "skipping exponential histogram point without positive buckets"
                 );
-                self.skipped_points += 1;
+                self.skip(RejectReason::Malformed, 1);
                 return;
             }
         }
@@ -355,7 +438,23 @@ impl FamiliesBuilder {
     /// `<name>_count`, `<name>_sum`, then one `<name>{quantile=..}` per quantile.
     fn add_summary_point(&mut self, resource: &Labels, name: &str, point: &SummaryDataPoint) {
         if has_no_recorded_value(point.flags) {
-            self.skipped_points += 1;
+            self.skip(RejectReason::NoRecordedValue, 1);
+            return;
+        }
+        let is_duration = name.ends_with(DURATION_SUFFIX);
+        let problem = point_problem([point.count], point.sum, is_duration).or_else(|| {
+            point
+                .quantile_values
+                .iter()
+                .find_map(|q| value_problem(q.value, is_duration))
+        });
+        if let Some(reason) = problem {
+            tracing::debug!(
+                metric = name,
+                reason = reason.as_str(),
+                "skipping summary point"
+            );
+            self.skip(reason, 1);
             return;
         }
         let labels = merged_labels(resource, &point.attributes);
@@ -940,5 +1039,144 @@ mod tests {
         );
         let err = decode_metrics("text/plain", &proto).unwrap_err();
         assert_eq!(err.code(), skylark_core::ErrorCode::UnsupportedMediaType);
+    }
+
+    fn histogram_metric(name: &str, points: Vec<HistogramDataPoint>) -> OtlpMetric {
+        metric(
+            name,
+            OtlpData::Histogram(Histogram {
+                data_points: points,
+                aggregation_temporality: OtlpTemporality::Delta as i32,
+            }),
+        )
+    }
+
+    #[test]
+    fn counts_a_long_cannot_hold_refuse_the_whole_point() {
+        let good = HistogramDataPoint {
+            count: 2,
+            sum: Some(30.0),
+            bucket_counts: vec![1, 1],
+            explicit_bounds: vec![100.0],
+            ..Default::default()
+        };
+        let huge_count = HistogramDataPoint {
+            count: u64::MAX,
+            bucket_counts: vec![u64::MAX, u64::MAX],
+            ..good.clone()
+        };
+        let one_huge_bucket = HistogramDataPoint {
+            bucket_counts: vec![1, 1 << 63],
+            ..good.clone()
+        };
+        let largest_long = HistogramDataPoint {
+            count: i64::MAX as u64,
+            bucket_counts: vec![0, i64::MAX as u64],
+            ..good.clone()
+        };
+        let large = HistogramDataPoint {
+            count: 1 << 62,
+            bucket_counts: vec![0, 1 << 62],
+            ..good.clone()
+        };
+        let req = request(
+            vec![],
+            vec![histogram_metric(
+                "miniprogram.request.duration",
+                vec![huge_count, good, one_huge_bucket, largest_long, large],
+            )],
+        );
+        let batch = convert_metrics_request(&req);
+        // i64::MAX is not an f64: as a sample it would be 2^63, one past the largest long.
+        assert_eq!(batch.skipped_points, 3);
+        assert_eq!(batch.skip_reasons.get(RejectReason::ValueOverflow), 3);
+        let families = &batch.resources[0];
+        let counts: Vec<f64> = families["miniprogram_request_duration_count"]
+            .samples
+            .iter()
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(counts, [2.0, (1u64 << 62) as f64]);
+        // No bucket of a refused point slipped through.
+        assert_eq!(families["miniprogram_request_duration"].samples.len(), 4);
+    }
+
+    #[test]
+    fn gauge_values_beyond_a_long_are_refused() {
+        let req = request(
+            vec![],
+            vec![gauge(
+                "g",
+                vec![
+                    double_point(1e300),
+                    double_point(-1e19),
+                    double_point(9.0e18),
+                    double_point(-5.0),
+                ],
+            )],
+        );
+        let batch = convert_metrics_request(&req);
+        assert_eq!(batch.skip_reasons.get(RejectReason::ValueOverflow), 2);
+        let values: Vec<f64> = batch.resources[0]["g"]
+            .samples
+            .iter()
+            .map(|s| s.value)
+            .collect();
+        // A negative value of a metric that is not a duration is legitimate.
+        assert_eq!(values, [9.0e18, -5.0]);
+    }
+
+    #[test]
+    fn negative_and_non_finite_durations_are_skipped_and_counted_by_reason() {
+        let req = request(
+            vec![],
+            vec![
+                gauge(
+                    "miniprogram.app_launch.duration",
+                    vec![
+                        double_point(-1.0),
+                        double_point(f64::NAN),
+                        double_point(f64::NEG_INFINITY),
+                        double_point(0.0),
+                        double_point(250.0),
+                    ],
+                ),
+                histogram_metric(
+                    "miniprogram.request.duration",
+                    vec![
+                        HistogramDataPoint {
+                            count: 1,
+                            sum: Some(-3.0),
+                            bucket_counts: vec![1, 0],
+                            explicit_bounds: vec![100.0],
+                            ..Default::default()
+                        },
+                        HistogramDataPoint {
+                            count: 1,
+                            sum: Some(f64::NAN),
+                            bucket_counts: vec![1, 0],
+                            explicit_bounds: vec![100.0],
+                            ..Default::default()
+                        },
+                    ],
+                ),
+            ],
+        );
+        let batch = convert_metrics_request(&req);
+        let reasons = batch.skip_reasons;
+        assert_eq!(reasons.get(RejectReason::NegativeDuration), 2);
+        assert_eq!(reasons.get(RejectReason::NonFiniteValue), 3);
+        assert_eq!(batch.skipped_points, 5);
+        let families = &batch.resources[0];
+        let launches: Vec<f64> = families["miniprogram_app_launch_duration"]
+            .samples
+            .iter()
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(launches, [0.0, 250.0]);
+        assert!(
+            !families.contains_key("miniprogram_request_duration_count"),
+            "both histogram points are refused whole"
+        );
     }
 }

@@ -51,7 +51,7 @@ impl IngestSink for RecordingSink {
         self.batches.lock().unwrap().push(batch);
         Ok(IngestReport {
             accepted,
-            rejected: 0,
+            ..Default::default()
         })
     }
 
@@ -63,7 +63,7 @@ impl IngestSink for RecordingSink {
         self.logs.lock().unwrap().push(logs);
         Ok(IngestReport {
             accepted,
-            rejected: 0,
+            ..Default::default()
         })
     }
 
@@ -75,7 +75,7 @@ impl IngestSink for RecordingSink {
         self.segments.lock().unwrap().push(segments);
         Ok(IngestReport {
             accepted,
-            rejected: 0,
+            ..Default::default()
         })
     }
 }
