@@ -275,13 +275,16 @@ fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>> {
     Ok(decompressed)
 }
 
-fn success_response<T: prost::Message>(encoding: OtlpEncoding, response: &T) -> Response {
+fn success_response<T>(encoding: OtlpEncoding, response: &T) -> Response
+where
+    T: prost::Message + serde::Serialize + Default + PartialEq,
+{
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(encoding.content_type()),
         )],
-        encoding.encode_empty_response(response),
+        encoding.encode_response(response),
     )
         .into_response()
 }

@@ -47,12 +47,20 @@ impl OtlpEncoding {
         }
     }
 
-    /// Encodes a response message. OTLP's success responses are empty, so JSON is the literal
-    /// `{}` (what OAP answers) rather than serde's rendering with `null` fields.
-    pub(crate) fn encode_empty_response<T: prost::Message>(self, response: &T) -> Vec<u8> {
+    /// Encodes a response message. A fully successful OTLP response is empty, so its JSON is the
+    /// literal `{}` (what OAP answers) rather than serde's rendering with `null` fields; one with
+    /// a `partialSuccess` is rendered in full.
+    pub(crate) fn encode_response<T>(self, response: &T) -> Vec<u8>
+    where
+        T: prost::Message + serde::Serialize + Default + PartialEq,
+    {
         match self {
             OtlpEncoding::Protobuf => response.encode_to_vec(),
-            OtlpEncoding::Json => b"{}".to_vec(),
+            OtlpEncoding::Json if *response == T::default() => b"{}".to_vec(),
+            OtlpEncoding::Json => serde_json::to_vec(response).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not render an OTLP response as JSON");
+                b"{}".to_vec()
+            }),
         }
     }
 }
@@ -79,5 +87,31 @@ mod tests {
         assert_eq!(err.code(), skylark_core::ErrorCode::UnsupportedMediaType);
         assert!(err.to_string().contains("text/plain"), "{err}");
         assert!(OtlpEncoding::from_content_type("").is_err());
+    }
+
+    #[test]
+    fn json_responses_are_empty_unless_something_was_refused() {
+        use opentelemetry_proto::tonic::collector::logs::v1::{
+            ExportLogsPartialSuccess, ExportLogsServiceResponse,
+        };
+        let empty = ExportLogsServiceResponse::default();
+        assert_eq!(OtlpEncoding::Json.encode_response(&empty), b"{}");
+        let partial = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 2,
+                error_message: "rejected: 2 future_timestamp".to_owned(),
+            }),
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&OtlpEncoding::Json.encode_response(&partial)).unwrap();
+        assert_eq!(
+            json["partialSuccess"]["errorMessage"],
+            "rejected: 2 future_timestamp"
+        );
+        let proto = OtlpEncoding::Protobuf.encode_response(&partial);
+        assert_eq!(
+            <ExportLogsServiceResponse as prost::Message>::decode(proto.as_slice()).unwrap(),
+            partial
+        );
     }
 }
