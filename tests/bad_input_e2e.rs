@@ -167,3 +167,301 @@ async fn bad_requests_are_refused_and_good_data_survives() {
     let reply = server.graphql("query { version }", json!({})).await;
     assert!(reply["data"]["version"].is_string(), "server keeps serving");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Values that cannot be stored (issue 12, items 4, 5, 6, 12): overflowing counts, non-finite and
+// negative durations, far-future records, the overflow histogram bucket.
+// ---------------------------------------------------------------------------------------------
+
+mod values {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{Histogram, HistogramDataPoint};
+
+    const VALUES_SERVICE: &str = "bad-values-app";
+    /// The SDK's request-duration bounds (sdk-signals §3): 11 bucket counts, the last `> 10000`.
+    const BOUNDS: [f64; 10] = [
+        10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+    ];
+
+    fn resource(service: &str) -> Option<Resource> {
+        Some(Resource {
+            attributes: vec![
+                kv("service.name", service),
+                kv("miniprogram.platform", "wechat"),
+            ],
+            ..Default::default()
+        })
+    }
+
+    fn metrics_body(metrics: Vec<Metric>) -> Vec<u8> {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: resource(VALUES_SERVICE),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn request_histogram(count: u64, bucket_counts: Vec<u64>, sum: f64, t: u64) -> Metric {
+        Metric {
+            name: "miniprogram.request.duration".into(),
+            unit: "ms".into(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    attributes: vec![
+                        kv("http.request.method", "GET"),
+                        kv("http.response.status_code", "200"),
+                        kv("miniprogram.page.path", "pages/a"),
+                    ],
+                    time_unix_nano: t,
+                    count,
+                    sum: Some(sum),
+                    bucket_counts,
+                    explicit_bounds: BOUNDS.to_vec(),
+                    ..Default::default()
+                }],
+                aggregation_temporality: 1,
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn launch_gauge(values: &[f64], t: u64) -> Metric {
+        Metric {
+            name: "miniprogram.app_launch.duration".into(),
+            unit: "ms".into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: values
+                    .iter()
+                    .map(|v| NumberDataPoint {
+                        attributes: vec![kv("miniprogram.page.path", "pages/a")],
+                        time_unix_nano: t,
+                        value: Some(number_data_point::Value::AsDouble(*v)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    async fn values_of(server: &Server, expression: &str) -> Vec<String> {
+        let minute = (chrono::Local::now() - chrono::Duration::minutes(1))
+            .format("%Y-%m-%d %H%M")
+            .to_string();
+        let q = "query ($x: String!, $e: Entity!, $d: Duration!) { r: execExpression(expression: $x, entity: $e, duration: $d) { results { values { value } } error } }";
+        let reply = server
+            .graphql(
+                q,
+                json!({"x": expression, "e": {"serviceName": VALUES_SERVICE, "normal": true},
+                       "d": {"start": minute, "end": minute, "step": "MINUTE"}}),
+            )
+            .await;
+        assert!(reply["data"]["r"]["error"].is_null(), "{reply}");
+        reply["data"]["r"]["results"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .flat_map(|r| r["values"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|v| v["value"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The value of one self-metric series line, 0 when it is absent.
+    fn counter(metrics: &str, series: &str) -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn unstorable_metric_values_are_refused_counted_and_never_stored_wrapped() {
+        let server = Server::start().await;
+        let t = minute_ago_nanos();
+
+        // Item 4: a histogram with counts at u64::MAX, twice (OAP's longs wrapped to -1).
+        let mut overflow_buckets = vec![0; 10];
+        overflow_buckets.push(u64::MAX);
+        let huge = metrics_body(vec![request_histogram(u64::MAX, overflow_buckets, 1.0, t)]);
+        for _ in 0..2 {
+            let (status, text) = server
+                .post("/v1/metrics", "application/json", {
+                    let request = ExportMetricsServiceRequest::decode(huge.as_slice()).unwrap();
+                    serde_json::to_vec(&request).unwrap()
+                })
+                .await;
+            assert_eq!(status, 200, "{text}");
+            assert!(
+                text.contains("partialSuccess") && text.contains("value_overflow"),
+                "the refusal is reported: {text}"
+            );
+        }
+        // Item 12: four requests, all slower than the last finite bound (10 s).
+        let mut slow = vec![0; 10];
+        slow.push(4);
+        let (status, text) = server
+            .post(
+                "/v1/metrics",
+                "application/x-protobuf",
+                metrics_body(vec![request_histogram(4, slow, 60_000.0, t)]),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+
+        // Item 5: a NaN, an infinite and a negative launch duration beside a good one, then
+        // another good request. Averaged in as zero they would give (0 + 300) / 2, then 125.
+        for values in [&[-5.0, f64::NAN, f64::NEG_INFINITY, 300.0][..], &[100.0]] {
+            let (status, text) = server
+                .post(
+                    "/v1/metrics",
+                    "application/x-protobuf",
+                    metrics_body(vec![launch_gauge(values, t)]),
+                )
+                .await;
+            assert_eq!(status, 200, "{text}");
+        }
+
+        // Only the four slow requests count; percentiles name the highest finite bound, 10 s,
+        // not OAP's 9223372036854775807.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let cpm = values_of(&server, "meter_wechat_mp_request_cpm").await;
+            if cpm == ["4"] || std::time::Instant::now() > deadline {
+                assert_eq!(cpm, ["4"], "{}", server.log());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            values_of(&server, "meter_wechat_mp_request_duration_percentile").await,
+            ["10000", "10000", "10000", "10000", "10000"]
+        );
+        assert_eq!(
+            values_of(&server, "meter_wechat_mp_app_launch_duration").await,
+            ["200"],
+            "(300 + 100) / 2, the refused values left out"
+        );
+
+        let metrics = server.self_metrics().await;
+        let rejected = |reason: &str| {
+            counter(
+                &metrics,
+                &format!(
+                    "skylark_receiver_rejected_items_total{{reason=\"{reason}\",signal=\"metrics\"}}"
+                ),
+            )
+        };
+        assert_eq!(rejected("value_overflow"), 2, "{metrics}");
+        assert_eq!(rejected("non_finite_value"), 2, "{metrics}");
+        assert_eq!(rejected("negative_duration"), 1, "{metrics}");
+    }
+
+    #[tokio::test]
+    async fn far_future_records_are_refused_counted_and_the_rest_of_the_batch_kept() {
+        let server = Server::start().await;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ns = u64::try_from(now_ms).unwrap() * 1_000_000;
+        let record = |t: u64, body: &str| LogRecord {
+            time_unix_nano: t,
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(body.into())),
+            }),
+            ..Default::default()
+        };
+        let logs = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: resource(VALUES_SERVICE),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        record(u64::MAX, "from the year 2554"),
+                        record(now_ns, "on time"),
+                        record(now_ns + 2 * 86_400_000_000_000, "two days ahead"),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let (status, text) = server
+            .post(
+                "/v1/logs",
+                "application/json",
+                serde_json::to_vec(&logs).unwrap(),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+        let reply: serde_json::Value = serde_json::from_str(&text).expect("json answer");
+        let partial = &reply["partialSuccess"];
+        let rejected = &partial["rejectedLogRecords"];
+        assert!(
+            rejected == &json!(2) || rejected == &json!("2"),
+            "two records refused: {text}"
+        );
+        assert!(
+            partial["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("2 future_timestamp")),
+            "{text}"
+        );
+
+        // A segment whose span ends a year ahead is refused too; its good sibling is kept.
+        let seg = |id: &str, start: i64, end: i64| {
+            json!({"traceId": format!("t-{id}"), "traceSegmentId": id, "service": VALUES_SERVICE,
+                   "serviceInstance": "-", "spans": [{"spanId": 0, "parentSpanId": -1,
+                   "startTime": start, "endTime": end, "operationName": "pages/a",
+                   "spanType": "Entry", "spanLayer": "Http", "componentId": 10002}]})
+        };
+        let year = 365 * 86_400_000;
+        let batch = json!([
+            seg("s-late", now_ms - 1000, now_ms + year),
+            seg("s-ok", now_ms - 1000, now_ms - 500),
+            seg("s-ahead", now_ms + year, now_ms + year + 1),
+        ]);
+        let (status, text) = server
+            .post(
+                "/v3/segments",
+                "application/json",
+                serde_json::to_vec(&batch).unwrap(),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+
+        let q =
+            "query ($c: LogQueryCondition!) { r: queryLogs(condition: $c) { logs { content } } }";
+        let condition = json!({"serviceId": format!("{}.1", b64(VALUES_SERVICE)),
+                               "queryDuration": window(30, "SECOND"),
+                               "paging": {"pageNum": 1, "pageSize": 50}});
+        let reply = server.graphql(q, json!({"c": condition})).await;
+        assert_eq!(
+            reply["data"]["r"]["logs"],
+            json!([{"content": "on time"}]),
+            "{reply}"
+        );
+
+        let metrics = server.self_metrics().await;
+        for (signal, n) in [("logs", 2), ("segments", 2)] {
+            let series = format!(
+                "skylark_receiver_rejected_items_total{{reason=\"future_timestamp\",signal=\"{signal}\"}}"
+            );
+            assert_eq!(counter(&metrics, &series), n, "{signal}: {metrics}");
+        }
+        assert_eq!(
+            counter(
+                &metrics,
+                "skylark_receiver_items_total{outcome=\"accepted\",signal=\"segments\"}"
+            ),
+            1,
+            "{metrics}"
+        );
+    }
+}
