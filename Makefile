@@ -37,7 +37,7 @@ bench: ## Ingest benchmark against a running release server (figures in one run)
 	./target/release/skylark-bench --server ./target/release/skylark --fixtures $(SHARED)/fixtures/sdk
 
 check-rules: ## Validate the shipped rule files
-	$(CARGO) run --release --bin skylark -- check-rules otel-rules/*/*.yaml
+	$(CARGO) run --release --bin skylark -- check-rules otel-rules/*/*.yaml config/alarm-settings.yml
 
 fuzz: ## Run every fuzz target for FUZZ_SECONDS (default 600), FUZZ_JOBS (2) at a time; needs cargo-fuzz
 	RUSTC_BOOTSTRAP=1 SHARED=$(SHARED) fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_JOBS)

@@ -140,3 +140,42 @@ fn bad_configuration_stops_start_up_naming_it() {
     ]);
     assert!(err.contains("broken.yaml:4:"), "{err}");
 }
+
+#[test]
+fn bad_alarm_settings_stop_start_up_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("alarm-settings.yml");
+    let run = |text: &str| {
+        std::fs::write(&settings, text).unwrap();
+        let out = skylark()
+            .env("SW_STORAGE_SLED_PATH", dir.path().join("db"))
+            .env("SW_CORE_REST_PORT", "0")
+            .env("SW_CORE_GRPC_PORT", "0")
+            .env("SW_ADMIN_PORT", "0")
+            .env("SW_ALARM_SETTINGS", &settings)
+            .output()
+            .expect("run");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let file = settings.display().to_string();
+    let err = run("rules:\n  a_rule:\n    expression: sum(meter_wechat_mp_request_cpm < ) >= 1\n");
+    assert!(
+        err.contains(&format!("{file}:3: rule `a_rule`: expression")),
+        "{err}"
+    );
+    let err = run("rules:\n  a_rule:\n    expression: sum(meter_wechat_mp_nope < 1) >= 1\n");
+    assert!(
+        err.contains(&format!(
+            "{file}:3: rule `a_rule`: metric `meter_wechat_mp_nope` does not exist"
+        )),
+        "{err}"
+    );
+    let err = run("rules:\n  a_rule:\n    expression: sum(meter_wechat_mp_request_cpm < 1) >= 1\n    hooks: [webhook.nope]\n");
+    assert!(
+        err.contains(&format!(
+            "{file}:4: rule `a_rule`: hook `webhook.nope` is not defined"
+        )),
+        "{err}"
+    );
+}

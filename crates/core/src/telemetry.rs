@@ -56,6 +56,13 @@ pub const CARDINALITY_OVERFLOWS_TOTAL: &str = "skylark_cardinality_overflows_tot
 pub const WAL_APPEND_DURATION_SECONDS: &str = "skylark_wal_append_duration_seconds";
 /// Bytes the write-ahead log takes on disk (reported by the WAL, when there is one).
 pub const WAL_DISK_BYTES: &str = "skylark_wal_disk_bytes";
+/// Alarm hook attempts that failed, by hook type and reason (`timeout`, `status`, `connect`,
+/// `queue_full`, `stopped`, `template`).
+pub const ALARM_HOOK_FAILURES_TOTAL: &str = "skylark_alarm_hook_failures_total";
+/// Alarm hook deliveries by hook type and final outcome (`ok`, `failed`, `dropped`).
+pub const ALARM_HOOK_DELIVERIES_TOTAL: &str = "skylark_alarm_hook_deliveries_total";
+/// Alarm messages produced, by kind (`firing`, `recovery`).
+pub const ALARM_MESSAGES_TOTAL: &str = "skylark_alarm_messages_total";
 
 /// What a self-metric measures and how it is exposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +171,21 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         WAL_DISK_BYTES,
         MetricKind::Gauge,
         "Bytes the write-ahead log takes on disk.",
+    ),
+    (
+        ALARM_HOOK_FAILURES_TOTAL,
+        MetricKind::Counter,
+        "Alarm hook attempts that failed, by hook type and reason.",
+    ),
+    (
+        ALARM_HOOK_DELIVERIES_TOTAL,
+        MetricKind::Counter,
+        "Alarm hook deliveries, by hook type and final outcome.",
+    ),
+    (
+        ALARM_MESSAGES_TOTAL,
+        MetricKind::Counter,
+        "Alarm messages produced, by kind (firing, recovery).",
     ),
 ];
 

@@ -21,6 +21,34 @@ pub struct Config {
     pub log_analyzer: LogAnalyzerConfig,
     /// Storage backend.
     pub storage: StorageConfig,
+    /// Alarm rules and hook delivery.
+    pub alarm: AlarmConfig,
+}
+
+/// `alarm:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AlarmConfig {
+    /// The rules file (OAP's `alarm-settings.yml` format).
+    pub settings_path: PathBuf,
+    /// One hook call's timeout, in ms.
+    pub hook_timeout_ms: u64,
+    /// Attempts per hook call, the first included.
+    pub hook_max_attempts: u32,
+    /// Hook calls waiting at most; more are dropped and counted.
+    pub hook_queue_size: usize,
+}
+
+impl AlarmConfig {
+    /// How hook calls are made.
+    pub fn delivery(&self) -> skylark_alarm::DeliveryConfig {
+        skylark_alarm::DeliveryConfig {
+            queue_capacity: self.hook_queue_size.max(1),
+            timeout: std::time::Duration::from_millis(self.hook_timeout_ms.max(1)),
+            max_attempts: self.hook_max_attempts.max(1),
+            ..Default::default()
+        }
+    }
 }
 
 /// `log-analyzer:` settings.

@@ -109,6 +109,23 @@ pub async fn serve(
         },
         ui,
     );
+    let alarms = Arc::new(
+        skylark_alarm::AlarmEngine::new(
+            skylark_alarm::load(&config.alarm.settings_path, &catalog)?,
+            storage.clone(),
+            catalog.clone(),
+            telemetry.clone(),
+            Some(skylark_alarm::Dispatcher::start(
+                config.alarm.delivery(),
+                telemetry.clone(),
+            )),
+            Arc::new({
+                let clock = clock.clone();
+                move || clock()
+            }),
+        )
+        .context("cannot load the alarm state")?,
+    );
     let app =
         skylark_receiver::http_router(receiver_state.clone()).merge(skylark_query::router(schema));
 
@@ -197,6 +214,8 @@ pub async fn serve(
         stop_rx.clone(),
     );
 
+    spawn_alarm_ticker(alarms, stop_rx.clone());
+
     let admin_server = axum::serve(
         admin_listener,
         admin::router(admin::AdminState {
@@ -237,11 +256,62 @@ pub async fn serve(
     Ok(())
 }
 
+/// Checks alarm rules every 10 s (each rule runs once a minute, after its first 15 s, as OAP)
+/// off the async threads, until `stop` is set.
+fn spawn_alarm_ticker(
+    alarms: Arc<skylark_alarm::AlarmEngine>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            let engine = alarms.clone();
+            match tokio::task::spawn_blocking(move || engine.tick()).await {
+                Ok(Err(error)) => tracing::error!(%error, "alarm check failed"),
+                Err(error) => tracing::error!(%error, "alarm check task failed"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    });
+}
+
+/// The metric catalog of the configured rules (MAL, log-MAL and the relation metrics), which
+/// alarm expressions are checked against.
+pub fn metric_catalog(config: &Config) -> Result<MetricCatalog> {
+    let rules = load_rules(config)?;
+    let catalog = MetricCatalog::new();
+    let mut defs = rules.otel.definitions();
+    defs.extend(rules.log_mal.definitions());
+    defs.extend(pipeline::relation_metrics());
+    for def in defs {
+        catalog.register(def).map_err(anyhow::Error::msg)?;
+    }
+    Ok(catalog)
+}
+
 /// Validates one rule file, MAL or LAL (a LAL file has a top-level `rules:` list): `Err`
 /// carries `file:line:col: problem`.
 pub fn check_rule_file(path: &std::path::Path) -> std::result::Result<(), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}:1:1: cannot read: {e}", path.display()))?;
+    // Alarm settings: `rules` is a mapping of `*_rule` keys (LAL's is a list).
+    let is_alarm = serde_yaml::from_str::<serde_yaml::Value>(&text)
+        .ok()
+        .is_some_and(|v| {
+            v.get("rules").is_some_and(|r| r.is_mapping()) || v.get("hooks").is_some()
+        });
+    if is_alarm {
+        let config = Config::load(None).map_err(|e| format!("{}:1:1: {e:#}", path.display()))?;
+        let catalog =
+            metric_catalog(&config).map_err(|e| format!("{}:1:1: {e:#}", path.display()))?;
+        return skylark_alarm::parse(path, &text, &catalog)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+    }
     let is_lal = text.lines().any(|l| l.starts_with("rules:"));
     if is_lal {
         skylark_lal::check_file(path).map_err(|d| d.to_string())

@@ -1,10 +1,11 @@
 //! The storage semantics shared by every backend: in-memory aggregation of metric rows, the
 //! traffic mirror, batched read-combine-write flushes, records and retention.
+use crate::alarms;
 use crate::applied::{self, AppliedSeqs, MarkKind, MetricsMark};
 use crate::keys::{self, DAY_MS, METRIC_STEPS};
 use crate::model::{
-    EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy, ServiceRecord, StoredLog,
-    TemplateRecord, TraceQuery,
+    AlarmQuery, AlarmRecord, EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy,
+    ServiceRecord, StoredLog, TemplateRecord, TraceQuery,
 };
 use crate::records::{self, LogIds};
 use crate::rows::{self, RowOp, RowStore};
@@ -399,11 +400,44 @@ impl<K: RowStore> Engine<K> {
         templates::list_templates(&self.store)
     }
 
+    pub(crate) fn write_alarm_records(&self, records: Vec<AlarmRecord>) -> Result<()> {
+        alarms::write_alarm_records(&self.store, records)
+    }
+
+    pub(crate) fn query_alarms(&self, query: &AlarmQuery) -> Result<Vec<AlarmRecord>> {
+        alarms::query_alarms(&self.store, query)
+    }
+
+    pub(crate) fn alarm_tag_keys(&self, start_ms: i64, end_ms: i64) -> Result<Vec<String>> {
+        records::tag_autocomplete(&self.store, keys::ALARM, None, start_ms, end_ms)
+    }
+
+    pub(crate) fn alarm_tag_values(
+        &self,
+        key: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>> {
+        records::tag_autocomplete(&self.store, keys::ALARM, Some(key), start_ms, end_ms)
+    }
+
+    pub(crate) fn put_alarm_states(
+        &self,
+        states: Vec<(String, String, Option<String>)>,
+    ) -> Result<()> {
+        alarms::put_alarm_states(&self.store, states)
+    }
+
+    pub(crate) fn alarm_states(&self) -> Result<Vec<(String, String, String)>> {
+        alarms::alarm_states(&self.store)
+    }
+
     pub(crate) fn remove_expired(&self, policy: &RetentionPolicy, now_ms: i64) -> Result<u64> {
         let _flushing = self.flush_lock.lock();
         let records_cutoff_ms =
             now_ms.saturating_sub(i64::from(policy.records_days).saturating_mul(DAY_MS));
-        let records = records::remove_expired(&self.store, records_cutoff_ms)?;
+        let records = records::remove_expired(&self.store, records_cutoff_ms)?
+            + alarms::remove_expired_alarms(&self.store, records_cutoff_ms)?;
         let metrics = self.remove_expired_metrics(policy, now_ms)?;
         tracing::info!(records, records_cutoff_ms, "expired records removed");
         Ok(records + metrics)

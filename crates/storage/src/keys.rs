@@ -30,6 +30,12 @@ pub(crate) const TAG: u8 = b't';
 /// UI templates: `u | template id`. Never expired.
 pub(crate) const TEMPLATE: u8 = b'u';
 
+/// Alarm records: `a | start time(8, ordered) | uuid`. Expire with the other records.
+pub(crate) const ALARM: u8 = b'a';
+/// Alarm evaluation state: `A | rule name | 0 | entity key`. Never expired (the evaluator
+/// removes what it no longer tracks).
+pub(crate) const ALARM_STATE: u8 = b'A';
+
 /// Milliseconds per (UTC) day, the granularity of the tag autocomplete rows.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 

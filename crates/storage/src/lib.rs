@@ -5,6 +5,7 @@
 //! is the embedded default.
 #![warn(missing_docs, unreachable_pub)]
 
+mod alarms;
 mod applied;
 mod engine;
 mod error;
@@ -23,8 +24,8 @@ pub use applied::AppliedSeqs;
 pub use error::{Error, Result};
 pub use mem_storage::MemStorage;
 pub use model::{
-    EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy, ServiceRecord, StoredLog,
-    TemplateRecord, TraceOrder, TraceQuery, TraceState,
+    AlarmEntityFilter, AlarmQuery, AlarmRecord, EndpointRecord, InstanceRecord, LogQuery,
+    RetentionPolicy, ServiceRecord, StoredLog, TemplateRecord, TraceOrder, TraceQuery, TraceState,
 };
 pub use records::{LOG_CONTENT_MAX_BYTES, LOG_TAGS_MAX, LOG_TRUNCATED_TAG};
 pub use sled_storage::{SledConfig, SledStorage};
@@ -199,6 +200,46 @@ pub trait Storage: Send + Sync + 'static {
     fn applied_seqs(&self) -> Result<AppliedSeqs> {
         Err(Error::Unsupported("write-ahead-log marks"))
     }
+
+    /// Stores alarm records durably before returning; a record with the same start time and
+    /// uuid as a stored one (its recovery) replaces it. Records expire after `records_days`.
+    ///
+    /// Backends without alarm storage refuse with [`Error::Unsupported`].
+    fn write_alarm_records(&self, records: Vec<AlarmRecord>) -> Result<()> {
+        let _ = records;
+        Err(Error::Unsupported("alarm records"))
+    }
+
+    /// Alarm records matching `query`, latest start first, paged with `offset`/`limit`.
+    fn query_alarms(&self, query: &AlarmQuery) -> Result<Vec<AlarmRecord>> {
+        let _ = query;
+        Ok(Vec::new())
+    }
+
+    /// Distinct alarm tag keys seen in the UTC days overlapping `[start_ms, end_ms]`, sorted.
+    fn alarm_tag_keys(&self, start_ms: i64, end_ms: i64) -> Result<Vec<String>> {
+        let _ = (start_ms, end_ms);
+        Ok(Vec::new())
+    }
+
+    /// Distinct values of alarm tag `key` seen in the UTC days overlapping
+    /// `[start_ms, end_ms]`, sorted.
+    fn alarm_tag_values(&self, key: &str, start_ms: i64, end_ms: i64) -> Result<Vec<String>> {
+        let _ = (key, start_ms, end_ms);
+        Ok(Vec::new())
+    }
+
+    /// Durably replaces (`Some`) or removes (`None`) the alarm evaluator's state of each
+    /// `(rule name, entity key)`, in one batch, so silence survives a restart.
+    fn put_alarm_states(&self, states: Vec<(String, String, Option<String>)>) -> Result<()> {
+        let _ = states;
+        Err(Error::Unsupported("alarm state"))
+    }
+
+    /// Every stored `(rule name, entity key, state)`.
+    fn alarm_states(&self) -> Result<Vec<(String, String, String)>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Implements [`Storage`] for a type with an `engine` field by forwarding every method.
@@ -371,6 +412,35 @@ macro_rules! delegate_storage {
             }
             fn applied_seqs(&self) -> $crate::Result<$crate::AppliedSeqs> {
                 self.engine.applied_seqs()
+            }
+            fn write_alarm_records(&self, records: Vec<$crate::AlarmRecord>) -> $crate::Result<()> {
+                self.engine.write_alarm_records(records)
+            }
+            fn query_alarms(
+                &self,
+                query: &$crate::AlarmQuery,
+            ) -> $crate::Result<Vec<$crate::AlarmRecord>> {
+                self.engine.query_alarms(query)
+            }
+            fn alarm_tag_keys(&self, start_ms: i64, end_ms: i64) -> $crate::Result<Vec<String>> {
+                self.engine.alarm_tag_keys(start_ms, end_ms)
+            }
+            fn alarm_tag_values(
+                &self,
+                key: &str,
+                start_ms: i64,
+                end_ms: i64,
+            ) -> $crate::Result<Vec<String>> {
+                self.engine.alarm_tag_values(key, start_ms, end_ms)
+            }
+            fn put_alarm_states(
+                &self,
+                states: Vec<(String, String, Option<String>)>,
+            ) -> $crate::Result<()> {
+                self.engine.put_alarm_states(states)
+            }
+            fn alarm_states(&self) -> $crate::Result<Vec<(String, String, String)>> {
+                self.engine.alarm_states()
             }
         }
     };

@@ -213,3 +213,89 @@ impl Default for TraceQuery {
         }
     }
 }
+
+/// A stored alarm (OAP's `AlarmRecord` joined with its recovery): what fired, on which entity,
+/// when, and when it recovered.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AlarmRecord {
+    /// Unique id, shared by the firing and the recovery message.
+    pub uuid: String,
+    /// The alarmed entity's scope.
+    pub scope: skylark_core::Scope,
+    /// Entity name as OAP builds it (`svc`, `inst of svc`, `ep in svc`).
+    pub name: String,
+    /// Entity id (the source entity for relations).
+    pub id0: String,
+    /// Destination entity id for relations, else empty.
+    pub id1: String,
+    /// The rule that fired.
+    pub rule_name: String,
+    /// The formatted alarm message.
+    pub message: String,
+    /// The rule's tags.
+    pub tags: Vec<(String, String)>,
+    /// Layers of the entity when the alarm fired (the first one is filtered on).
+    pub layers: Vec<String>,
+    /// When it fired, epoch ms.
+    pub start_time_ms: i64,
+    /// When it recovered, epoch ms; `None` while firing.
+    pub recovery_time_ms: Option<i64>,
+    /// The rule's MQE expression.
+    pub expression: String,
+    /// The metric values the expression saw: `(metric as written, series as JSON)`.
+    pub snapshot: Vec<(String, String)>,
+}
+
+/// One entity filter of an [`AlarmQuery`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmEntityFilter {
+    /// Entity id (source for relations).
+    pub id0: String,
+    /// `Some(dest)` for a relation (both sides must match in order); `None` matches `id0` on
+    /// either side of a record.
+    pub id1: Option<String>,
+}
+
+/// Which alarms [`crate::Storage::query_alarms`] returns. Filters are ANDed; within `entities`
+/// and `rule_names` any one matches. Empty lists and `None` filter nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmQuery {
+    /// Earliest start, epoch ms, inclusive.
+    pub start_ms: Option<i64>,
+    /// Latest start, epoch ms, inclusive.
+    pub end_ms: Option<i64>,
+    /// Only alarms on entities of this scope.
+    pub scope: Option<skylark_core::Scope>,
+    /// Text the message must contain.
+    pub keyword: Option<String>,
+    /// Tags the alarm must carry: `(key, Some(value))` exact, `(key, None)` any value.
+    pub tags: Vec<(String, Option<String>)>,
+    /// Entities the alarm must be on.
+    pub entities: Vec<AlarmEntityFilter>,
+    /// Rules that must have fired it.
+    pub rule_names: Vec<String>,
+    /// The layer the alarmed entity must be in (its first layer).
+    pub layer: Option<String>,
+    /// Matching alarms to skip.
+    pub offset: usize,
+    /// At most this many alarms.
+    pub limit: usize,
+}
+
+impl Default for AlarmQuery {
+    /// No filters, no paging.
+    fn default() -> Self {
+        AlarmQuery {
+            start_ms: None,
+            end_ms: None,
+            scope: None,
+            keyword: None,
+            tags: Vec::new(),
+            entities: Vec::new(),
+            rule_names: Vec::new(),
+            layer: None,
+            offset: 0,
+            limit: usize::MAX,
+        }
+    }
+}

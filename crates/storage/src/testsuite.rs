@@ -1,6 +1,7 @@
 //! The behaviour every [`Storage`] implementation must show, runnable against any backend.
 //!
 //! Each check gets a fresh, empty store and panics (like a test assertion) on a mismatch.
+mod alarms;
 mod records;
 mod templates;
 
@@ -70,6 +71,18 @@ pub const CONFORMANCE_CHECKS: &[ConformanceCheck] = &[
     (
         "retention_removes_old_records",
         records::retention_removes_old_records,
+    ),
+    (
+        "alarms_filter_order_and_recover",
+        alarms::alarms_filter_order_and_recover,
+    ),
+    (
+        "alarm_states_replace_and_remove",
+        alarms::alarm_states_replace_and_remove,
+    ),
+    (
+        "retention_removes_old_alarms",
+        alarms::retention_removes_old_alarms,
     ),
     (
         "templates_round_trip_and_replace",

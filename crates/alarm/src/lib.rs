@@ -1,0 +1,26 @@
+//! Alarms as SkyWalking has them: `alarm-settings.yml` rules over MQE expressions, checked every
+//! minute per entity with OAP's window, silence and recovery semantics, stored as alarm records
+//! and sent to hooks (webhook, WeChat Work, DingTalk, Feishu, Slack).
+//!
+//! Data flows one way: storage (metric rows) → [`AlarmEngine::tick`] (MQE over the window) →
+//! storage (records, state) → [`Dispatcher`] (HTTP, off the evaluation path).
+#![warn(missing_docs, unreachable_pub)]
+
+mod engine;
+mod error;
+mod hooks;
+mod message;
+mod settings;
+mod state;
+
+pub use engine::{oap_scope, AlarmEngine, AlarmEntity, Clock, EntityState, MAX_ENTITIES_PER_RULE};
+pub use error::{Error, Result};
+pub use hooks::{
+    deliveries, dingtalk_signed_url, feishu_sign, Delivery, DeliveryConfig, Dispatcher,
+};
+pub use message::{AlarmMessage, Tag};
+pub use settings::{
+    load, parse, AlarmRule, AlarmSettings, Hook, HookKind, MessageFormat, SignedUrl,
+    MAX_COUNTDOWN_MINUTES, MAX_PERIOD_MINUTES, MAX_RULES, MAX_SETTINGS_BYTES,
+};
+pub use state::{State, StateMachine};

@@ -1,0 +1,343 @@
+//! The minute check end to end with an injectable clock: metrics in storage → a rule fires →
+//! a webhook receiver on loopback gets OAP's body → silence → a restart keeps the silence →
+//! recovery after the observation period; and hooks that fail or hang are retried and counted
+//! without delaying others.
+use axum::extract::{Path as UrlPath, State};
+use axum::routing::post;
+use skylark_alarm::{parse, AlarmEngine, Clock, DeliveryConfig, Dispatcher};
+use skylark_core::telemetry::Telemetry;
+use skylark_core::traffic::{ServiceTraffic, Traffic};
+use skylark_core::{
+    Layer, MeterEntity, MeterValue, MetricCatalog, MetricDefinition, MetricEmission,
+    MetricFunction, Scope, Step, TimeBucket,
+};
+use skylark_storage::{AlarmQuery, SledConfig, SledStorage, Storage};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// 2026-05-01 12:00 UTC.
+const MINUTE0: i64 = 1_777_636_800_000;
+const SERVICE: &str = "mini-program-sim-wechat";
+
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn receiver() -> (u16, Received) {
+    let got: Received = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/{kind}",
+            post(
+                |State(got): State<Received>, UrlPath(kind): UrlPath<String>, body: String| async move {
+                    got.lock().unwrap().push((kind.clone(), body));
+                    match kind.as_str() {
+                        "fail" => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "hang" => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            axum::http::StatusCode::OK
+                        }
+                        _ => axum::http::StatusCode::OK,
+                    }
+                },
+            ),
+        )
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, got)
+}
+
+fn resp_time() -> MetricDefinition {
+    MetricDefinition {
+        name: "service_resp_time".into(),
+        scope: Scope::Service,
+        function: MetricFunction::Avg,
+        percentile_ranks: Vec::new(),
+    }
+}
+
+fn write(storage: &dyn Storage, minute: i64, value: i64) {
+    let ms = MINUTE0 + minute * 60_000;
+    storage
+        .write_traffic(
+            vec![Traffic::Service(ServiceTraffic {
+                name: SERVICE.into(),
+                layer: Layer::WECHAT_MINI_PROGRAM,
+            })],
+            ms,
+        )
+        .unwrap();
+    storage
+        .write_metrics(vec![MetricEmission {
+            metric: Arc::new(resp_time()),
+            entity: MeterEntity::service(SERVICE, Layer::WECHAT_MINI_PROGRAM),
+            minute: TimeBucket::from_epoch_ms(ms, Step::Minute).unwrap(),
+            value: MeterValue::Single(value),
+        }])
+        .unwrap();
+    storage.flush().unwrap();
+}
+
+fn settings_text(port: u16) -> String {
+    format!(
+        "rules:
+  resp_time_rule:
+    expression: sum(service_resp_time > 100) >= 1
+    period: 2
+    silence-period: 2
+    recovery-observation-period: 1
+    message: Service {{name}} response time is more than 100ms.
+    tags:
+      level: CRITICAL
+      receivers: zhangsan
+hooks:
+  webhook:
+    default:
+      is-default: true
+      urls:
+        - http://127.0.0.1:{port}/alarm
+      recovery-urls:
+        - http://127.0.0.1:{port}/recovery
+"
+    )
+}
+
+struct Rig {
+    engine: AlarmEngine,
+    storage: Arc<dyn Storage>,
+}
+
+fn rig(dir: &std::path::Path, port: u16, clock: Clock, telemetry: Arc<Telemetry>) -> Rig {
+    let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(SledConfig::new(dir)).unwrap());
+    let catalog = Arc::new(MetricCatalog::new());
+    catalog.register(resp_time()).unwrap();
+    let settings = parse(
+        std::path::Path::new("alarm-settings.yml"),
+        &settings_text(port),
+        &catalog,
+    )
+    .unwrap();
+    let dispatcher = Dispatcher::start(DeliveryConfig::default(), telemetry.clone());
+    let engine = AlarmEngine::new(
+        settings,
+        storage.clone(),
+        catalog,
+        telemetry,
+        Some(dispatcher),
+        clock,
+    )
+    .unwrap();
+    Rig { engine, storage }
+}
+
+async fn wait_for(got: &Received, n: usize) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = got.lock().unwrap().clone();
+        if now.len() >= n || Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fires_silences_survives_a_restart_and_recovers() {
+    let (port, got) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(0));
+    let clock: Clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    // 20 s into minute `m`: OAP checks only after the first 15 s.
+    let at = |m: i64| now.store(MINUTE0 + m * 60_000 + 20_000, Ordering::SeqCst);
+    let telemetry = Arc::new(Telemetry::new());
+    let rig = rig(dir.path(), port, clock.clone(), telemetry.clone());
+
+    write(rig.storage.as_ref(), 0, 500);
+    now.store(MINUTE0 + 10_000, Ordering::SeqCst);
+    assert!(
+        rig.engine.tick().unwrap().is_empty(),
+        "not in the first 15 s"
+    );
+    at(0);
+    let fired = rig.engine.tick().unwrap();
+    assert_eq!(fired.len(), 1);
+    assert!(rig.engine.tick().unwrap().is_empty(), "once per minute");
+    let received = wait_for(&got, 1).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].0, "alarm");
+    let body: serde_json::Value = serde_json::from_str(&received[0].1).unwrap();
+    let m = &body[0];
+    // The shape of OAP's e2e `silence-before-webhook.yml`.
+    assert_eq!(m["scopeId"], 1);
+    assert_eq!(m["scope"], "SERVICE");
+    assert_eq!(m["name"], SERVICE);
+    assert_eq!(m["id0"], "bWluaS1wcm9ncmFtLXNpbS13ZWNoYXQ=.1");
+    assert_eq!(m["id1"], "");
+    assert_eq!(m["ruleName"], "resp_time_rule");
+    assert_eq!(
+        m["alarmMessage"],
+        format!("Service {SERVICE} response time is more than 100ms.")
+    );
+    assert_eq!(m["startTime"], MINUTE0 + 20_000);
+    assert!(m.get("recoveryTime").is_none());
+    assert_eq!(
+        m["tags"],
+        serde_json::json!([{"key": "level", "value": "CRITICAL"}, {"key": "receivers", "value": "zhangsan"}])
+    );
+    assert_eq!(m["layers"], serde_json::json!(["WECHAT_MINI_PROGRAM"]));
+    let uuid = m["uuid"].as_str().unwrap().to_string();
+
+    // Still true: silenced.
+    write(rig.storage.as_ref(), 1, 500);
+    at(1);
+    assert!(rig.engine.tick().unwrap().is_empty(), "silenced");
+
+    // A restart within the silence period sends nothing new.
+    drop(rig);
+    let rig = self::rig(dir.path(), port, clock.clone(), telemetry.clone());
+    write(rig.storage.as_ref(), 2, 50);
+    at(2);
+    assert!(
+        rig.engine.tick().unwrap().is_empty(),
+        "the window still holds minute 1's 500, but silence survived the restart"
+    );
+    // False from now on: observing, then recovered.
+    write(rig.storage.as_ref(), 3, 50);
+    at(3);
+    assert!(rig.engine.tick().unwrap().is_empty(), "observing recovery");
+    write(rig.storage.as_ref(), 4, 50);
+    at(4);
+    let recovered = rig.engine.tick().unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].uuid, uuid);
+    let received = wait_for(&got, 2).await;
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[1].0, "recovery");
+    let body: serde_json::Value = serde_json::from_str(&received[1].1).unwrap();
+    assert_eq!(body[0]["uuid"], uuid.as_str());
+    assert_eq!(body[0]["recoveryTime"], MINUTE0 + 4 * 60_000 + 20_000);
+    assert_eq!(body[0]["startTime"], MINUTE0 + 20_000);
+
+    // The stored record carries both times and is found by its tags.
+    let q = AlarmQuery {
+        tags: vec![("level".into(), Some("CRITICAL".into()))],
+        ..Default::default()
+    };
+    let records = rig.storage.query_alarms(&q).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].uuid, uuid);
+    assert_eq!(
+        records[0].recovery_time_ms,
+        Some(MINUTE0 + 4 * 60_000 + 20_000)
+    );
+    assert!(
+        records[0].snapshot[0].1.contains("\"doubleValue\":500.0"),
+        "{:?}",
+        records[0].snapshot
+    );
+    write(rig.storage.as_ref(), 5, 50);
+    at(5);
+    assert!(rig.engine.tick().unwrap().is_empty());
+    assert_eq!(
+        rig.engine.states_of("resp_time_rule")[0].machine.state,
+        skylark_alarm::State::Normal
+    );
+    assert!(telemetry
+        .render()
+        .contains("skylark_alarm_messages_total{kind=\"recovery\"} 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_and_hanging_hooks_are_retried_and_counted_without_delaying_others() {
+    let (port, got) = receiver().await;
+    let telemetry = Arc::new(Telemetry::new());
+    let config = DeliveryConfig {
+        queue_capacity: 4,
+        concurrency: 4,
+        timeout: Duration::from_millis(300),
+        max_attempts: 3,
+        backoff: Duration::from_millis(50),
+    };
+    let dispatcher = Dispatcher::start(config, telemetry.clone());
+    let delivery = |path: &str| skylark_alarm::Delivery {
+        hook: "webhook",
+        url: format!("http://127.0.0.1:{port}/{path}"),
+        body: "[]".into(),
+        headers: Vec::new(),
+    };
+    let started = Instant::now();
+    dispatcher.submit(delivery("hang"));
+    dispatcher.submit(delivery("fail"));
+    dispatcher.submit(delivery("ok"));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "submitting never waits"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = telemetry.render();
+        let done = text
+            .contains("skylark_alarm_hook_deliveries_total{hook=\"webhook\",outcome=\"failed\"} 2");
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    let count = |k: &str| got.iter().filter(|(p, _)| p == k).count();
+    assert_eq!(count("fail"), 3, "three attempts");
+    assert_eq!(count("hang"), 3, "three attempts, each timed out");
+    assert_eq!(count("ok"), 1);
+    let text = telemetry.render();
+    assert!(
+        text.contains("skylark_alarm_hook_failures_total{hook=\"webhook\",reason=\"status\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skylark_alarm_hook_failures_total{hook=\"webhook\",reason=\"timeout\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skylark_alarm_hook_deliveries_total{hook=\"webhook\",outcome=\"ok\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_hook_cannot_grow_the_queue() {
+    let (port, _got) = receiver().await;
+    let telemetry = Arc::new(Telemetry::new());
+    let config = DeliveryConfig {
+        queue_capacity: 2,
+        concurrency: 1,
+        timeout: Duration::from_secs(30),
+        max_attempts: 1,
+        backoff: Duration::from_millis(10),
+    };
+    let dispatcher = Dispatcher::start(config, telemetry.clone());
+    for _ in 0..20 {
+        dispatcher.submit(skylark_alarm::Delivery {
+            hook: "webhook",
+            url: format!("http://127.0.0.1:{port}/hang"),
+            body: "[]".into(),
+            headers: Vec::new(),
+        });
+    }
+    let text = telemetry.render();
+    // One in flight at most, two waiting: the rest are dropped and counted.
+    let dropped: u64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "skylark_alarm_hook_deliveries_total{hook=\"webhook\",outcome=\"dropped\"}",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((17..=18).contains(&dropped), "{text}");
+}
