@@ -56,6 +56,8 @@ struct Expected {
     service_calls: BTreeMap<(String, String), Calls>,
     /// (step, bucket, page) → the page's calls.
     page_calls: BTreeMap<(String, String, String), Calls>,
+    /// (step, bucket, instance) → the instance's calls (`service.instance.id`).
+    instance_calls: BTreeMap<(String, String, String), Calls>,
     /// (step, bucket) → (Σ per-export averages, number of exports) of app_launch_duration.
     launch: BTreeMap<(String, String), (i64, i64)>,
 }
@@ -115,6 +117,7 @@ fn account(expected: &mut Expected, platform: &str, request: &ExportMetricsServi
             continue;
         }
         expected.service = attr(&resource, "service.name").unwrap_or_default();
+        let instance = attr(&resource, "service.instance.id").unwrap_or_default();
         let mut service: Option<(i64, Calls)> = None;
         let mut pages: BTreeMap<String, (i64, Calls)> = BTreeMap::new();
         let mut launch: Option<(i64, f64, f64)> = None;
@@ -173,6 +176,11 @@ fn account(expected: &mut Expected, platform: &str, request: &ExportMetricsServi
                 expected
                     .service_calls
                     .entry((step.into(), bucket_of(*ms, step)))
+                    .or_default()
+                    .add(calls);
+                expected
+                    .instance_calls
+                    .entry((step.into(), bucket_of(*ms, step), instance.clone()))
                     .or_default()
                     .add(calls);
             }
@@ -379,7 +387,7 @@ async fn calls_success_rate_and_rollups_are_computed_from_merged_data() {
                 let got = read_one(
                     &server,
                     &format!("{prefix}_endpoint_request_cpm"),
-                    endpoint,
+                    endpoint.clone(),
                     "MINUTE",
                     minute,
                 )
@@ -389,7 +397,47 @@ async fn calls_success_rate_and_rollups_are_computed_from_merged_data() {
                     Some(page_calls.calls as f64),
                     "{platform} {page} calls/min in {minute}"
                 );
+                // Successful calls of the page, 0 (not "no data") when all of them failed.
+                let got = read_one(
+                    &server,
+                    &format!("{prefix}_endpoint_request_success_count"),
+                    endpoint,
+                    "MINUTE",
+                    minute,
+                )
+                .await;
+                assert_eq!(
+                    got,
+                    Some(page_calls.successes as f64),
+                    "{platform} {page} successful calls in {minute}"
+                );
                 pages_sum += page_calls.calls as f64;
+            }
+            for ((step, bucket, instance), instance_calls) in &want.instance_calls {
+                if step != "MINUTE" || bucket != minute || instance.is_empty() {
+                    continue;
+                }
+                let entity = json!({"serviceName": want.service, "normal": true,
+                                    "serviceInstanceName": instance});
+                for (metric, value) in [
+                    ("request_cpm", instance_calls.calls),
+                    ("request_count", instance_calls.calls),
+                    ("request_success_count", instance_calls.successes),
+                ] {
+                    let got = read_one(
+                        &server,
+                        &format!("{prefix}_instance_{metric}"),
+                        entity.clone(),
+                        "MINUTE",
+                        minute,
+                    )
+                    .await;
+                    assert_eq!(
+                        got,
+                        Some(value as f64),
+                        "{platform} {instance} {metric} in {minute}"
+                    );
+                }
             }
             assert_eq!(
                 pages_sum, calls.calls as f64,
