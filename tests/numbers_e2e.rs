@@ -662,3 +662,44 @@ async fn replayed_logs_carry_each_tag_once_and_a_level() {
     }
     assert!(checked > 0, "no log came back");
 }
+
+/// With upstream's rule files loaded instead of the shipped ones, request_cpm is OAP's again:
+/// the calls of a minute averaged over the exports that carried them.
+#[tokio::test]
+async fn upstream_rules_keep_oaps_calls_per_export() {
+    let (Some(dir), Some(reference)) = (fixtures_dir(), reference_dir()) else {
+        return;
+    };
+    let rules = reference.join("rules/otel-rules");
+    let rules = rules.display().to_string();
+    let server = Server::start_with(&[("SW_OTEL_RULES_PATH", &rules)]).await;
+    let fixture = fixtures(&dir, "/v1/metrics")
+        .into_iter()
+        .find(|f| f.platform == "wechat" && f.encoding == "json")
+        .expect("a wechat fixture");
+    let now = chrono::Utc::now().timestamp();
+    let minute = now - now % 60 - 120;
+    let body = retime_metrics(&fixture, i128::from(minute + 45) * 1_000_000_000);
+    let mut expected = Expected::default();
+    account(&mut expected, "wechat", &decode_metrics(&fixture, &body));
+    let bucket = bucket_of(minute * 1000, "MINUTE");
+    let calls = expected.service_calls[&("MINUTE".to_string(), bucket.clone())].calls;
+    assert!(calls > 0);
+    for _ in 0..3 {
+        let (status, text) = server
+            .post("/v1/metrics", &fixture.content_type, body.clone())
+            .await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let service = json!({"serviceName": expected.service, "normal": true});
+    let got = read_one(
+        &server,
+        "meter_wechat_mp_request_cpm",
+        service,
+        "MINUTE",
+        &bucket,
+    )
+    .await;
+    // Three exports of `calls` each: OAP's AVG says `calls`, the shipped rules would say 3×.
+    assert_eq!(got, Some(calls as f64));
+}
