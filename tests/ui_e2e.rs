@@ -14,6 +14,8 @@ const ALIPAY: &str = "mini-program-sim-alipay";
 const INSTANCE: &str = "sim-instance-1";
 /// The page with the most data points in both platforms' fixtures.
 const PAGE: &str = "pages/index/index";
+/// The peer of the fixtures' exit spans: the API host both mini programs call.
+const API_HOST: &str = "api.example.com";
 
 /// booster-ui's `execExpression` selection (see ui-client.md).
 const BOOSTER_SELECTION: &str = "{ type results { metric { labels { key value } } values { name: id value refId: traceID owner { scope serviceID serviceName normal serviceInstanceID serviceInstanceName endpointID endpointName } } } error }";
@@ -137,6 +139,13 @@ fn template_entity(layer: &str, entity: &str, expression: &str) -> Value {
     }
     if entity == "Endpoint" || expression.contains("_mp_endpoint_") {
         e["endpointName"] = json!(PAGE);
+    }
+    // A topology edge's values: the mini program's calls to its API host (the segments' peer).
+    // The API-host lists (`top_n`) rank the edges of the service itself.
+    if expression.contains("service_relation_") && !expression.contains("top_n(") {
+        e["scope"] = json!("ServiceRelation");
+        e["destServiceName"] = json!(API_HOST);
+        e["destNormal"] = json!(true);
     }
     e
 }

@@ -414,8 +414,7 @@ impl LalEngine {
             return;
         }
         let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
-        let mut tags = log.tags.clone();
-        tags.extend(out.tags);
+        let tags = merged_tags(&log.tags, out.tags);
         output.records.push(LogRecord {
             service: out.service.unwrap_or_else(|| meta.service.clone()),
             service_instance: out
@@ -449,5 +448,49 @@ impl LalEngine {
                 layer,
             }));
         }
+    }
+}
+
+/// The log's attributes followed by the extractor's tags, each key/value pair once: rules copy
+/// attributes into tags (`tag 'exception.type': tag("exception.type")`), and a pair stored twice
+/// shows twice in every UI and is indexed twice.
+fn merged_tags(
+    attributes: &[(String, String)],
+    extracted: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut tags: Vec<(String, String)> = Vec::with_capacity(attributes.len() + extracted.len());
+    let mut seen = std::collections::HashSet::with_capacity(tags.capacity());
+    for pair in attributes.iter().cloned().chain(extracted) {
+        if seen.insert(pair.clone()) {
+            tags.push(pair);
+        }
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merged_tags;
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_pair_is_kept_once_and_a_new_value_of_a_key_is_kept() {
+        let attributes = kv(&[("exception.type", "js"), ("a", "1"), ("a", "1")]);
+        let extracted = kv(&[("exception.type", "js"), ("platform", "wechat"), ("a", "2")]);
+        assert_eq!(
+            merged_tags(&attributes, extracted),
+            kv(&[
+                ("exception.type", "js"),
+                ("a", "1"),
+                ("platform", "wechat"),
+                ("a", "2")
+            ])
+        );
     }
 }

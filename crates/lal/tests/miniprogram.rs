@@ -129,9 +129,8 @@ fn wechat_js_error_is_claimed_with_instance_and_page() {
             ("exception.stacktrace", "at onLoad (pages/index.js:3)"),
             ("miniprogram.page.path", "pages/index/index"),
             ("platform", "wechat"),
-            ("exception.type", "js"),
-            ("exception.stacktrace", "at onLoad (pages/index.js:3)"),
-        ])
+        ]),
+        "the extractor's copies of attributes are not stored a second time"
     );
     assert_eq!(
         out.traffic,
@@ -160,22 +159,23 @@ fn alipay_ajax_error_without_instance() {
     assert_eq!(r.layer, Layer::ALIPAY_MINI_PROGRAM);
     assert_eq!(r.service_instance, "");
     assert_eq!(r.endpoint, "pages/cart/cart");
-    // Original five attributes, then the extractor's non-empty tags (no stacktrace here).
+    // Original five attributes, then the extractor's non-empty tags that are new pairs (no
+    // stacktrace here; exception.type and server.address are already there).
     assert_eq!(
         r.tags[5..].to_vec(),
         kv(&[
             ("platform", "alipay"),
-            ("exception.type", "ajax"),
             ("http.method", "GET"),
             ("http.status", "500"),
-            ("server.address", "api.example.com"),
         ])
     );
-    assert_eq!(
-        r.tags.iter().filter(|(k, _)| k == "exception.type").count(),
-        2,
-        "exception.type is kept twice"
-    );
+    for key in ["exception.type", "server.address"] {
+        assert_eq!(
+            r.tags.iter().filter(|(k, _)| k == key).count(),
+            1,
+            "{key} is stored once"
+        );
+    }
     // No service.instance.id → service traffic only.
     assert_eq!(
         out.traffic,

@@ -1,5 +1,7 @@
-//! Our mini-program rule files must behave exactly like upstream's on the same input.
-use skylark_core::{MeterValue, Sample, SampleFamilies, SampleFamily};
+//! Our mini-program rule files must behave like upstream's on the same input, except where
+//! Skylark means to differ: request_cpm is true calls per minute (SUM_PER_MIN, upstream's AVG is
+//! calls per export), percentiles sum bucket counts (SUM) and calls/successful calls are extra.
+use skylark_core::{MeterValue, MetricFunction, Sample, SampleFamilies, SampleFamily};
 use skylark_mal::{EvalContext, RuleOutput, RuleSet, TimeUnit};
 use std::path::PathBuf;
 
@@ -45,7 +47,10 @@ fn resource(platform: &str, service: &str, instance: Option<&str>, ts: i64) -> S
                 timestamp_ms: ts,
             });
     };
-    for (page, launch) in [("pages/index/index", 812.0), ("pages/cart/cart", 1203.5)] {
+    for (page, launch, status) in [
+        ("pages/index/index", 812.0, "200"),
+        ("pages/cart/cart", 1203.5, "0"),
+    ] {
         let p = [("miniprogram_page_path", page)];
         add("miniprogram_app_launch_duration", &p, launch, ts);
         add(
@@ -63,6 +68,7 @@ fn resource(platform: &str, service: &str, instance: Option<&str>, ts: i64) -> S
             ("miniprogram_page_path", page),
             ("http_request_method", "GET"),
             ("server_address", "api.example.com"),
+            ("http_response_status_code", status),
         ];
         add("miniprogram_request_duration_count", &req, 7.0, flush);
         add("miniprogram_request_duration_sum", &req, 1234.0, flush);
@@ -80,8 +86,29 @@ fn load(dir: &str) -> RuleSet {
     RuleSet::load(&paths).unwrap()
 }
 
-fn canonical(out: RuleOutput) -> (Vec<String>, Vec<String>) {
-    let mut e: Vec<String> = out.emissions.iter().map(|e| format!("{e:?}")).collect();
+/// What Skylark's files change on purpose, by metric name.
+fn intended_function(name: &str, upstream: MetricFunction) -> MetricFunction {
+    if name.ends_with("_request_cpm") {
+        MetricFunction::SumPerMin
+    } else if name.ends_with("_request_duration_percentile") {
+        MetricFunction::SumHistogramPercentile
+    } else {
+        upstream
+    }
+}
+
+/// An emission without its storage function: what the rules computed, not how it is stored.
+fn computed(out: RuleOutput) -> (Vec<String>, Vec<String>) {
+    let mut e: Vec<String> = out
+        .emissions
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {:?} {} {:?}",
+                e.metric.name, e.entity, e.minute, e.value
+            )
+        })
+        .collect();
     let mut t: Vec<String> = out.traffic.iter().map(|t| format!("{t:?}")).collect();
     e.sort();
     t.sort();
@@ -89,18 +116,77 @@ fn canonical(out: RuleOutput) -> (Vec<String>, Vec<String>) {
 }
 
 #[test]
-fn our_rule_files_match_upstream() {
+fn upstream_rule_files_keep_oap_storage_functions() {
+    if !PathBuf::from(UPSTREAM).is_dir() {
+        eprintln!("skipping: {UPSTREAM} is absent");
+        return;
+    }
+    let upstream = load(UPSTREAM);
+    let defs = upstream.definitions();
+    let function = |n: &str| defs.iter().find(|d| d.name == n).map(|d| d.function);
+    // OAP's default AVG: calls per export, per-bucket averages for percentiles.
+    for name in [
+        "meter_wechat_mp_request_cpm",
+        "meter_wechat_mp_endpoint_request_cpm",
+        "meter_alipay_mp_instance_request_cpm",
+    ] {
+        assert_eq!(function(name), Some(MetricFunction::Avg), "{name}");
+    }
+    assert_eq!(
+        function("meter_wechat_mp_request_duration_percentile"),
+        Some(MetricFunction::AvgHistogramPercentile)
+    );
+    assert_eq!(function("meter_wechat_mp_request_success_count"), None);
+}
+
+#[test]
+fn our_rule_files_match_upstream_except_where_meant() {
     if !PathBuf::from(UPSTREAM).is_dir() {
         eprintln!("skipping: {UPSTREAM} is absent");
         return;
     }
     let upstream = load(UPSTREAM);
     let ours = load(OURS);
-    let mut up_defs = upstream.definitions();
-    let mut our_defs = ours.definitions();
-    up_defs.sort_by(|a, b| a.name.cmp(&b.name));
-    our_defs.sort_by(|a, b| a.name.cmp(&b.name));
-    assert_eq!(our_defs, up_defs);
+    let our_defs = ours.definitions();
+    let up_defs = upstream.definitions();
+    for up in &up_defs {
+        let mine = our_defs
+            .iter()
+            .find(|d| d.name == up.name)
+            .unwrap_or_else(|| panic!("{} is missing from our rules", up.name));
+        assert_eq!(mine.scope, up.scope, "{}", up.name);
+        assert_eq!(mine.percentile_ranks, up.percentile_ranks, "{}", up.name);
+        assert_eq!(
+            mine.function,
+            intended_function(&up.name, up.function),
+            "{}",
+            up.name
+        );
+    }
+    let mut extra: Vec<&str> = our_defs
+        .iter()
+        .filter(|d| !up_defs.iter().any(|u| u.name == d.name))
+        .map(|d| {
+            assert_eq!(d.function, MetricFunction::Sum, "{}", d.name);
+            d.name.as_str()
+        })
+        .collect();
+    extra.sort();
+    let mut want = Vec::new();
+    for p in ["meter_alipay_mp", "meter_wechat_mp"] {
+        for scope in ["", "endpoint_", "instance_"] {
+            for m in ["request_count", "request_success_count"] {
+                want.push(if scope == "instance_" {
+                    format!("{p}_instance_{m}")
+                } else {
+                    format!("{p}_{scope}{m}")
+                });
+            }
+        }
+    }
+    want.sort();
+    assert_eq!(extra, want);
+
     let ctx = EvalContext {
         default_histogram_unit: TimeUnit::Seconds,
         now_ms: T0 + 120_000,
@@ -114,10 +200,12 @@ fn our_rule_files_match_upstream() {
     ];
     let mut total = 0;
     for b in &batches {
-        let a = canonical(upstream.evaluate(b, &ctx));
-        let o = canonical(ours.evaluate(b, &ctx));
+        let a = computed(upstream.evaluate(b, &ctx));
+        let (mut o_emissions, o_traffic) = computed(ours.evaluate(b, &ctx));
+        // The same values as upstream for every metric upstream has.
+        o_emissions.retain(|e| !e.contains("_request_count ") && !e.contains("_success_count "));
         total += a.0.len();
-        assert_eq!(o, a);
+        assert_eq!((o_emissions, o_traffic), a);
     }
     assert!(total > 40, "expected many emissions, got {total}");
 }
@@ -150,11 +238,40 @@ fn wechat_values_are_as_worked_by_hand() {
         find("meter_wechat_mp_route_duration")[0].value,
         MeterValue::Single(1)
     );
-    // request_cpm: 7 + 7.
+    // request_cpm: 7 + 7, stored as calls per minute.
+    let cpm = find("meter_wechat_mp_request_cpm");
+    assert_eq!(cpm[0].value, MeterValue::Single(14));
+    assert_eq!(cpm[0].metric.function, MetricFunction::SumPerMin);
+    // Calls 14, of which the index page's 7 answered 200 and the cart page's 7 had status "0".
     assert_eq!(
-        find("meter_wechat_mp_request_cpm")[0].value,
+        find("meter_wechat_mp_request_count")[0].value,
         MeterValue::Single(14)
     );
+    let success = |name: &str, page: Option<&str>| -> i64 {
+        find(name)
+            .iter()
+            .filter(|e| page.is_none_or(|p| e.entity.endpoint_name == p))
+            .map(|e| match e.value {
+                MeterValue::Single(v) => v,
+                _ => panic!("{name} is a single value"),
+            })
+            .sum()
+    };
+    assert_eq!(success("meter_wechat_mp_request_success_count", None), 7);
+    assert_eq!(
+        success(
+            "meter_wechat_mp_endpoint_request_success_count",
+            Some("pages/index/index")
+        ),
+        7
+    );
+    // A page whose calls all failed still gets a row: 0, not "no data".
+    let cart: Vec<_> = find("meter_wechat_mp_endpoint_request_success_count")
+        .into_iter()
+        .filter(|e| e.entity.endpoint_name == "pages/cart/cart")
+        .collect();
+    assert!(!cart.is_empty());
+    assert!(cart.iter().all(|e| e.value == MeterValue::Single(0)));
     let p = find("meter_wechat_mp_request_duration_percentile");
     let MeterValue::Histogram(groups) = &p[0].value else {
         panic!()

@@ -327,8 +327,18 @@ impl ConfigurationFields {
     }
 }
 
-/// Every MQE expression a booster-ui configuration holds: the `expressions` and `subExpressions`
-/// of every widget, at any depth (tabs nest their widgets under `children`).
+/// Keys whose value is a list of MQE expressions: a widget's plotted and sparkline expressions,
+/// and a topology widget's edge and node expressions.
+const EXPRESSION_LISTS: [&str; 5] = [
+    "expressions",
+    "subExpressions",
+    "linkClientExpressions",
+    "linkServerExpressions",
+    "nodeExpressions",
+];
+
+/// Every MQE expression a booster-ui configuration holds: those of [`EXPRESSION_LISTS`] and a
+/// topology's `legendMQE.expression`, at any depth (tabs nest their widgets under `children`).
 pub fn template_expressions(configuration: &Value) -> Vec<String> {
     let mut out = Vec::new();
     collect_expressions(configuration, &mut out);
@@ -339,7 +349,13 @@ fn collect_expressions(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (key, v) in map {
-                if key == "expressions" || key == "subExpressions" {
+                if key == "legendMQE" {
+                    if let Some(e) = v.get("expression").and_then(Value::as_str) {
+                        if !e.trim().is_empty() {
+                            out.push(e.to_string());
+                        }
+                    }
+                } else if EXPRESSION_LISTS.contains(&key.as_str()) {
                     if let Value::Array(items) = v {
                         out.extend(
                             items

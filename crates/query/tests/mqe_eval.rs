@@ -383,3 +383,47 @@ fn increase_uses_points_before_the_window() {
     );
     assert_eq!(values(&r.results[0])[0].as_deref(), Some("0.25"));
 }
+
+#[test]
+fn top_n_of_relations_ranks_the_services_one_service_calls() {
+    let catalog = mini_program_catalog();
+    let s = FakeStorage::default();
+    let relation = |from: &str, to: &str| {
+        format!(
+            "{}-{}",
+            ServiceId::new(from, true).into_string(),
+            ServiceId::new(to, false).into_string()
+        )
+    };
+    for (from, to, ms) in [
+        (SVC, "api.example.com", 120),
+        (SVC, "slow.example.com:8443", 2400),
+        ("another-app", "slowest.example.com", 9000),
+    ] {
+        s.put(
+            "service_relation_client_resp_time",
+            &relation(from, to),
+            202605011210,
+            MetricValue::Single(ms),
+        );
+    }
+    let buckets = window();
+    let entity = MqeEntity::service(SVC);
+    let ctx = MqeContext {
+        storage: &s,
+        catalog: &catalog,
+        entity: &entity,
+        buckets: &buckets,
+    };
+    let r = execute(&ctx, "top_n(service_relation_client_resp_time, 10, des)");
+    assert_eq!(r.kind, ResultType::SortedList, "{:?}", r.error);
+    let vals = &r.results[0].values;
+    let hosts: Vec<_> = vals.iter().map(|v| v.id.as_deref()).collect();
+    assert_eq!(
+        hosts,
+        [Some("slow.example.com:8443"), Some("api.example.com")],
+        "only this service's calls, slowest first, named by the called host"
+    );
+    let owner = vals[0].owner.as_ref().unwrap();
+    assert_eq!(owner.service_name.as_deref(), Some(SVC));
+}

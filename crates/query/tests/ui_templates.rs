@@ -6,7 +6,9 @@ mod common;
 use async_graphql::{Request, Variables};
 use serde_json::{json, Value};
 use skylark_core::traffic::{ServiceTraffic, Traffic};
-use skylark_core::{Labels, Layer, MeterEntity, MeterValue, MetricEmission, Step, TimeBucket};
+use skylark_core::{
+    Labels, Layer, MeterEntity, MeterValue, MetricEmission, Scope, Step, TimeBucket,
+};
 use skylark_query::mqe::{parse_expression, Expr, MetricRef};
 use skylark_query::{
     schema_with_ui, template_expressions, QueryContext, SkylarkSchema, UiContext, UiTemplates,
@@ -16,8 +18,21 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// oap-semantics §7: the 32 metrics the mini-program rules produce.
+/// The metrics the shipped mini-program rules produce: oap-semantics §7's 32, plus calls and
+/// successful calls at each scope (for the success rate).
 const CATALOG: &[&str] = &[
+    "meter_wechat_mp_request_count",
+    "meter_wechat_mp_request_success_count",
+    "meter_wechat_mp_endpoint_request_count",
+    "meter_wechat_mp_endpoint_request_success_count",
+    "meter_wechat_mp_instance_request_count",
+    "meter_wechat_mp_instance_request_success_count",
+    "meter_alipay_mp_request_count",
+    "meter_alipay_mp_request_success_count",
+    "meter_alipay_mp_endpoint_request_count",
+    "meter_alipay_mp_endpoint_request_success_count",
+    "meter_alipay_mp_instance_request_count",
+    "meter_alipay_mp_instance_request_success_count",
     "meter_wechat_mp_app_launch_duration",
     "meter_wechat_mp_first_render_duration",
     "meter_wechat_mp_route_duration",
@@ -50,6 +65,13 @@ const CATALOG: &[&str] = &[
     "meter_alipay_mp_instance_request_cpm",
     "meter_alipay_mp_instance_request_duration_percentile",
     "meter_alipay_mp_error_count",
+];
+
+/// The relation metrics traced requests produce, which the topology widgets read.
+const RELATION_METRICS: &[&str] = &[
+    "service_relation_client_cpm",
+    "service_relation_client_resp_time",
+    "service_relation_client_call_sla",
 ];
 
 const WECHAT_SVC: &str = "mini-program-sim-wechat";
@@ -108,7 +130,7 @@ fn all_expressions(dir: &Path) -> Vec<(String, String)> {
 }
 
 fn check_expressions_use_catalog_metrics(dir: &Path) -> BTreeSet<String> {
-    assert_eq!(CATALOG.len(), 32);
+    assert_eq!(CATALOG.len(), 44);
     let exprs = all_expressions(dir);
     assert!(
         !exprs.is_empty(),
@@ -123,6 +145,10 @@ fn check_expressions_use_catalog_metrics(dir: &Path) -> BTreeSet<String> {
         metric_names(&parsed, &mut names);
         assert!(!names.is_empty(), "{id}: `{text}` reads no metric");
         for name in names {
+            if RELATION_METRICS.contains(&name.as_str()) {
+                used.insert(name);
+                continue;
+            }
             assert!(
                 CATALOG.contains(&name.as_str()),
                 "{id}: `{text}` uses {name}, which no mini-program rule produces"
@@ -236,7 +262,7 @@ fn our_templates_load_with_one_dashboard_per_layer_and_entity() {
 }
 
 #[test]
-fn service_dashboards_have_the_five_tabs() {
+fn service_dashboards_have_the_six_tabs() {
     let loaded = UiTemplates::load(&our_dir()).unwrap();
     for id in ["WeChat-Mini-Program-Service", "Alipay-Mini-Program-Service"] {
         let config: Value = serde_json::from_str(&loaded.get(id).unwrap().configuration).unwrap();
@@ -250,8 +276,68 @@ fn service_dashboards_have_the_five_tabs() {
             .collect();
         assert_eq!(
             names,
-            ["Overview", "Instance", "Endpoint", "Trace", "Log"],
+            ["Overview", "Instance", "Endpoint", "Topology", "Trace", "Log"],
             "{id}"
+        );
+        // The topology: the mini program and its API hosts, calls/min, latency and success
+        // rate on the edges; below it the slowest and the failing hosts.
+        let topology = &tab["children"][3]["children"];
+        let map = &topology[0];
+        assert_eq!(map["type"], "Topology", "{id}");
+        assert_eq!(
+            map["linkClientExpressions"],
+            json!([
+                "avg(service_relation_client_cpm)",
+                "avg(service_relation_client_resp_time)",
+                "avg(service_relation_client_call_sla)/100"
+            ]),
+            "{id}"
+        );
+        let units: Vec<&str> = map["linkClientMetricConfig"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["unit"].as_str().unwrap())
+            .collect();
+        assert_eq!(units, ["calls / min", "ms", "%"], "{id}");
+        let lists: Vec<(&str, &str)> = topology
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .map(|w| {
+                assert_eq!(w["graph"]["type"], "TopList", "{id}");
+                (
+                    w["widget"]["title"].as_str().unwrap(),
+                    w["expressions"][0].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            lists,
+            [
+                (
+                    "Slowest API Hosts (ms)",
+                    "top_n(service_relation_client_resp_time,10,des)"
+                ),
+                (
+                    "Failing API Hosts (success rate, %)",
+                    "top_n(service_relation_client_call_sla,10,asc)/100"
+                ),
+            ],
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn no_dashboard_calls_a_number_approximate() {
+    let loaded = UiTemplates::load(&our_dir()).unwrap();
+    for t in loaded.templates() {
+        assert!(
+            !t.configuration.to_lowercase().contains("approx"),
+            "{}: the numbers are real now",
+            t.id
         );
     }
 }
@@ -279,12 +365,12 @@ fn our_dashboards_add_errors_success_rate_and_page_percentiles() {
         ] {
             assert!(exprs.contains(&wanted), "missing {wanted}");
         }
-        assert!(
-            exprs.iter().any(|e| e.contains(&format!(
-                "meter_{p}_mp_error_count{{exception_type='ajax'}}"
-            )) && e.contains(&format!("meter_{p}_mp_request_cpm"))),
-            "no {p} success rate"
-        );
+        for scope in ["", "instance_", "endpoint_"] {
+            let rate = format!(
+                "meter_{p}_mp_{scope}request_success_count/meter_{p}_mp_{scope}request_count*100"
+            );
+            assert!(exprs.contains(&rate), "no {p} {scope}success rate");
+        }
     }
 }
 
@@ -690,12 +776,23 @@ async fn error_and_success_rate_expressions_evaluate() {
     storage
         .write_metrics(vec![
             emit(
-                "meter_wechat_mp_request_cpm",
+                "meter_wechat_mp_request_count",
                 "2026-05-01 1200",
                 MeterValue::Single(40),
             ),
             emit(
-                "meter_wechat_mp_request_cpm",
+                "meter_wechat_mp_request_success_count",
+                "2026-05-01 1200",
+                MeterValue::Single(36),
+            ),
+            emit(
+                "meter_wechat_mp_request_count",
+                "2026-05-01 1201",
+                MeterValue::Single(20),
+            ),
+            // Every call of 12:01 succeeded; the rules still write the 0-or-more row.
+            emit(
+                "meter_wechat_mp_request_success_count",
                 "2026-05-01 1201",
                 MeterValue::Single(20),
             ),
@@ -763,11 +860,11 @@ async fn error_and_success_rate_expressions_evaluate() {
     assert_eq!(values("a", 1), vec![json!("1"), json!("2")]);
     assert_eq!(d["b"]["error"], Value::Null, "{}", d["b"]);
     assert_eq!(values("b", 0), vec![json!("4"), Value::Null]);
-    // 100 - 4 / 40 * 100 in the minute with failures; no value where no ajax error was counted.
+    // 36 of 40 calls succeeded at 12:00; all 20 at 12:01 (100, not a gap).
     assert_eq!(d["c"]["error"], Value::Null, "{}", d["c"]);
-    assert_eq!(values("c", 0), vec![json!("90"), Value::Null]);
+    assert_eq!(values("c", 0), vec![json!("90"), json!("100")]);
 
-    // A range without any failed request shows 100 wherever requests were made.
+    // No calls at all: no point rather than a made-up 100.
     let vars = json!({
         "e": {"serviceName": WECHAT_SVC, "normal": true},
         "d": {"start": "2026-05-01 1201", "end": "2026-05-01 1202", "step": "MINUTE"},
@@ -784,6 +881,107 @@ async fn error_and_success_rate_expressions_evaluate() {
         .map(|v| v["value"].clone())
         .collect();
     assert_eq!(rate, vec![json!("100"), Value::Null]);
+}
+
+#[tokio::test]
+async fn topology_tab_expressions_evaluate() {
+    let catalog = common::mini_program_catalog();
+    let storage = Arc::new(MemStorage::new());
+    let edge = |host: &str| {
+        let mut e = MeterEntity::new(Scope::ServiceRelation, Layer::GENERAL);
+        e.service_name = WECHAT_SVC.into();
+        e.dest_service_name = host.into();
+        e
+    };
+    let emit = |metric: &str, host: &str, value| MetricEmission {
+        metric: catalog.get(metric).unwrap().into(),
+        entity: edge(host),
+        minute: minute("2026-05-01 1200"),
+        value: MeterValue::Single(value),
+    };
+    let mut emissions = Vec::new();
+    // api.example.com: 3 calls, 100 and 300 and 200 ms, all fine. slow.example.com: 2 calls,
+    // 2000 and 4000 ms, one failed.
+    for (host, ms, ok) in [
+        ("api.example.com", 100, 1),
+        ("api.example.com", 300, 1),
+        ("api.example.com", 200, 1),
+        ("slow.example.com", 2000, 1),
+        ("slow.example.com", 4000, 0),
+    ] {
+        emissions.push(emit("service_relation_client_cpm", host, 1));
+        emissions.push(emit("service_relation_client_resp_time", host, ms));
+        emissions.push(emit("service_relation_client_call_sla", host, ok));
+    }
+    storage.write_metrics(emissions).unwrap();
+    wechat_service(&storage);
+    let schema = schema_over(storage, false);
+    let loaded = UiTemplates::load(&our_dir()).unwrap();
+    let service: Value = serde_json::from_str(
+        &loaded
+            .get("WeChat-Mini-Program-Service")
+            .unwrap()
+            .configuration,
+    )
+    .unwrap();
+    let topology = &service["children"][0]["children"][3]["children"];
+    let doc = "query ($e: Entity!, $d: Duration!, $x: String!) {
+        r: execExpression(expression: $x, entity: $e, duration: $d) { type error results { values { id value } } } }";
+    let d = json!({"start": "2026-05-01 1200", "end": "2026-05-01 1201", "step": "MINUTE"});
+    let service_entity = json!({"serviceName": WECHAT_SVC, "normal": true});
+    let list = |r: &Value| -> Vec<(String, String)> {
+        r["r"]["results"][0]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["id"].as_str().unwrap().to_string(),
+                    v["value"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let slowest = topology[1]["expressions"][0].as_str().unwrap();
+    let r = data(
+        &schema,
+        doc,
+        json!({"e": service_entity, "d": d, "x": slowest}),
+    )
+    .await;
+    assert_eq!(r["r"]["error"], Value::Null, "{r}");
+    assert_eq!(
+        list(&r),
+        [
+            ("slow.example.com".to_string(), "3000".to_string()),
+            ("api.example.com".to_string(), "200".to_string())
+        ]
+    );
+    let failing = topology[2]["expressions"][0].as_str().unwrap();
+    let r = data(
+        &schema,
+        doc,
+        json!({"e": service_entity, "d": d, "x": failing}),
+    )
+    .await;
+    assert_eq!(r["r"]["error"], Value::Null, "{r}");
+    assert_eq!(
+        list(&r),
+        [
+            ("slow.example.com".to_string(), "50".to_string()),
+            ("api.example.com".to_string(), "100".to_string())
+        ]
+    );
+    // The edge values booster-ui shows on mini program → slow.example.com.
+    let relation = json!({"scope": "ServiceRelation", "serviceName": WECHAT_SVC, "normal": true,
+                          "destServiceName": "slow.example.com", "destNormal": true});
+    let mut edge_values = Vec::new();
+    for e in topology[0]["linkClientExpressions"].as_array().unwrap() {
+        let r = data(&schema, doc, json!({"e": relation, "d": d, "x": e})).await;
+        assert_eq!(r["r"]["error"], Value::Null, "{e}: {r}");
+        edge_values.push(r["r"]["results"][0]["values"][0]["value"].clone());
+    }
+    assert_eq!(edge_values, [json!("2"), json!("3000"), json!("50")]);
 }
 
 #[tokio::test]

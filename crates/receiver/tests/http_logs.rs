@@ -181,7 +181,9 @@ async fn duplicate_keys_drop_one_record_and_big_records_pass() {
     let logs = sink.all_logs();
     assert_eq!(logs.len(), 1, "the record with a repeated key is dropped");
     assert_eq!(logs[0].body.content().len(), 1024 * 1024 + 10);
-    assert_eq!(logs[0].tags.len(), 2 + 10_000);
+    // Two SDK attributes, the 10,000 added, and the `level` from the record's severity.
+    assert_eq!(logs[0].tags.len(), 2 + 10_000 + 1);
+    assert_eq!(tag(&logs[0].tags, "level"), Some("ERROR"));
     assert_eq!(tag(&logs[0].tags, "attr.9999"), Some("9999"));
 }
 

@@ -96,6 +96,15 @@ pub const CONFORMANCE_CHECKS: &[ConformanceCheck] = &[
         "templates_survive_retention",
         templates::templates_survive_retention,
     ),
+    // Rollups across persists (issue 14).
+    (
+        "summed_histograms_roll_up_merged_counts_across_flushes",
+        summed_histograms_roll_up_merged_counts_across_flushes,
+    ),
+    (
+        "extremes_and_latest_roll_up_across_flushes",
+        extremes_and_latest_roll_up_across_flushes,
+    ),
 ];
 
 /// Runs every check, each against a new store from `new_store`.
@@ -804,5 +813,86 @@ fn ten_thousand_entities_in_one_flush(store: &dyn Storage) {
                 .unwrap(),
             vec![Some(MetricValue::Single(i))]
         );
+    }
+}
+
+// ---- Rollups across persists (issue 14) ----
+
+/// A period's percentile comes from the bucket counts of every emission in it, summed, however
+/// many flushes wrote them: never from the largest (or average) of the minute values.
+fn summed_histograms_roll_up_merged_counts_across_flushes(store: &dyn Storage) {
+    let m = def(
+        "meter_wechat_mp_request_duration_percentile",
+        Scope::Service,
+        MetricFunction::SumHistogramPercentile,
+        &[50, 75, 90, 99],
+    );
+    let at = |minute_value: i64, counts: &[(i64, i64)]| {
+        emit(
+            &m,
+            MeterEntity::service(SERVICE, LAYER),
+            minute(minute_value),
+            histogram(counts),
+        )
+    };
+    let emissions = [
+        at(MINUTE, &[(10, 1), (25, 0), (50, 0), (100, 0)]),
+        at(MINUTE, &[(10, 0), (25, 3), (50, 0), (100, 0)]),
+        at(MINUTE + 1, &[(10, 0), (25, 0), (50, 2), (100, 6)]),
+    ];
+    for e in emissions {
+        store.write_metrics(vec![e]).unwrap();
+        store.flush().unwrap();
+    }
+    // Minute 1205: 10→1, 25→3 (total 4): p50 roof 2 → 25, p99 roof 4 → 25.
+    assert_eq!(
+        read_one(store, &m, minute(MINUTE)),
+        Some(MetricValue::Labeled(vec![
+            (p(50), 25),
+            (p(75), 25),
+            (p(90), 25),
+            (p(99), 25)
+        ]))
+    );
+    // Minute 1206 alone: 50→2, 100→6 (total 8): p50 roof 4 → 100.
+    // The hour sums both: 10→1, 25→3, 50→2, 100→6 (total 12): p50 roof 6 → 50 (cumulative
+    // 1, 4, 6), p75 roof 9 → 100. The larger minute value would say 100 for p50.
+    let merged = MetricValue::Labeled(vec![(p(50), 50), (p(75), 100), (p(90), 100), (p(99), 100)]);
+    for step in [Step::Hour, Step::Day] {
+        let b = minute(MINUTE).to_step(step);
+        assert_eq!(read_one(store, &m, b), Some(merged.clone()), "{step:?}");
+    }
+}
+
+/// `max`, `min` and `latest` keep their meaning over an hour and a day written by several flushes.
+fn extremes_and_latest_roll_up_across_flushes(store: &dyn Storage) {
+    for (function, minute_value, period_value) in [
+        (MetricFunction::Max, 5, 9),
+        (MetricFunction::Min, 3, 3),
+        (MetricFunction::Latest, 3, 9),
+    ] {
+        let m = def("rolled", Scope::Service, function, &[]);
+        let m = MetricDefinition {
+            name: format!("rolled_{}", function.name()),
+            ..m
+        };
+        for (at, value) in [(MINUTE, 5), (MINUTE, 3), (MINUTE + 1, 9)] {
+            store
+                .write_metrics(vec![emit_service(&m, at, value)])
+                .unwrap();
+            store.flush().unwrap();
+        }
+        assert_eq!(
+            read_one(store, &m, minute(MINUTE)),
+            Some(MetricValue::Single(minute_value)),
+            "{function:?} minute"
+        );
+        for step in [Step::Hour, Step::Day] {
+            assert_eq!(
+                read_one(store, &m, minute(MINUTE).to_step(step)),
+                Some(MetricValue::Single(period_value)),
+                "{function:?} {step:?}"
+            );
+        }
     }
 }

@@ -148,6 +148,29 @@ fn owner_of(scope: Scope, entity_id: &str) -> (String, Owner) {
             }
             (child, owner)
         }
+        // `<source service id>-<dest service id>`: service ids never contain `-` (Base64 + `.1`).
+        // Named by the called service (a mini program's API host), owned by the caller.
+        Scope::ServiceRelation => match entity_id.split_once('-') {
+            Some((source, dest)) => {
+                let (source_name, normal) = service(&ServiceId::from_raw(source));
+                let (dest_name, _) = service(&ServiceId::from_raw(dest));
+                let owner = Owner {
+                    scope: Some(scope),
+                    service_id: Some(source.to_string()),
+                    service_name: Some(source_name),
+                    normal: Some(normal),
+                    ..Default::default()
+                };
+                (dest_name, owner)
+            }
+            None => (
+                entity_id.to_string(),
+                Owner {
+                    scope: Some(scope),
+                    ..Default::default()
+                },
+            ),
+        },
         _ => (
             entity_id.to_string(),
             Owner {
@@ -631,14 +654,18 @@ impl MqeContext<'_> {
                 tracing::warn!(metric = %def.name, error = %e, "metric entity listing failed");
                 fail(IO_ERROR)
             })?;
-        if matches!(def.scope, Scope::ServiceInstance | Scope::Endpoint) {
-            if let Some(name) = non_empty(&self.entity.service_name) {
-                let prefix = format!(
-                    "{}_",
-                    ServiceId::new(name, self.entity.normal.unwrap_or(true))
-                );
-                entities.retain(|id| id.starts_with(&prefix));
-            }
+        // With a service given, rank only its own instances, endpoints or outgoing calls.
+        let separator = match def.scope {
+            Scope::ServiceInstance | Scope::Endpoint => Some('_'),
+            Scope::ServiceRelation => Some('-'),
+            _ => None,
+        };
+        if let (Some(separator), Some(name)) = (separator, non_empty(&self.entity.service_name)) {
+            let prefix = format!(
+                "{}{separator}",
+                ServiceId::new(name, self.entity.normal.unwrap_or(true))
+            );
+            entities.retain(|id| id.starts_with(&prefix));
         }
         let mut values = Vec::new();
         for id in entities {

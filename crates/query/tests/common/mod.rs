@@ -217,7 +217,10 @@ pub fn def(name: &str, scope: Scope, function: MetricFunction) -> MetricDefiniti
         name: name.to_string(),
         scope,
         function,
-        percentile_ranks: if function == MetricFunction::AvgHistogramPercentile {
+        percentile_ranks: if matches!(
+            function,
+            MetricFunction::AvgHistogramPercentile | MetricFunction::SumHistogramPercentile
+        ) {
             vec![50, 75, 90, 95, 99]
         } else {
             Vec::new()
@@ -233,6 +236,8 @@ pub fn mini_program_catalog() -> MetricCatalog {
             "app_launch_duration",
             "first_render_duration",
             "request_cpm",
+            "request_count",
+            "request_success_count",
             "request_duration_percentile",
             "error_count",
         ];
@@ -240,10 +245,15 @@ pub fn mini_program_catalog() -> MetricCatalog {
             names.extend(["route_duration", "script_duration", "package_load_duration"]);
         }
         for n in &names {
+            // As the shipped rules store them (otel-rules/miniprogram).
             let function = if n.ends_with("percentile") {
-                MetricFunction::AvgHistogramPercentile
+                MetricFunction::SumHistogramPercentile
             } else if *n == "error_count" {
                 MetricFunction::SumLabeled
+            } else if *n == "request_cpm" {
+                MetricFunction::SumPerMin
+            } else if n.ends_with("_count") {
+                MetricFunction::Sum
             } else {
                 MetricFunction::Avg
             };
@@ -268,6 +278,8 @@ pub fn mini_program_catalog() -> MetricCatalog {
                 "app_launch_duration",
                 "first_render_duration",
                 "request_cpm",
+                "request_count",
+                "request_success_count",
                 "request_duration_percentile",
             ]
             .contains(n)
@@ -281,6 +293,16 @@ pub fn mini_program_catalog() -> MetricCatalog {
                     .unwrap();
             }
         }
+    }
+    // What traced requests add (the server registers these for segments).
+    for (name, function) in [
+        ("service_relation_client_cpm", MetricFunction::SumPerMin),
+        ("service_relation_client_resp_time", MetricFunction::Avg),
+        ("service_relation_client_call_sla", MetricFunction::Percent),
+    ] {
+        catalog
+            .register(def(name, Scope::ServiceRelation, function))
+            .unwrap();
     }
     catalog
 }

@@ -126,10 +126,16 @@ struct ResourceFields {
 
 impl ResourceFields {
     /// The record as [`LogData`]; `None` when an attribute key repeats. The timestamp is in ms
-    /// (0 stays 0: the pipeline substitutes the receive time). Severity, trace and span ids are
-    /// not mapped (OAP ignores them too).
+    /// (0 stays 0: the pipeline substitutes the receive time). The severity becomes a `level`
+    /// tag unless an attribute already names one (UIs filter and colour logs by it); trace and
+    /// span ids are not mapped (OAP ignores them too).
     fn log_data(&self, record: OtlpLogRecord) -> Option<LogData> {
-        let tags = attribute_pairs(&record.attributes)?;
+        let mut tags = attribute_pairs(&record.attributes)?;
+        if let Some(level) = severity_level(&record.severity_text, record.severity_number) {
+            if !tags.iter().any(|(k, _)| k == LEVEL) {
+                tags.push((LEVEL.to_owned(), level));
+            }
+        }
         // u64::MAX / 1e6 fits in i64, so this never truncates.
         let timestamp_ms = (record.time_unix_nano / 1_000_000) as i64;
         let text = match record.body.and_then(|b| b.value) {
@@ -150,6 +156,28 @@ impl ResourceFields {
             span_id: None,
         })
     }
+}
+
+/// The tag the UIs read a log's level from.
+const LEVEL: &str = "level";
+
+/// The level a record's severity names: its text when it has one, else the name of its number's
+/// range in the OTLP data model (1-4 TRACE ... 21-24 FATAL); `None` when both are unset.
+fn severity_level(text: &str, number: i32) -> Option<String> {
+    let text = text.trim();
+    if !text.is_empty() {
+        return Some(text.to_owned());
+    }
+    let name = match number {
+        1..=4 => "TRACE",
+        5..=8 => "DEBUG",
+        9..=12 => "INFO",
+        13..=16 => "WARN",
+        17..=20 => "ERROR",
+        21..=24 => "FATAL",
+        _ => return None,
+    };
+    Some(name.to_owned())
 }
 
 /// Attributes as `(original key, stringified value)` in arrival order; `None` when a key repeats.
@@ -287,6 +315,40 @@ mod tests {
             ])
         );
         assert_eq!(log.trace_id, None);
+    }
+
+    #[test]
+    fn severity_becomes_a_level_tag_unless_an_attribute_names_one() {
+        let with = |text: &str, number: i32, attributes: Vec<KeyValue>| {
+            let mut r = record(1, None, attributes);
+            r.severity_text = text.to_owned();
+            r.severity_number = number;
+            r
+        };
+        let batch = convert_logs_request(request(
+            vec![s("service.name", "mp")],
+            vec![
+                with("ERROR", 17, vec![s("exception.type", "js")]),
+                with("", 10, vec![]),
+                with("", 0, vec![]),
+                with("WARN", 13, vec![s("level", "custom")]),
+            ],
+        ));
+        let levels: Vec<Vec<&str>> = batch
+            .logs
+            .iter()
+            .map(|l| {
+                l.tags
+                    .iter()
+                    .filter(|(k, _)| k == "level")
+                    .map(|(_, v)| v.as_str())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            levels,
+            vec![vec!["ERROR"], vec!["INFO"], vec![], vec!["custom"]]
+        );
     }
 
     #[test]
