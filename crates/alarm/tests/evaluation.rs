@@ -424,3 +424,43 @@ async fn status_shows_rules_running_entities_window_and_countdowns() {
     assert_eq!(other["windowValues"], serde_json::json!([]));
     assert_eq!(other["lastAlarmTime"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_check_an_already_checked_minute_again() {
+    let (port, got) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(MINUTE0 + 20_000));
+    let clock: Clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let at = |m: i64| now.store(MINUTE0 + m * 60_000 + 20_000, Ordering::SeqCst);
+    let telemetry = Arc::new(Telemetry::new());
+    let rig = rig(dir.path(), port, clock.clone(), telemetry.clone());
+    write(rig.storage.as_ref(), 0, 500);
+    assert_eq!(rig.engine.tick().unwrap().len(), 1);
+    // Restarted within the same minute: the new engine's first tick must not count it again.
+    drop(rig);
+    let rig = self::rig(dir.path(), port, clock.clone(), telemetry);
+    assert!(rig.engine.tick().unwrap().is_empty());
+    let status = rig.engine.entity_status("resp_time_rule", SERVICE).unwrap();
+    assert_eq!(status["currentState"], "FIRING");
+    assert_eq!(status["silenceCountdown"], 2, "{status}");
+    // silence-period 2: minutes 1 and 2 are silent, minute 3 fires again.
+    for m in 1..=2 {
+        write(rig.storage.as_ref(), m, 500);
+        at(m);
+        assert!(
+            rig.engine.tick().unwrap().is_empty(),
+            "minute {m} is silent"
+        );
+    }
+    write(rig.storage.as_ref(), 3, 500);
+    at(3);
+    assert_eq!(
+        rig.engine.tick().unwrap().len(),
+        1,
+        "fires again after the silence"
+    );
+    assert_eq!(wait_for(&got, 2).await.len(), 2);
+}
