@@ -257,6 +257,18 @@ impl AlarmEngine {
                 continue;
             }
             seen.insert(id.clone());
+            let key = (rule.name.clone(), id.clone());
+            // A minute checked before a restart is not checked again: that would count one
+            // more minute of silence or observation than really passed.
+            if self
+                .inner
+                .lock()
+                .states
+                .get(&key)
+                .is_some_and(|s| s.end_bucket >= end.value)
+            {
+                continue;
+            }
             let ctx = MqeContext {
                 storage: self.storage.as_ref(),
                 catalog: &self.catalog,
@@ -265,7 +277,6 @@ impl AlarmEngine {
             };
             let matched = is_match(&mqe::execute(&ctx, &rule.expression), &rule.name);
             let snapshot = snapshot(&ctx, rule);
-            let key = (rule.name.clone(), id.clone());
             let mut inner = self.inner.lock();
             let state = inner.states.entry(key).or_insert_with(|| EntityState {
                 entity: entity.clone(),

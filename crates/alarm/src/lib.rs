@@ -12,6 +12,7 @@ mod hooks;
 mod message;
 mod settings;
 mod state;
+mod status;
 
 pub use engine::{oap_scope, AlarmEngine, AlarmEntity, Clock, EntityState, MAX_ENTITIES_PER_RULE};
 pub use error::{Error, Result};

@@ -341,3 +341,126 @@ async fn a_dead_hook_cannot_grow_the_queue() {
         .unwrap_or(0);
     assert!((17..=18).contains(&dropped), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_rules_running_entities_window_and_countdowns() {
+    let (port, _got) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(MINUTE0 + 60_000 + 20_000));
+    let clock: Clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let rig = rig(dir.path(), port, clock, Arc::new(Telemetry::new()));
+    assert_eq!(
+        rig.engine.rules_status(),
+        serde_json::json!({"ruleList": [{"id": "resp_time_rule"}]})
+    );
+    assert!(rig.engine.rule_status("nope_rule").is_none());
+    let idle = rig.engine.rule_status("resp_time_rule").unwrap();
+    assert_eq!(idle["runningEntities"], serde_json::json!([]));
+    assert_eq!(idle["period"], 2);
+    assert_eq!(idle["silencePeriod"], 2);
+    assert_eq!(idle["recoveryObservationPeriod"], 1);
+    assert_eq!(idle["hooks"], serde_json::json!(["webhook.default"]));
+    assert_eq!(
+        idle["includeMetrics"],
+        serde_json::json!(["service_resp_time"])
+    );
+    assert_eq!(
+        idle["tags"],
+        serde_json::json!([{"key": "level", "value": "CRITICAL"}, {"key": "receivers", "value": "zhangsan"}])
+    );
+
+    write(rig.storage.as_ref(), 1, 500);
+    assert_eq!(rig.engine.tick().unwrap().len(), 1);
+    let rule = rig.engine.rule_status("resp_time_rule").unwrap();
+    assert_eq!(
+        rule["runningEntities"],
+        serde_json::json!([{"scope": "SERVICE", "name": SERVICE,
+            "formattedMessage": format!("Service {SERVICE} response time is more than 100ms.")}])
+    );
+    let entity = rig.engine.entity_status("resp_time_rule", SERVICE).unwrap();
+    assert_eq!(entity["currentState"], "FIRING");
+    assert_eq!(entity["size"], 2);
+    assert_eq!(entity["silenceCountdown"], 2);
+    assert_eq!(entity["recoveryObservationCountdown"], 1);
+    assert_eq!(entity["lastAlarmTime"], MINUTE0 + 60_000 + 20_000);
+    let minute1 = TimeBucket::from_epoch_ms(MINUTE0 + 60_000, Step::Minute)
+        .unwrap()
+        .value;
+    assert_eq!(
+        entity["windowValues"],
+        serde_json::json!([
+            {"index": 0, "metrics": []},
+            {"index": 1, "metrics": [{"name": "service_resp_time", "timeBucket": minute1, "value": "500"}]}
+        ])
+    );
+    let end = minute1.to_string();
+    assert_eq!(
+        entity["endTime"],
+        format!(
+            "{}-{}-{}T{}:{}:00.000",
+            &end[0..4],
+            &end[4..6],
+            &end[6..8],
+            &end[8..10],
+            &end[10..12]
+        )
+    );
+    assert!(entity["mqeMetricsSnapshot"]["service_resp_time"].is_string());
+
+    // The next check is silenced; the countdown shows it.
+    write(rig.storage.as_ref(), 2, 500);
+    now.store(MINUTE0 + 2 * 60_000 + 20_000, Ordering::SeqCst);
+    assert!(rig.engine.tick().unwrap().is_empty());
+    let entity = rig.engine.entity_status("resp_time_rule", SERVICE).unwrap();
+    assert_eq!(entity["currentState"], "SILENCED_FIRING");
+    assert_eq!(entity["silenceCountdown"], 1);
+
+    // An entity the rule is not checking: OAP's empty context.
+    let other = rig.engine.entity_status("resp_time_rule", "other").unwrap();
+    assert_eq!(other["size"], 0);
+    assert_eq!(other["windowValues"], serde_json::json!([]));
+    assert_eq!(other["lastAlarmTime"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_check_an_already_checked_minute_again() {
+    let (port, got) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(MINUTE0 + 20_000));
+    let clock: Clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let at = |m: i64| now.store(MINUTE0 + m * 60_000 + 20_000, Ordering::SeqCst);
+    let telemetry = Arc::new(Telemetry::new());
+    let rig = rig(dir.path(), port, clock.clone(), telemetry.clone());
+    write(rig.storage.as_ref(), 0, 500);
+    assert_eq!(rig.engine.tick().unwrap().len(), 1);
+    // Restarted within the same minute: the new engine's first tick must not count it again.
+    drop(rig);
+    let rig = self::rig(dir.path(), port, clock.clone(), telemetry);
+    assert!(rig.engine.tick().unwrap().is_empty());
+    let status = rig.engine.entity_status("resp_time_rule", SERVICE).unwrap();
+    assert_eq!(status["currentState"], "FIRING");
+    assert_eq!(status["silenceCountdown"], 2, "{status}");
+    // silence-period 2: minutes 1 and 2 are silent, minute 3 fires again.
+    for m in 1..=2 {
+        write(rig.storage.as_ref(), m, 500);
+        at(m);
+        assert!(
+            rig.engine.tick().unwrap().is_empty(),
+            "minute {m} is silent"
+        );
+    }
+    write(rig.storage.as_ref(), 3, 500);
+    at(3);
+    assert_eq!(
+        rig.engine.tick().unwrap().len(),
+        1,
+        "fires again after the silence"
+    );
+    assert_eq!(wait_for(&got, 2).await.len(), 2);
+}

@@ -487,6 +487,23 @@ fn schema_matches_reference_graphqls() {
             collect(&std::fs::read_to_string(&path).unwrap(), &mut reference);
         }
     }
+    // OAP 11 adds `queryAlarms` after the reference's query-protocol commit; its shape comes
+    // from OAP's `AlarmQuery.java` and `AlarmQueryCondition.java`.
+    for (key, ty) in [
+        (
+            "Query.queryAlarms",
+            "Alarms (condition: AlarmQueryCondition!)",
+        ),
+        ("AlarmQueryCondition.duration", "Duration!"),
+        ("AlarmQueryCondition.paging", "Pagination!"),
+        ("AlarmQueryCondition.entities", "[Entity!]"),
+        ("AlarmQueryCondition.layer", "String"),
+        ("AlarmQueryCondition.ruleNames", "[String!]"),
+        ("AlarmQueryCondition.keyword", "String"),
+        ("AlarmQueryCondition.tags", "[AlarmTag]"),
+    ] {
+        assert!(reference.insert(key.into(), ty.into()).is_none(), "{key}");
+    }
     let mut ours = BTreeMap::new();
     collect(&schema(storage()).sdl(), &mut ours);
     let mut checked = 0;

@@ -37,6 +37,9 @@ pub struct AlarmConfig {
     pub hook_max_attempts: u32,
     /// Hook calls waiting at most; more are dropped and counted.
     pub hook_queue_size: usize,
+    /// How often, in ms, the evaluator looks at the clock for a minute to check. Each minute is
+    /// still checked once; a small value only matters to tests that move the clock themselves.
+    pub check_interval_ms: u64,
 }
 
 impl AlarmConfig {

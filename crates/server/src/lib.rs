@@ -214,14 +214,21 @@ pub async fn serve(
         stop_rx.clone(),
     );
 
-    spawn_alarm_ticker(alarms, stop_rx.clone());
+    let alarm_ticker = spawn_alarm_ticker(
+        alarms.clone(),
+        Duration::from_millis(config.alarm.check_interval_ms.max(1)),
+        stop_rx.clone(),
+    );
 
+    let grpc_local = grpc.local_addr()?;
     let admin_server = axum::serve(
         admin_listener,
         admin::router(admin::AdminState {
             telemetry: telemetry.clone(),
             storage: storage.clone(),
             data_path: config.storage.sled.path.clone(),
+            alarms: Some(alarms),
+            node_address: format!("{}_{}", grpc_local.ip(), grpc_local.port()),
         }),
     )
     .with_graceful_shutdown(stopped(stop_rx.clone()));
@@ -249,6 +256,8 @@ pub async fn serve(
     }
 
     let _ = flusher.await;
+    // The engine holds storage: it must be gone before the final persist hands storage back.
+    let _ = alarm_ticker.await;
     tokio::task::spawn_blocking(move || durable.shutdown())
         .await
         .context("final persist task failed")??;
@@ -256,14 +265,16 @@ pub async fn serve(
     Ok(())
 }
 
-/// Checks alarm rules every 10 s (each rule runs once a minute, after its first 15 s, as OAP)
-/// off the async threads, until `stop` is set.
+/// Looks at the clock every `every` (`SW_ALARM_CHECK_INTERVAL_MS`) and checks the alarm rules
+/// when a new minute has passed its first 15 s (each minute is checked once, as OAP), off the
+/// async threads, until `stop` is set.
 fn spawn_alarm_ticker(
     alarms: Arc<skylark_alarm::AlarmEngine>,
+    every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -276,7 +287,7 @@ fn spawn_alarm_ticker(
                 Ok(Ok(_)) => {}
             }
         }
-    });
+    })
 }
 
 /// The metric catalog of the configured rules (MAL, log-MAL and the relation metrics), which

@@ -1,5 +1,6 @@
 //! Root resolvers: bootstrap, metadata and metrics (MQE).
 
+use super::alarm::AlarmQueryRoot;
 use super::logs::LogQueryRoot;
 use super::topology::TopologyQueryRoot;
 use super::traces::TraceQueryRoot;
@@ -405,6 +406,7 @@ pub struct Query(
     TraceQueryRoot,
     TopologyQueryRoot,
     UiQuery,
+    AlarmQueryRoot,
 );
 
 /// The root `Mutation` type: `version` (common.graphqls) and the UI template mutations.

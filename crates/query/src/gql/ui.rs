@@ -1,10 +1,8 @@
-//! UI configuration (ui-configuration.graphqls: menu and dashboard templates) and the alarm
-//! fields the UIs probe (alarm.graphqls; Skylark raises no alarms).
+//! UI configuration (ui-configuration.graphqls: menu and dashboard templates).
 
-use super::types::{DurationInput, KeyValue, Long, MqeValuesObject, Pagination, ScopeEnum};
 use crate::ui_templates::{ConfigurationFields, MenuEntry, UiContext};
 use crate::QueryContext;
-use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, ID};
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use skylark_core::Layer;
 use std::collections::BTreeMap;
 
@@ -64,109 +62,6 @@ pub struct DashboardSetting {
     pub id: String,
     /// JSON text of the configuration.
     pub configuration: String,
-}
-
-/// `input AlarmTag`.
-#[derive(InputObject, Debug, Clone)]
-pub struct AlarmTag {
-    /// Tag key.
-    pub key: String,
-    /// Tag value.
-    pub value: Option<String>,
-}
-
-/// `enum EventType`.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[graphql(rename_items = "PascalCase")]
-pub enum EventType {
-    /// `Normal`
-    Normal,
-    /// `Error`
-    Error,
-}
-
-/// `type Source` (of an event).
-#[derive(SimpleObject, Debug, Clone)]
-pub struct Source {
-    /// Service name.
-    pub service: Option<String>,
-    /// Instance name.
-    pub service_instance: Option<String>,
-    /// Endpoint name.
-    pub endpoint: Option<String>,
-}
-
-/// `type Event` (never produced; declared for the alarm shape).
-#[derive(SimpleObject, Debug, Clone)]
-pub struct Event {
-    /// Event id.
-    pub uuid: String,
-    /// Where it happened.
-    pub source: Source,
-    /// Name.
-    pub name: String,
-    /// Kind.
-    #[graphql(name = "type")]
-    pub kind: EventType,
-    /// Message.
-    pub message: Option<String>,
-    /// Parameters.
-    pub parameters: Option<Vec<KeyValue>>,
-    /// Start, epoch ms.
-    pub start_time: Long,
-    /// End, epoch ms.
-    pub end_time: Option<Long>,
-    /// Layer.
-    pub layer: String,
-}
-
-/// `type MQEMetric`.
-#[derive(SimpleObject, Debug, Clone)]
-#[graphql(name = "MQEMetric")]
-pub struct MqeMetric {
-    /// Metric name.
-    pub name: String,
-    /// Values.
-    pub results: Vec<MqeValuesObject>,
-}
-
-/// `type AlarmSnapshot`.
-#[derive(SimpleObject, Debug, Clone)]
-pub struct AlarmSnapshot {
-    /// The rule's MQE expression.
-    pub expression: String,
-    /// Metric values when it fired.
-    pub metrics: Vec<MqeMetric>,
-}
-
-/// `type AlarmMessage` (never produced).
-#[derive(SimpleObject, Debug, Clone)]
-pub struct AlarmMessage {
-    /// Start, epoch ms.
-    pub start_time: Long,
-    /// Recovery, epoch ms.
-    pub recovery_time: Option<Long>,
-    /// Scope.
-    pub scope: Option<ScopeEnum>,
-    /// Alarm id.
-    pub id: ID,
-    /// Entity name.
-    pub name: String,
-    /// Message.
-    pub message: String,
-    /// Related events.
-    pub events: Vec<Event>,
-    /// Tags.
-    pub tags: Vec<KeyValue>,
-    /// Snapshot.
-    pub snapshot: AlarmSnapshot,
-}
-
-/// `type Alarms` (alarm.graphqls declares no `total`).
-#[derive(SimpleObject, Debug, Clone, Default)]
-pub struct Alarms {
-    /// Alarm messages.
-    pub msgs: Vec<AlarmMessage>,
 }
 
 fn query_context<'a>(ctx: &Context<'a>) -> Result<&'a QueryContext> {
@@ -241,7 +136,7 @@ fn layer_has_services(layer: &str, q: &QueryContext) -> bool {
     }
 }
 
-/// `getMenuItems`, the template reads and the (empty) alarm fields.
+/// `getMenuItems` and the template reads.
 #[derive(Default)]
 pub struct UiQuery;
 
@@ -273,38 +168,6 @@ impl UiQuery {
         Ok(effective_templates(q, &ui_context(ctx))
             .remove(&id)
             .map(|(configuration, _)| DashboardConfiguration { id, configuration }))
-    }
-
-    /// Alarms; Skylark evaluates no alarm rules, so always empty.
-    async fn get_alarm(
-        &self,
-        duration: DurationInput,
-        scope: Option<ScopeEnum>,
-        keyword: Option<String>,
-        paging: Pagination,
-        tags: Option<Vec<Option<AlarmTag>>>,
-    ) -> Option<Alarms> {
-        let _ = (duration, scope, keyword, paging, tags);
-        Some(Alarms::default())
-    }
-
-    /// Alarm tag keys (none).
-    async fn query_alarm_tag_autocomplete_keys(
-        &self,
-        duration: DurationInput,
-    ) -> Option<Vec<String>> {
-        let _ = duration;
-        Some(Vec::new())
-    }
-
-    /// Alarm tag values (none).
-    async fn query_alarm_tag_autocomplete_values(
-        &self,
-        tag_key: String,
-        duration: DurationInput,
-    ) -> Option<Vec<String>> {
-        let _ = (tag_key, duration);
-        Some(Vec::new())
     }
 }
 
