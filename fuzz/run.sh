@@ -13,7 +13,7 @@ FUZZ_DIR=$PWD
 SECONDS_PER_TARGET=${1:?usage: fuzz/run.sh SECONDS [JOBS] [TARGET...]}
 JOBS=${2:-2}
 shift $(($# >= 2 ? 2 : 1))
-ALL_TARGETS=(otlp_metrics_protobuf otlp_metrics_json otlp_logs segments_json mal_parser lal_parser mqe_parser graphql_document)
+ALL_TARGETS=(otlp_metrics_protobuf otlp_metrics_json otlp_logs segments_json mal_parser lal_parser mqe_parser graphql_document mqe_depth mal_depth lal_depth)
 TARGETS=("${@:-${ALL_TARGETS[@]}}")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL_TARGETS[@]}")
 SANITIZER=${FUZZ_SANITIZER:-address}
@@ -43,21 +43,30 @@ link_shared otlp_metrics_protobuf '*v1_metrics.bin'
 link_shared otlp_metrics_json '*v1_metrics.json'
 link_shared otlp_logs '*v1_logs.*'
 link_shared segments_json '*v3_segments.json'
-for t in mal_parser lal_parser mqe_parser graphql_document; do link_shared "$t" 'none'; done
+for t in mal_parser lal_parser mqe_parser graphql_document mqe_depth mal_depth lal_depth; do link_shared "$t" 'none'; done
 
 mkdir -p logs
+# Text parsers get room for deep nesting typed out in full (libFuzzer's default cap is 4 KB);
+# the *_depth targets build deep inputs from a repeat count and need no more.
+max_len_of() {
+    case $1 in
+        mal_parser | lal_parser | mqe_parser) echo 65536 ;;
+        *) echo 4096 ;;
+    esac
+}
 run_one() {
     local t=$1
     mkdir -p "corpus/$t" "artifacts/$t"
     local begin=$(date +%s) rc=0
     "$BIN_DIR/$t" "corpus/$t" "seeds/$t" "corpus/shared/$t" \
+        -max_len="$(max_len_of "$t")" \
         -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
         -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
         -artifact_prefix="artifacts/$t/" >"logs/$t.log" 2>&1 || rc=$?
     echo $(( $(date +%s) - begin )) >"logs/$t.seconds"
     return $rc
 }
-export -f run_one
+export -f run_one max_len_of
 export BIN_DIR SECONDS_PER_TARGET
 status=0
 printf '%s\n' "${TARGETS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {} || echo "{}" >>logs/failed' || status=1

@@ -465,3 +465,121 @@ mod values {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Parsers and evaluators: nesting, size and range limits (issue 12, items 1, 2 (MQE), 7, 11).
+// ---------------------------------------------------------------------------------------------
+
+/// `execExpression` over the last minute for the test service; returns the HTTP status and the
+/// result's `{type, results, error}`.
+async fn exec_expression(server: &Server, expression: &str) -> (u16, serde_json::Value) {
+    let now = chrono::Local::now() - chrono::Duration::minutes(1);
+    let minute = now.format("%Y-%m-%d %H%M").to_string();
+    let q = "query ($x: String!, $e: Entity!, $d: Duration!) { r: execExpression(expression: $x, entity: $e, duration: $d) { type results { values { value } } error } }";
+    let body = json!({"query": q, "variables": {"x": expression, "e": {"serviceName": SERVICE, "normal": true}, "d": {"start": minute, "end": minute, "step": "MINUTE"}}});
+    let r = reqwest::Client::new()
+        .post(format!("{}/graphql", server.base()))
+        .json(&body)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = r.status().as_u16();
+    let reply: serde_json::Value = r.json().await.unwrap_or_default();
+    (status, reply["data"]["r"].clone())
+}
+
+#[tokio::test]
+async fn hostile_mqe_expressions_get_an_error_and_the_server_keeps_ingesting() {
+    let mut server = Server::start().await;
+    let cases = [
+        (
+            format!("{}1{}", "(".repeat(1000), ")".repeat(1000)),
+            "expression nests deeper than 64 levels",
+        ),
+        (
+            format!("{}m{}", "abs(".repeat(800), ")".repeat(800)),
+            "expression nests deeper than 64 levels",
+        ),
+        (
+            vec!["m"; 2000].join("+"),
+            "expression has more than 256 terms",
+        ),
+        (
+            "increase(meter_wechat_mp_request_cpm, 100000000)".to_string(),
+            "The trend range must be <= 1440.",
+        ),
+        (
+            "rate(meter_wechat_mp_request_cpm, 9223372036854775807)".to_string(),
+            "The trend range must be <= 1440.",
+        ),
+        (
+            "top_n(meter_wechat_mp_instance_request_cpm, 5, des, attr0='WECHAT')".to_string(),
+            "top_n attribute filter attr0 is not supported",
+        ),
+    ];
+    for (expression, message) in &cases {
+        let (status, r) = exec_expression(&server, expression).await;
+        assert_eq!(status, 200, "{}: {r}", &expression[..30]);
+        assert_eq!(r["type"], "UNKNOWN", "{r}");
+        assert!(
+            r["error"].as_str().is_some_and(|e| e.contains(message)),
+            "{}: {r}",
+            &expression[..30]
+        );
+        assert!(server.is_running(), "{}", server.log());
+    }
+
+    // The deepest expression the parser accepts is evaluated on the server's own stack.
+    let deepest = format!(
+        "{}meter_wechat_mp_app_launch_duration{}",
+        "abs(".repeat(63),
+        ")".repeat(63)
+    );
+    let (status, r) = exec_expression(&server, &deepest).await;
+    assert_eq!(status, 200);
+    assert_eq!(r["type"], "TIME_SERIES_VALUES", "{r}");
+
+    // Ingest still works and its data is readable through MQE.
+    let t = minute_ago_nanos();
+    let (status, text) = server
+        .post(
+            "/v1/metrics",
+            "application/x-protobuf",
+            launch_request(&[("pages/a".into(), 250.0, t)]),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let (status, r) = exec_expression(&server, "avg(meter_wechat_mp_app_launch_duration)").await;
+    assert_eq!(status, 200);
+    assert_eq!(r["error"], serde_json::Value::Null, "{r}");
+    assert!(server.is_running());
+}
+
+#[tokio::test]
+async fn deeply_nested_json_bodies_are_refused_with_400() {
+    let mut server = Server::start().await;
+    let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
+    let nested_object = |depth: usize| {
+        format!(
+            "{}{}",
+            "{\"resourceMetrics\":[{\"a\":".repeat(depth),
+            "1}]}".repeat(depth)
+        )
+        .into_bytes()
+    };
+    for path in ["/v1/metrics", "/v1/logs", "/v3/segments"] {
+        for body in [deep(100_000), nested_object(10_000)] {
+            let (status, text) = server.post(path, "application/json", body).await;
+            assert_eq!(status, 400, "{path}: {text}");
+        }
+    }
+    // A GraphQL request whose variables nest deeply is refused too, without harm.
+    let mut body = b"{\"query\":\"query { version }\",\"variables\":{\"v\":".to_vec();
+    body.extend(deep(100_000));
+    body.extend(b"}}");
+    let (status, _) = server.post("/graphql", "application/json", body).await;
+    assert_eq!(status, 400);
+    assert!(server.is_running(), "{}", server.log());
+    let reply = server.graphql("query { version }", json!({})).await;
+    assert!(reply["data"]["version"].is_string(), "server keeps serving");
+}

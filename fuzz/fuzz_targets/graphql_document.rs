@@ -71,6 +71,7 @@ fn harness() -> &'static Harness {
                 version: "10.3.0".to_owned(),
                 metrics_ttl_days: 7,
                 records_ttl_days: 3,
+                mqe_limits: Default::default(),
             },
             UiContext {
                 templates: Arc::new(templates),

@@ -274,6 +274,7 @@ impl AlarmEngine {
                 catalog: &self.catalog,
                 entity: &mqe_entity,
                 buckets: &buckets,
+                limits: mqe::MqeLimits::default(),
             };
             let matched = is_match(&mqe::execute(&ctx, &rule.expression), &rule.name);
             let snapshot = snapshot(&ctx, rule);

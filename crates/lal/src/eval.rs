@@ -547,8 +547,10 @@ fn arithmetic(op: BinaryOp, a: &Value, b: &Value) -> Value {
             BinaryOp::Add => x.checked_add(*y),
             BinaryOp::Sub => x.checked_sub(*y),
             BinaryOp::Mul => x.checked_mul(*y),
-            BinaryOp::Rem => x.checked_rem(*y),
-            BinaryOp::Div if *y != 0 && x % y == 0 => Some(x / y),
+            // Java's long `%` wraps: `Long.MIN_VALUE % -1` is 0.
+            BinaryOp::Rem if *y != 0 => Some(x.wrapping_rem(*y)),
+            // Exact quotients stay integers; `i64::MIN / -1` overflows and falls to floats.
+            BinaryOp::Div if x.checked_rem(*y) == Some(0) => x.checked_div(*y),
             _ => None,
         };
         if let Some(r) = r {

@@ -12,15 +12,22 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
         pos: 0,
         line: 1,
         col: 1,
+        interpolations: 0,
     };
     lexer.tokens(false)
 }
+
+/// Deepest nesting of `${…}` interpolations (a string inside an interpolation inside a string…);
+/// each level is a recursion of the lexer.
+const MAX_INTERPOLATION_NESTING: usize = 16;
 
 struct Lexer<'a> {
     src: &'a str,
     pos: usize,
     line: u32,
     col: u32,
+    /// Open `${` interpolations.
+    interpolations: usize,
 }
 
 impl Lexer<'_> {
@@ -377,12 +384,24 @@ impl Lexer<'_> {
     ) -> Result<(), ParseError> {
         match self.peek_at(1) {
             Some('{') => {
+                if self.interpolations >= MAX_INTERPOLATION_NESTING {
+                    return Err(ParseError::new(
+                        "LAL107",
+                        self.here(),
+                        format!(
+                            "string interpolations nest deeper than {MAX_INTERPOLATION_NESTING} levels"
+                        ),
+                    ));
+                }
                 self.bump();
                 self.bump();
                 if !lit.is_empty() {
                     parts.push(StrPart::Lit(std::mem::take(lit)));
                 }
-                let tokens = self.tokens(true)?;
+                self.interpolations += 1;
+                let tokens = self.tokens(true);
+                self.interpolations -= 1;
+                let tokens = tokens?;
                 parts.push(StrPart::Expr(tokens));
             }
             Some(c) if is_ident_start(c) => {

@@ -22,6 +22,6 @@ mod value;
 pub use ast::{Arg, BinaryOp, Block, Expr, IfStmt, SExpr, Script, Stmt, TemplatePart, UnaryOp};
 pub use engine::{check_file, LalEngine, LalOutput};
 pub use error::{Diagnostic, Error, ParseError, Result};
-pub use parser::parse;
+pub use parser::{parse, MAX_HEIGHT, MAX_NESTING};
 pub use program::{compile, CompileOptions, Program};
 pub use span::{Span, Spanned};

@@ -5,6 +5,15 @@ use crate::lexer::lex;
 use crate::span::{Span, Spanned};
 use crate::token::{StrPart, Tok, Token};
 
+/// Deepest recursion of the parser: each block, parenthesis, call, operand of a prefix or
+/// right-hand operator and `${…}` interpolation counts one or more levels.
+pub const MAX_NESTING: usize = 100;
+
+/// Highest syntax tree accepted (statements and expressions together). The compiler and the
+/// evaluator recurse once per level, so chains the parser builds in a loop (`a.b.c…`,
+/// `a + b + …`) are bounded as well as nesting.
+pub const MAX_HEIGHT: usize = 100;
+
 /// Parses a LAL script into its syntax tree.
 pub fn parse(src: &str) -> Result<Script, ParseError> {
     let tokens = lex(src)?;
@@ -17,7 +26,109 @@ pub fn parse(src: &str) -> Result<Script, ParseError> {
         }
         stmts.push(parser.stmt()?);
     }
-    Ok(Script { stmts })
+    let script = Script { stmts };
+    check_height(&script)?;
+    Ok(script)
+}
+
+/// A node of the tree, for the walk below.
+enum Node<'a> {
+    Stmt(&'a Spanned<Stmt>),
+    Block(&'a Block),
+    Expr(&'a SExpr),
+}
+
+/// Refuses a tree higher than [`MAX_HEIGHT`], walking it with an explicit stack: the tree may be
+/// too deep to recurse.
+fn check_height(script: &Script) -> Result<(), ParseError> {
+    let mut stack: Vec<(Node<'_>, usize)> =
+        script.stmts.iter().map(|s| (Node::Stmt(s), 1)).collect();
+    while let Some((node, level)) = stack.pop() {
+        let span = match &node {
+            Node::Stmt(s) => s.span,
+            Node::Block(b) => b.span,
+            Node::Expr(e) => e.span,
+        };
+        if level > MAX_HEIGHT {
+            return Err(ParseError::new(
+                "LAL205",
+                span,
+                format!("the script nests deeper than {MAX_HEIGHT} levels"),
+            ));
+        }
+        let below = level + 1;
+        match node {
+            Node::Stmt(s) => match &s.node {
+                Stmt::If(i) => {
+                    for (cond, body) in &i.branches {
+                        stack.push((Node::Expr(cond), below));
+                        stack.push((Node::Block(body), below));
+                    }
+                    if let Some(o) = &i.otherwise {
+                        stack.push((Node::Block(o), below));
+                    }
+                }
+                Stmt::Section { args, body, .. } => {
+                    stack.extend(args.iter().map(|a| (Node::Expr(arg_value(a)), below)));
+                    stack.push((Node::Block(body), below));
+                }
+                Stmt::Command { args, .. } => {
+                    stack.extend(args.iter().map(|a| (Node::Expr(arg_value(a)), below)));
+                }
+            },
+            Node::Block(b) => stack.extend(b.stmts.iter().map(|s| (Node::Stmt(s), below))),
+            Node::Expr(e) => match &e.node {
+                Expr::Null
+                | Expr::Bool(_)
+                | Expr::Int(_)
+                | Expr::Float(_)
+                | Expr::Str(_)
+                | Expr::Ident(_) => {}
+                Expr::Template(parts) => {
+                    for part in parts {
+                        if let TemplatePart::Expr(x) = part {
+                            stack.push((Node::Expr(x), below));
+                        }
+                    }
+                }
+                Expr::Call { args, .. } => {
+                    stack.extend(args.iter().map(|a| (Node::Expr(a), below)));
+                }
+                Expr::Method { target, args, .. } => {
+                    stack.push((Node::Expr(target), below));
+                    stack.extend(args.iter().map(|a| (Node::Expr(a), below)));
+                }
+                Expr::Property { target, .. }
+                | Expr::Unary { expr: target, .. }
+                | Expr::Cast { expr: target, .. } => stack.push((Node::Expr(target), below)),
+                Expr::Index {
+                    target: lhs,
+                    index: rhs,
+                }
+                | Expr::Binary { lhs, rhs, .. }
+                | Expr::Elvis { lhs, rhs } => {
+                    stack.push((Node::Expr(lhs), below));
+                    stack.push((Node::Expr(rhs), below));
+                }
+                Expr::Ternary {
+                    cond,
+                    then,
+                    otherwise,
+                } => {
+                    stack.push((Node::Expr(cond), below));
+                    stack.push((Node::Expr(then), below));
+                    stack.push((Node::Expr(otherwise), below));
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+fn arg_value(a: &Arg) -> &SExpr {
+    match a {
+        Arg::Positional(v) | Arg::Named { value: v, .. } => v,
+    }
 }
 
 struct Parser {
@@ -25,6 +136,8 @@ struct Parser {
     pos: usize,
     /// Depth of open `(`/`[`: inside them line breaks do not end an expression.
     nest: usize,
+    /// Open guarded calls (`block`, `expr`), against [`MAX_NESTING`].
+    depth: usize,
 }
 
 const BP_TERNARY: u8 = 1;
@@ -42,6 +155,7 @@ impl Parser {
             tokens,
             pos: 0,
             nest: 0,
+            depth: 0,
         }
     }
 
@@ -96,7 +210,27 @@ impl Parser {
         }
     }
 
+    /// Refuses to go past [`MAX_NESTING`]; every recursive path of the parser passes here.
+    fn enter(&mut self) -> Result<(), ParseError> {
+        if self.depth >= MAX_NESTING {
+            return Err(ParseError::new(
+                "LAL205",
+                self.peek().span,
+                format!("the script nests deeper than {MAX_NESTING} levels"),
+            ));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
     fn block(&mut self) -> Result<Block, ParseError> {
+        self.enter()?;
+        let b = self.block_inner();
+        self.depth -= 1;
+        b
+    }
+
+    fn block_inner(&mut self) -> Result<Block, ParseError> {
         let open = self.expect(Tok::LBrace, "`{`")?;
         let saved = std::mem::replace(&mut self.nest, 0);
         let mut stmts = Vec::new();
@@ -259,8 +393,21 @@ impl Parser {
     }
 
     fn expr(&mut self, min_bp: u8) -> Result<SExpr, ParseError> {
+        self.enter()?;
+        let e = self.expr_inner(min_bp);
+        self.depth -= 1;
+        e
+    }
+
+    fn expr_inner(&mut self, min_bp: u8) -> Result<SExpr, ParseError> {
         let mut lhs = self.prefix()?;
+        let mut links = 0;
         loop {
+            // A chain too long for the height check is refused before it grows further.
+            links += 1;
+            if links > MAX_HEIGHT {
+                return Err(self.too_long_chain());
+            }
             if !self.continues() {
                 break;
             }
@@ -376,7 +523,7 @@ impl Parser {
         let node = match t.tok {
             Tok::Int(n) => Expr::Int(n),
             Tok::Float(f) => Expr::Float(f),
-            Tok::Str(parts) => string_expr(parts)?,
+            Tok::Str(parts) => string_expr(parts, self.depth)?,
             Tok::LParen => {
                 self.nest += 1;
                 let inner = self.expr(0)?;
@@ -427,8 +574,21 @@ impl Parser {
         Ok(args)
     }
 
+    fn too_long_chain(&self) -> ParseError {
+        ParseError::new(
+            "LAL205",
+            self.peek().span,
+            format!("the script nests deeper than {MAX_HEIGHT} levels"),
+        )
+    }
+
     fn postfix(&mut self, mut lhs: SExpr) -> Result<SExpr, ParseError> {
+        let mut links = 0;
         loop {
+            links += 1;
+            if links > MAX_HEIGHT {
+                return Err(self.too_long_chain());
+            }
             if !self.continues() {
                 return Ok(lhs);
             }
@@ -487,7 +647,7 @@ impl Parser {
 }
 
 /// A string token becomes a literal, or a template whose `${…}` parts are parsed here.
-fn string_expr(parts: Vec<StrPart>) -> Result<Expr, ParseError> {
+fn string_expr(parts: Vec<StrPart>, depth: usize) -> Result<Expr, ParseError> {
     if let [StrPart::Lit(s)] = parts.as_slice() {
         return Ok(Expr::Str(s.clone()));
     }
@@ -499,6 +659,7 @@ fn string_expr(parts: Vec<StrPart>) -> Result<Expr, ParseError> {
                 let first = tokens[0].span;
                 let mut inner = Parser::new(tokens);
                 inner.nest = 1;
+                inner.depth = depth;
                 if inner.at(&Tok::Eof) {
                     return Err(ParseError::new(
                         "LAL204",

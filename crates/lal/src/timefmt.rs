@@ -46,6 +46,10 @@ pub(crate) fn parse_with_pattern(text: &str, pattern: &str) -> Option<i64> {
         if j == start {
             return None;
         }
+        // Nine digits fit every field and keep the arithmetic below far from overflow.
+        if j - start > 9 {
+            return None;
+        }
         let n: i64 = t[start..j].iter().collect::<String>().parse().ok()?;
         match c {
             'y' => year = if run == 2 { 2000 + n } else { n },
@@ -62,7 +66,10 @@ pub(crate) fn parse_with_pattern(text: &str, pattern: &str) -> Option<i64> {
         return None;
     }
     let days = days_from_civil(year, month, day);
-    Some((((days * 24 + hour) * 60 + minute) * 60 + second) * 1000 + milli)
+    let hours = days.checked_mul(24)?.checked_add(hour)?;
+    let minutes = hours.checked_mul(60)?.checked_add(minute)?;
+    let seconds = minutes.checked_mul(60)?.checked_add(second)?;
+    seconds.checked_mul(1000)?.checked_add(milli)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -91,5 +98,36 @@ mod tests {
             Some(1_709_251_199_123)
         );
         assert_eq!(parse_with_pattern("2021-09-01", "yyyy/MM/dd"), None);
+    }
+
+    #[test]
+    fn huge_fields_are_no_match_instead_of_an_overflow() {
+        // Each of these overflowed i64 (a panic in debug builds, a wrapped time in release).
+        let nines = "9".repeat(18);
+        assert_eq!(
+            parse_with_pattern(&format!("{nines}/01/01"), "yyyy/MM/dd"),
+            None
+        );
+        assert_eq!(
+            parse_with_pattern(&format!("2021/01/01 {nines}"), "yyyy/MM/dd HH"),
+            None
+        );
+        assert_eq!(
+            parse_with_pattern(
+                &format!("2021/01/01 00:00:00.{nines}"),
+                "yyyy/MM/dd HH:mm:ss.SSS"
+            ),
+            None
+        );
+        assert_eq!(
+            parse_with_pattern("9223372036854775807/01/01", "yyyy/MM/dd"),
+            None
+        );
+        // Nine-digit fields parse, and a time past i64 milliseconds is no match.
+        assert_eq!(parse_with_pattern("999999999/12/31", "yyyy/MM/dd"), None);
+        assert_eq!(
+            parse_with_pattern("10000/01/01 000000100", "yyyy/MM/dd HH"),
+            Some(253_402_300_800_000 + 100 * 3_600_000)
+        );
     }
 }

@@ -17,6 +17,7 @@ mod token;
 pub use ast::{BinOp, Closure, Expr, ExprKind, Stmt, UnaryOp};
 pub use context::{EvalContext, RuleOutput, TimeUnit};
 pub use error::{Diagnostic, Error, ParseError, Result};
+pub use parser::{MAX_HEIGHT, MAX_NESTING, MAX_TOKENS};
 pub use rules::{check_file, RuleSet};
 pub use span::{Part, Span};
 

@@ -5,13 +5,36 @@ use crate::lexer::tokenize;
 use crate::span::{Part, Span};
 use crate::token::{Token, TokenKind};
 
+/// Most tokens in one expression. Every tree node takes at least one token, so this bounds the
+/// tree's size, and the depth `Drop` recurses to when a too-deep tree is thrown away. Real rules
+/// use a few hundred at most.
+pub const MAX_TOKENS: usize = 10_000;
+
+/// Deepest recursion of the parser: each parenthesis, call argument, operand of a prefix or
+/// right-hand operator, ternary branch, closure and statement block counts one or more levels.
+pub const MAX_NESTING: usize = 150;
+
+/// Highest tree accepted. The compiler and the evaluator recurse once per level, so an
+/// operator chain (`a + a + …`, parsed by a loop) must be bounded as well as nesting.
+pub const MAX_HEIGHT: usize = 100;
+
 /// Parses one expression of `part`; the whole text must be consumed.
 pub(crate) fn parse(src: &str, part: Part) -> Result<Expr, ParseError> {
     let tokens = tokenize(src, part)?;
+    if tokens.len() > MAX_TOKENS {
+        return Err(ParseError::new(
+            format!(
+                "expression has {} tokens, more than the {MAX_TOKENS} allowed",
+                tokens.len()
+            ),
+            tokens[MAX_TOKENS].span,
+        ));
+    }
     let mut p = Parser {
         tokens,
         pos: 0,
         newline_sensitive: vec![false],
+        depth: 0,
     };
     let e = p.expr()?;
     let t = p.peek();
@@ -21,12 +44,108 @@ pub(crate) fn parse(src: &str, part: Part) -> Result<Expr, ParseError> {
             t.span,
         ));
     }
+    if height(&e) > MAX_HEIGHT {
+        return Err(ParseError::new(
+            format!("expression nests deeper than {MAX_HEIGHT} levels"),
+            e.span,
+        ));
+    }
     Ok(e)
+}
+
+/// A node of the tree: expressions and closure statements.
+enum Node<'a> {
+    Expr(&'a Expr),
+    Stmt(&'a Stmt),
+}
+
+/// The tree's height, walked with an explicit stack since the tree may be too deep to recurse.
+fn height(root: &Expr) -> usize {
+    let mut highest = 0;
+    let mut stack = vec![(Node::Expr(root), 1usize)];
+    while let Some((node, level)) = stack.pop() {
+        highest = highest.max(level);
+        let below = level + 1;
+        match node {
+            Node::Expr(e) => match &e.kind {
+                ExprKind::Number(..)
+                | ExprKind::Str(_)
+                | ExprKind::Bool(_)
+                | ExprKind::Null
+                | ExprKind::Ident(_) => {}
+                ExprKind::List(items) => {
+                    stack.extend(items.iter().map(|i| (Node::Expr(i), below)));
+                }
+                ExprKind::Map(entries) => {
+                    for (k, v) in entries {
+                        stack.push((Node::Expr(k), below));
+                        stack.push((Node::Expr(v), below));
+                    }
+                }
+                ExprKind::Closure(c) => {
+                    stack.extend(c.body.iter().map(|s| (Node::Stmt(s), below)));
+                }
+                ExprKind::Property { target, .. }
+                | ExprKind::Unary { expr: target, .. }
+                | ExprKind::Cast { expr: target, .. } => stack.push((Node::Expr(target), below)),
+                ExprKind::Index { target, index } => {
+                    stack.push((Node::Expr(target), below));
+                    stack.push((Node::Expr(index), below));
+                }
+                ExprKind::Call { target, args, .. } => {
+                    if let Some(t) = target {
+                        stack.push((Node::Expr(t), below));
+                    }
+                    stack.extend(args.iter().map(|a| (Node::Expr(a), below)));
+                }
+                ExprKind::Binary { lhs, rhs, .. } | ExprKind::Elvis { lhs, rhs } => {
+                    stack.push((Node::Expr(lhs), below));
+                    stack.push((Node::Expr(rhs), below));
+                }
+                ExprKind::Ternary {
+                    cond,
+                    then,
+                    otherwise,
+                } => {
+                    stack.push((Node::Expr(cond), below));
+                    stack.push((Node::Expr(then), below));
+                    stack.push((Node::Expr(otherwise), below));
+                }
+                ExprKind::Assign { target, value } => {
+                    stack.push((Node::Expr(target), below));
+                    stack.push((Node::Expr(value), below));
+                }
+            },
+            Node::Stmt(s) => match s {
+                Stmt::Expr(e) => stack.push((Node::Expr(e), below)),
+                Stmt::Var { value, .. } | Stmt::Return(value, _) => {
+                    if let Some(v) = value {
+                        stack.push((Node::Expr(v), below));
+                    }
+                }
+                Stmt::If {
+                    cond,
+                    then,
+                    otherwise,
+                } => {
+                    stack.push((Node::Expr(cond), below));
+                    stack.extend(then.iter().map(|s| (Node::Stmt(s), below)));
+                    if let Some(o) = otherwise {
+                        stack.extend(o.iter().map(|s| (Node::Stmt(s), below)));
+                    }
+                }
+                Stmt::Block(body) => stack.extend(body.iter().map(|s| (Node::Stmt(s), below))),
+            },
+        }
+    }
+    highest
 }
 
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// Open guarded calls (see [`Parser::enter`]), against [`MAX_NESTING`].
+    depth: usize,
     /// Whether a line break ends the current expression (closure statements: yes; inside
     /// brackets and at MAL level: no), innermost last.
     newline_sensitive: Vec<bool>,
@@ -96,11 +215,30 @@ impl Parser {
         r
     }
 
+    /// Runs `f` one nesting level deeper, refusing past [`MAX_NESTING`]: every recursive path
+    /// of the parser goes through one of the guarded functions.
+    fn enter<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.depth >= MAX_NESTING {
+            return Err(ParseError::new(
+                format!("expression nests deeper than {MAX_NESTING} levels"),
+                self.peek().span,
+            ));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn expr(&mut self) -> PResult<Expr> {
         self.assignment()
     }
 
     fn assignment(&mut self) -> PResult<Expr> {
+        self.enter(Self::assignment_inner)
+    }
+
+    fn assignment_inner(&mut self) -> PResult<Expr> {
         let lhs = self.ternary()?;
         if self.at(&TokenKind::Eq) && !self.stops_at_newline() {
             let eq = self.bump();
@@ -124,6 +262,10 @@ impl Parser {
     }
 
     fn ternary(&mut self) -> PResult<Expr> {
+        self.enter(Self::ternary_inner)
+    }
+
+    fn ternary_inner(&mut self) -> PResult<Expr> {
         let cond = self.binary(0)?;
         if self.stops_at_newline() {
             return Ok(cond);
@@ -224,6 +366,10 @@ impl Parser {
     }
 
     fn unary(&mut self) -> PResult<Expr> {
+        self.enter(Self::unary_inner)
+    }
+
+    fn unary_inner(&mut self) -> PResult<Expr> {
         let op = match self.peek().kind {
             TokenKind::Minus => Some(UnaryOp::Neg),
             TokenKind::Plus => Some(UnaryOp::Plus),
@@ -529,6 +675,10 @@ impl Parser {
     }
 
     fn statement(&mut self) -> PResult<Stmt> {
+        self.enter(Self::statement_inner)
+    }
+
+    fn statement_inner(&mut self) -> PResult<Stmt> {
         let t = self.peek().clone();
         if let TokenKind::Ident(word) = &t.kind {
             match word.as_str() {

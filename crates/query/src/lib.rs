@@ -44,6 +44,8 @@ pub struct QueryContext {
     pub metrics_ttl_days: u32,
     /// Record retention in days (`getRecordsTTL`).
     pub records_ttl_days: u32,
+    /// Bounds on the work of one `execExpression`.
+    pub mqe_limits: mqe::MqeLimits,
 }
 
 /// The executable schema.

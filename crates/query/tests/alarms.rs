@@ -155,6 +155,7 @@ fn schema() -> SkylarkSchema {
         version: "10.3.0".into(),
         metrics_ttl_days: 7,
         records_ttl_days: 3,
+        mqe_limits: Default::default(),
     })
 }
 
@@ -422,6 +423,7 @@ async fn a_huge_page_is_capped() {
         version: "10.3.0".into(),
         metrics_ttl_days: 7,
         records_ttl_days: 3,
+        mqe_limits: Default::default(),
     });
     let data = run(
         &schema,

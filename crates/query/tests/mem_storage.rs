@@ -61,6 +61,7 @@ async fn rows_written_by_rules_are_queryable() {
         version: "10.3.0".into(),
         metrics_ttl_days: 7,
         records_ttl_days: 3,
+        mqe_limits: Default::default(),
     });
     let doc = r#"query ($e: Entity!, $d: Duration!, $layer: String!) {
         svc: listServices(layer: $layer) { id layers }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use skylark_core::{InstanceId, MetricCatalog, MetricValue, ServiceId, TimeBucket};
 use skylark_query::mqe::{
-    execute, format_value, ExpressionOutcome, MqeContext, MqeEntity, ResultType,
+    execute, format_value, ExpressionOutcome, MqeContext, MqeEntity, MqeLimits, ResultType,
 };
 use std::sync::Arc;
 
@@ -72,6 +72,15 @@ fn storage() -> Arc<FakeStorage> {
 }
 
 fn run_with(storage: &FakeStorage, entity: &MqeEntity, expr: &str) -> ExpressionOutcome {
+    run_limited(storage, entity, expr, MqeLimits::default())
+}
+
+fn run_limited(
+    storage: &FakeStorage,
+    entity: &MqeEntity,
+    expr: &str,
+    limits: MqeLimits,
+) -> ExpressionOutcome {
     let catalog: MetricCatalog = mini_program_catalog();
     let buckets = window();
     let ctx = MqeContext {
@@ -79,6 +88,7 @@ fn run_with(storage: &FakeStorage, entity: &MqeEntity, expr: &str) -> Expression
         catalog: &catalog,
         entity,
         buckets: &buckets,
+        limits,
     };
     execute(&ctx, expr)
 }
@@ -414,6 +424,7 @@ fn top_n_of_relations_ranks_the_services_one_service_calls() {
         catalog: &catalog,
         entity: &entity,
         buckets: &buckets,
+        limits: MqeLimits::default(),
     };
     let r = execute(&ctx, "top_n(service_relation_client_resp_time, 10, des)");
     assert_eq!(r.kind, ResultType::SortedList, "{:?}", r.error);
@@ -426,4 +437,174 @@ fn top_n_of_relations_ranks_the_services_one_service_calls() {
     );
     let owner = vals[0].owner.as_ref().unwrap();
     assert_eq!(owner.service_name.as_deref(), Some(SVC));
+}
+
+/// Runs `expr` on a thread with a tokio worker's 2 MiB stack, where GraphQL resolvers run.
+fn run_on_worker_stack(expr: String) -> ExpressionOutcome {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || run(&expr))
+        .expect("spawn")
+        .join()
+        .expect("evaluation must not crash the thread")
+}
+
+const LAUNCH: &str = "meter_wechat_mp_app_launch_duration";
+
+#[test]
+fn deep_nesting_and_long_chains_are_refused_with_an_mqe_error() {
+    let cases = [
+        (
+            format!("{}1{}", "(".repeat(1000), ")".repeat(1000)),
+            "line 1:64 expression nests deeper than 64 levels",
+        ),
+        (
+            format!("{}{LAUNCH}{}", "abs(".repeat(800), ")".repeat(800)),
+            "expression nests deeper than 64 levels",
+        ),
+        (
+            vec!["m"; 2000].join("+"),
+            "expression has more than 256 terms",
+        ),
+        (
+            vec!["1"; 2000].join("*"),
+            "expression has more than 256 terms",
+        ),
+    ];
+    for (expr, message) in cases {
+        let r = run_on_worker_stack(expr.clone());
+        assert_eq!(r.kind, ResultType::Unknown, "{}", &expr[..40]);
+        assert!(r.results.is_empty());
+        let error = r.error.unwrap_or_default();
+        assert!(error.contains(message), "{error}");
+        assert!(skylark_query::mqe::parse(&expr).is_err());
+    }
+    let long = format!("{LAUNCH}{}", " ".repeat(20_000));
+    let error = run(&long).error.unwrap_or_default();
+    assert!(error.contains("more than the 16384 allowed"), "{error}");
+}
+
+#[test]
+fn the_largest_accepted_expressions_evaluate_on_a_worker_stack() {
+    // 63 nested calls around a metric, and a 128-term chain (255 terms with the operators).
+    let nested = format!("{}{LAUNCH}{}", "abs(".repeat(63), ")".repeat(63));
+    let r = run_on_worker_stack(nested.clone());
+    assert_eq!(r.error, None);
+    assert_eq!(values(&r.results[0])[5].as_deref(), Some("120"));
+    assert_eq!(
+        skylark_query::mqe::parse(&nested).unwrap().to_string(),
+        nested
+    );
+    let chain = vec![LAUNCH; 128].join("+");
+    let r = run_on_worker_stack(chain);
+    assert_eq!(r.error, None);
+    assert_eq!(values(&r.results[0])[5].as_deref(), Some("15360"));
+    // Nesting and chains combined: each level holds a chain.
+    let mixed = format!(
+        "{}{LAUNCH}{}",
+        format!("abs({LAUNCH}+").repeat(30),
+        ")".repeat(30)
+    );
+    let r = run_on_worker_stack(mixed);
+    assert_eq!(r.error, None);
+    assert_eq!(values(&r.results[0])[5].as_deref(), Some("3720"));
+}
+
+#[test]
+fn trend_ranges_are_bounded_and_never_overflow() {
+    let s = storage();
+    let e = MqeEntity::service(SVC);
+    for expr in [
+        "increase(meter_wechat_mp_request_cpm, 100000000)",
+        "rate(meter_wechat_mp_request_cpm, 9223372036854775807)",
+    ] {
+        let r = run_with(&s, &e, expr);
+        assert_eq!(r.kind, ResultType::Unknown);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("The trend range must be <= 1440."),
+            "{expr}"
+        );
+    }
+    // The largest allowed range works and still answers one point per window bucket.
+    let r = run_with(&s, &e, "increase(meter_wechat_mp_request_cpm, 1440)");
+    assert_eq!(r.error, None);
+    assert_eq!(r.results[0].values.len(), 31);
+    // With no range limit, `range × step` overflowing i64 is an error, not a wrapped start.
+    let unbounded = MqeLimits {
+        max_trend_range: usize::MAX,
+        max_points: usize::MAX,
+    };
+    let r = run_limited(
+        &s,
+        &e,
+        "rate(meter_wechat_mp_request_cpm, 9223372036854775807)",
+        unbounded,
+    );
+    assert_eq!(
+        r.error.as_deref(),
+        Some("The trend range is out of the time range.")
+    );
+    // The extra buckets a range reads count against the point budget.
+    let tight = MqeLimits {
+        max_points: 100,
+        ..MqeLimits::default()
+    };
+    let r = run_limited(&s, &e, "increase(meter_wechat_mp_request_cpm, 60)", tight);
+    assert_eq!(r.error, None);
+    let r = run_limited(&s, &e, "increase(meter_wechat_mp_request_cpm, 70)", tight);
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|m| m.starts_with("The expression reads more than 100 metric points")),
+        "{:?}",
+        r.error
+    );
+}
+
+#[test]
+fn the_points_one_evaluation_reads_are_bounded() {
+    let s = storage();
+    let e = MqeEntity::service(SVC);
+    // Two instances × 31 buckets = 62 points.
+    let top = "top_n(meter_wechat_mp_instance_request_cpm, 5, des)";
+    let limits = |max_points| MqeLimits {
+        max_points,
+        ..MqeLimits::default()
+    };
+    assert_eq!(run_limited(&s, &e, top, limits(62)).error, None);
+    let r = run_limited(&s, &e, top, limits(61));
+    assert_eq!(r.kind, ResultType::Unknown);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("The expression reads more than 61 metric points (entities × time buckets); narrow the duration or the expression.")
+    );
+    // Every read of the expression counts: 3 reads of 31 buckets.
+    let three = format!("{LAUNCH}+{LAUNCH}+{LAUNCH}");
+    assert_eq!(run_limited(&s, &e, &three, limits(93)).error, None);
+    assert!(run_limited(&s, &e, &three, limits(92)).error.is_some());
+}
+
+#[test]
+fn top_n_attribute_filters_are_refused_not_ignored() {
+    for (expr, attr) in [
+        (
+            "top_n(meter_wechat_mp_instance_request_cpm, 5, des, attr0='WECHAT')",
+            "attr0",
+        ),
+        (
+            "top_n(meter_wechat_mp_instance_request_cpm, 5, asc, attr3!='x')",
+            "attr3",
+        ),
+    ] {
+        let r = run(expr);
+        assert_eq!(r.kind, ResultType::Unknown, "{expr}");
+        assert!(r.results.is_empty());
+        assert_eq!(
+            r.error,
+            Some(format!("Unsupported operation: top_n attribute filter {attr} is not supported, Skylark keeps no entity attributes.")),
+        );
+    }
+    let r = run("top_n_of(top_n(meter_wechat_mp_instance_request_cpm, 5, des), top_n(meter_wechat_mp_instance_request_cpm, 5, des, attr1='a'), 3, des)");
+    assert!(r.error.is_some_and(|m| m.contains("attr1")));
 }

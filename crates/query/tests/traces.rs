@@ -179,6 +179,7 @@ fn schema() -> SkylarkSchema {
         version: "10.3.0".into(),
         metrics_ttl_days: 7,
         records_ttl_days: 3,
+        mqe_limits: Default::default(),
     })
 }
 

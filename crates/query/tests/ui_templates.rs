@@ -437,6 +437,7 @@ fn schema_over(storage: Arc<MemStorage>, editing: bool) -> SkylarkSchema {
         version: "10.3.0".into(),
         metrics_ttl_days: 7,
         records_ttl_days: 3,
+        mqe_limits: Default::default(),
     };
     let ui = UiContext {
         templates: Arc::new(UiTemplates::load(&our_dir()).unwrap()),

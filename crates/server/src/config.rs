@@ -113,6 +113,36 @@ pub struct CoreConfig {
     /// Folder of the write-ahead log; empty means `wal/` inside the storage folder.
     #[serde(default)]
     pub wal_path: Option<PathBuf>,
+    /// Bounds on the work of one MQE evaluation.
+    pub mqe: MqeConfig,
+}
+
+/// `core.mqe:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MqeConfig {
+    /// Most metric points (entities × time buckets) one `execExpression` may read.
+    pub max_points: usize,
+    /// Largest `N` of `increase(metric, N)` / `rate(metric, N)`, in steps.
+    pub max_trend_range: usize,
+}
+
+impl MqeConfig {
+    /// Zero would refuse every expression, which is never what an operator means.
+    fn check(&self) -> Result<()> {
+        if self.max_points == 0 || self.max_trend_range == 0 {
+            bail!("core.mqe limits (SW_QUERY_MQE_MAX_POINTS, SW_QUERY_MQE_MAX_TREND_RANGE) must be positive");
+        }
+        Ok(())
+    }
+
+    /// The limits as the evaluator takes them.
+    pub fn limits(&self) -> skylark_query::mqe::MqeLimits {
+        skylark_query::mqe::MqeLimits {
+            max_points: self.max_points,
+            max_trend_range: self.max_trend_range,
+        }
+    }
 }
 
 /// `core.cardinality:` settings.
@@ -293,6 +323,7 @@ impl Config {
         {
             bail!("core.cardinality caps (SW_CORE_MAX_INSTANCES_PER_SERVICE, SW_CORE_MAX_ENDPOINTS_PER_SERVICE, SW_CORE_MAX_LABEL_VALUES_PER_METRIC) must be positive");
         }
+        core.mqe.check()?;
         let v = &self.core.version;
         let mut parts = v.split('.');
         let numeric = |p: Option<&str>| {
@@ -522,5 +553,40 @@ mod tests {
         let err = resolve_rule_files(dir.path(), "nope").unwrap_err();
         assert!(err.to_string().contains("unknown rule name 'nope'"));
         assert!(resolve_rule_files(dir.path(), "empty/*").is_err());
+    }
+
+    #[test]
+    fn mqe_limits_default_to_the_query_crate_defaults_and_are_settable() {
+        let c = Config::parse("test", EMBEDDED, &env_of(&[])).unwrap();
+        assert_eq!(
+            c.core.mqe.limits(),
+            skylark_query::mqe::MqeLimits::default()
+        );
+        let c = Config::parse(
+            "test",
+            EMBEDDED,
+            &env_of(&[
+                ("SW_QUERY_MQE_MAX_POINTS", "5000"),
+                ("SW_QUERY_MQE_MAX_TREND_RANGE", "60"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.core.mqe.limits(),
+            skylark_query::mqe::MqeLimits {
+                max_points: 5000,
+                max_trend_range: 60,
+            }
+        );
+        let err = Config::parse(
+            "test",
+            EMBEDDED,
+            &env_of(&[("SW_QUERY_MQE_MAX_POINTS", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("SW_QUERY_MQE_MAX_POINTS"),
+            "{err:#}"
+        );
     }
 }

@@ -106,6 +106,7 @@ pub async fn serve(
             version: config.core.version.clone(),
             metrics_ttl_days: config.core.metrics_data_ttl,
             records_ttl_days: config.core.record_data_ttl,
+            mqe_limits: config.core.mqe.limits(),
         },
         ui,
     );

@@ -267,7 +267,9 @@ impl<'a> MalEval<'a> {
                     (UnaryOp::Neg, MalValue::Family(f)) => {
                         Ok(MalValue::Family(family::map_values(f, |v| -v)))
                     }
-                    (UnaryOp::Neg, MalValue::Plain(Value::Int(i))) => plain(Value::Int(-i)),
+                    (UnaryOp::Neg, MalValue::Plain(Value::Int(i))) => {
+                        plain(Value::Int(i.wrapping_neg()))
+                    }
                     (UnaryOp::Neg, MalValue::Plain(Value::Float(f))) => plain(Value::Float(-f)),
                     (_, v) => Err(EvalError::new(format!(
                         "operator {op:?} does not apply to a {}",

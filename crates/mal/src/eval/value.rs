@@ -455,7 +455,7 @@ impl<'a> Interp<'a> {
                     UnaryOp::Not => Value::Bool(!v.truthy()),
                     UnaryOp::Plus => v,
                     UnaryOp::Neg => match v {
-                        Value::Int(i) => Value::Int(-i),
+                        Value::Int(i) => Value::Int(i.wrapping_neg()),
                         Value::Float(f) => Value::Float(-f),
                         other => {
                             return Err(EvalError::new(format!(
@@ -983,7 +983,8 @@ fn numeric(op: BinOp, a: &Value, b: &Value) -> EvalResult<Value> {
             BinOp::Add => return Ok(Value::Int(x.wrapping_add(*y))),
             BinOp::Sub => return Ok(Value::Int(x.wrapping_sub(*y))),
             BinOp::Mul => return Ok(Value::Int(x.wrapping_mul(*y))),
-            BinOp::Mod if *y != 0 => return Ok(Value::Int(x % y)),
+            // Java's long arithmetic wraps: `Long.MIN_VALUE % -1` is 0, not an error.
+            BinOp::Mod if *y != 0 => return Ok(Value::Int(x.wrapping_rem(*y))),
             _ => {}
         }
     }

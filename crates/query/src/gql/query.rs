@@ -391,6 +391,7 @@ impl MetricsQuery {
             catalog: q.catalog.as_ref(),
             entity: &entity,
             buckets: &d.buckets,
+            limits: q.mqe_limits,
         };
         Ok(mqe::execute(&mctx, &expression).into())
     }

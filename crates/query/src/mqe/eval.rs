@@ -8,12 +8,41 @@ use skylark_core::{
     Scope, ServiceId, Step, TimeBucket,
 };
 use skylark_storage::Storage;
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
 
 const IO_ERROR: &str = "Internal IO exception, query metrics error.";
 
+/// How much work one evaluation may do. The expression and its arguments come from the client,
+/// so without these a short expression could ask for millions of storage reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MqeLimits {
+    /// Most metric points (entities × time buckets, summed over every read of the expression)
+    /// one evaluation may read; past it the evaluation stops with an error.
+    pub max_points: usize,
+    /// Largest `N` of `increase(metric, N)` / `rate(metric, N)`, in steps of the query. Each
+    /// step of the range is one more bucket read before the window.
+    pub max_trend_range: usize,
+}
+
+impl MqeLimits {
+    /// Default of [`MqeLimits::max_points`]: a 500-bucket window over 200 entities.
+    pub const DEFAULT_MAX_POINTS: usize = 100_000;
+    /// Default of [`MqeLimits::max_trend_range`]: one day of minutes.
+    pub const DEFAULT_MAX_TREND_RANGE: usize = 1_440;
+}
+
+impl Default for MqeLimits {
+    fn default() -> Self {
+        MqeLimits {
+            max_points: Self::DEFAULT_MAX_POINTS,
+            max_trend_range: Self::DEFAULT_MAX_TREND_RANGE,
+        }
+    }
+}
+
 /// Everything an evaluation reads: storage, the metric catalog, the entity and the buckets of
-/// the query duration (all of one step, in time order).
+/// the query duration (all of one step, in time order), and the limits on its work.
 pub struct MqeContext<'a> {
     /// Where metric rows are read.
     pub storage: &'a dyn Storage,
@@ -23,6 +52,14 @@ pub struct MqeContext<'a> {
     pub entity: &'a MqeEntity,
     /// The query's buckets.
     pub buckets: &'a [TimeBucket],
+    /// Bounds on the work of one evaluation.
+    pub limits: MqeLimits,
+}
+
+/// One evaluation: the context plus the points read so far, checked against the limits.
+struct Evaluator<'c, 'a> {
+    ctx: &'c MqeContext<'a>,
+    points: Cell<usize>,
 }
 
 /// A failed step: the message, and the result to report with it when OAP keeps the type
@@ -50,7 +87,11 @@ pub fn execute(ctx: &MqeContext<'_>, expression: &str) -> ExpressionOutcome {
         Ok(e) => e,
         Err(e) => return ExpressionOutcome::error(e.to_string()),
     };
-    match ctx.eval(&expr) {
+    let evaluator = Evaluator {
+        ctx,
+        points: Cell::new(0),
+    };
+    match evaluator.eval(&expr) {
         Ok(r) => r,
         Err(f) => match f.partial {
             Some(mut r) => {
@@ -271,10 +312,38 @@ fn type_name(t: ResultType) -> &'static str {
     }
 }
 
-impl MqeContext<'_> {
+impl Evaluator<'_, '_> {
+    /// Evaluates `e`. Only this function recurses, once per tree level; the work of each node is
+    /// done in [`Evaluator::leaf`] and [`apply_to_operand`] so that this repeated frame stays small.
     fn eval(&self, e: &Expr) -> Eval {
         match e {
-            Expr::Metric(m) => self.metric(m, self.buckets),
+            Expr::Paren(inner) => self.eval(inner),
+            Expr::Binary {
+                op, left, right, ..
+            } => {
+                let l = self.eval(left)?;
+                let r = self.eval(right)?;
+                binary(*op, l, r)
+            }
+            Expr::Aggregation(_, inner)
+            | Expr::Math(_, inner)
+            | Expr::Round(inner, _)
+            | Expr::Relabels(inner, ..)
+            | Expr::AggregateLabels(inner, ..)
+            | Expr::SortValues(inner, ..)
+            | Expr::SortLabelValues(inner, ..) => {
+                let r = self.eval(inner)?;
+                apply_to_operand(e, inner, r)
+            }
+            Expr::Logical(func, exprs) => self.logical(*func, exprs),
+            _ => self.leaf(e),
+        }
+    }
+
+    /// The expressions that read storage or give a constant, without sub-expressions.
+    fn leaf(&self, e: &Expr) -> Eval {
+        match e {
+            Expr::Metric(m) => self.metric(m, self.ctx.buckets),
             Expr::Scalar { value, .. } => Ok(ExpressionOutcome::new(
                 ResultType::SingleValue,
                 vec![MqeSeries {
@@ -286,44 +355,7 @@ impl MqeContext<'_> {
                 }],
                 false,
             )),
-            Expr::Paren(inner) => self.eval(inner),
-            Expr::Binary {
-                op, left, right, ..
-            } => {
-                let l = self.eval(left)?;
-                let r = self.eval(right)?;
-                binary(*op, l, r)
-            }
-            Expr::Aggregation(agg, inner) => {
-                let mut r = self.eval(inner)?;
-                if *agg == Aggregation::Latest && r.kind != ResultType::TimeSeriesValues {
-                    return Err(fail("LATEST can only be used in time series result."));
-                }
-                for s in &mut r.results {
-                    s.values = vec![aggregate_values(*agg, &s.values)];
-                }
-                r.kind = ResultType::SingleValue;
-                Ok(r)
-            }
-            Expr::Math(func, inner) => {
-                let mut r = self.eval(inner)?;
-                map_values(&mut r, |x| match func {
-                    MathFunction::Abs => x.abs(),
-                    MathFunction::Ceil => x.ceil(),
-                    MathFunction::Floor => x.floor(),
-                    MathFunction::Ln => x.ln(),
-                    MathFunction::Log2 => x.log2(),
-                    MathFunction::Log10 => x.log10(),
-                });
-                Ok(r)
-            }
-            Expr::Round(inner, digits) => {
-                let mut r = self.eval(inner)?;
-                map_values(&mut r, |x| round_half_up(x, *digits));
-                Ok(r)
-            }
             Expr::Trend(kind, metric, range) => self.trend(*kind, metric, *range),
-            Expr::Logical(func, exprs) => self.logical(*func, exprs),
             Expr::TopN(t) => self.top_n(t),
             Expr::TopNOf(list, n, order) => {
                 let mut values = Vec::new();
@@ -342,72 +374,29 @@ impl MqeContext<'_> {
                     false,
                 ))
             }
-            Expr::Relabels(inner, src, dst) => {
-                let r = self.eval(inner)?;
-                relabels(r, inner, src, dst)
-            }
-            Expr::AggregateLabels(inner, func, names) => {
-                let r = self.eval(inner)?;
-                aggregate_labels(r, inner, *func, names)
-            }
-            Expr::SortValues(inner, limit, order, agg) => {
-                let mut r = self.eval(inner)?;
-                let agg = agg.unwrap_or(Aggregation::Avg);
-                let mut keyed: Vec<(Option<f64>, MqeSeries)> = r
-                    .results
-                    .drain(..)
-                    .map(|s| (aggregate_values(agg, &s.values).value, s))
-                    .collect();
-                keyed.sort_by(|(a, _), (b, _)| compare_optional(*a, *b, *order));
-                keyed.truncate((*limit).max(0) as usize);
-                r.results = keyed.into_iter().map(|(_, s)| s).collect();
-                Ok(r)
-            }
-            Expr::SortLabelValues(inner, order, names) => {
-                let mut r = self.eval(inner)?;
-                let key = |s: &MqeSeries| -> Vec<String> {
-                    names
-                        .iter()
-                        .map(|n| {
-                            s.labels
-                                .iter()
-                                .find(|(k, _)| k == n)
-                                .map(|(_, v)| v.clone())
-                                .unwrap_or_default()
-                        })
-                        .collect()
-                };
-                r.results.sort_by(|a, b| {
-                    let o = key(a).cmp(&key(b));
-                    if *order == Order::Des {
-                        o.reverse()
-                    } else {
-                        o
-                    }
-                });
-                Ok(r)
-            }
             Expr::Baseline(..) => Err(fail("Unsupported operation: baseline is not supported.")),
+            // Nodes with operands never get here: `eval` handles them.
+            _ => Err(fail("Unsupported operation.")),
         }
     }
 
     fn service_id(&self) -> Option<ServiceId> {
         Some(ServiceId::new(
-            non_empty(&self.entity.service_name)?,
-            self.entity.normal?,
+            non_empty(&self.ctx.entity.service_name)?,
+            self.ctx.entity.normal?,
         ))
     }
 
     fn dest_service_id(&self) -> Option<ServiceId> {
         Some(ServiceId::new(
-            non_empty(&self.entity.dest_service_name)?,
-            self.entity.dest_normal?,
+            non_empty(&self.ctx.entity.dest_service_name)?,
+            self.ctx.entity.dest_normal?,
         ))
     }
 
     /// The storage entity id for the metric's scope, `None` if the entity lacks a needed name.
     fn entity_id(&self, scope: Scope) -> Option<String> {
-        let e = self.entity;
+        let e = self.ctx.entity;
         Some(match scope {
             Scope::All => String::new(),
             Scope::Service => self.service_id()?.into_string(),
@@ -437,8 +426,22 @@ impl MqeContext<'_> {
         })
     }
 
+    /// Counts `points` more metric points against [`MqeLimits::max_points`], before they are read.
+    fn charge(&self, points: usize) -> Result<(), Failure> {
+        let total = self.points.get().saturating_add(points);
+        let max = self.ctx.limits.max_points;
+        if total > max {
+            return Err(fail(format!(
+                "The expression reads more than {max} metric points (entities × time buckets); narrow the duration or the expression."
+            )));
+        }
+        self.points.set(total);
+        Ok(())
+    }
+
     fn definition(&self, name: &str) -> Result<MetricDefinition, Failure> {
-        self.catalog
+        self.ctx
+            .catalog
             .get(name)
             .ok_or_else(|| fail(format!("Metric: [{name}] does not exist.")))
     }
@@ -449,7 +452,9 @@ impl MqeContext<'_> {
         entity_id: &str,
         buckets: &[TimeBucket],
     ) -> Result<Vec<Option<MetricValue>>, Failure> {
-        self.storage
+        self.charge(buckets.len())?;
+        self.ctx
+            .storage
             .read_metric(def, entity_id, buckets)
             .map_err(|e| {
                 tracing::warn!(metric = %def.name, error = %e, "metric read failed");
@@ -553,27 +558,38 @@ impl MqeContext<'_> {
         if range <= 0 {
             return Err(fail("The trend range must be > 0."));
         }
-        let (Some(first), Some(last)) = (self.buckets.first(), self.buckets.last()) else {
-            return self.metric(m, self.buckets);
+        let max = self.ctx.limits.max_trend_range;
+        let steps = usize::try_from(range)
+            .ok()
+            .filter(|r| *r <= max)
+            .ok_or_else(|| fail(format!("The trend range must be <= {max}.")))?;
+        let (Some(first), Some(last)) = (self.ctx.buckets.first(), self.ctx.buckets.last()) else {
+            return self.metric(m, self.ctx.buckets);
         };
         let step = first.step;
+        let out_of_range = || fail("The trend range is out of the time range.");
+        let range_ms = range
+            .checked_mul(step_millis(step))
+            .ok_or_else(out_of_range)?;
         let start = first
             .start_epoch_ms()
             .ok()
-            .and_then(|ms| TimeBucket::from_epoch_ms(ms - range * step_millis(step), step).ok())
-            .ok_or_else(|| fail("The trend range is out of the time range."))?;
-        let extended = start.range_to(*last, self.buckets.len() + range as usize);
-        let offset = extended.len().saturating_sub(self.buckets.len());
+            .and_then(|ms| ms.checked_sub(range_ms))
+            .and_then(|ms| TimeBucket::from_epoch_ms(ms, step).ok())
+            .ok_or_else(out_of_range)?;
+        // At most `max_trend_range` buckets more than the window; the read charges them.
+        let extended = start.range_to(*last, self.ctx.buckets.len().saturating_add(steps));
+        let offset = extended.len().saturating_sub(self.ctx.buckets.len());
         let mut r = self.metric(m, &extended)?;
         if r.kind != ResultType::TimeSeriesValues {
             return Ok(r);
         }
-        let seconds = (range * step_millis(step) / 1000) as f64;
+        let seconds = (range_ms / 1000) as f64;
         for s in &mut r.results {
             let old = std::mem::take(&mut s.values);
             s.values = (offset..old.len())
                 .map(|i| {
-                    let before = i.checked_sub(range as usize).and_then(|j| old[j].value);
+                    let before = i.checked_sub(steps).and_then(|j| old[j].value);
                     let value = match (old[i].value, before) {
                         (Some(now), Some(before)) => {
                             let inc = now - before;
@@ -644,12 +660,18 @@ impl MqeContext<'_> {
                 def.name
             )));
         }
-        if !t.attributes.is_empty() {
-            tracing::debug!(metric = %def.name, "top_n attribute filters are ignored: entities carry no attributes");
+        if let Some(a) = t.attributes.first() {
+            // OAP's attr0..attr5 are entity attributes its storage keeps beside each metric row;
+            // Skylark keeps none, so a filter can only be refused, not silently dropped.
+            return Err(fail(format!(
+                "Unsupported operation: top_n attribute filter attr{} is not supported, Skylark keeps no entity attributes.",
+                a.index
+            )));
         }
         let mut entities = self
+            .ctx
             .storage
-            .metric_entities(&def, self.buckets)
+            .metric_entities(&def, self.ctx.buckets)
             .map_err(|e| {
                 tracing::warn!(metric = %def.name, error = %e, "metric entity listing failed");
                 fail(IO_ERROR)
@@ -660,16 +682,21 @@ impl MqeContext<'_> {
             Scope::ServiceRelation => Some('-'),
             _ => None,
         };
-        if let (Some(separator), Some(name)) = (separator, non_empty(&self.entity.service_name)) {
+        if let (Some(separator), Some(name)) = (separator, non_empty(&self.ctx.entity.service_name))
+        {
             let prefix = format!(
                 "{}{separator}",
-                ServiceId::new(name, self.entity.normal.unwrap_or(true))
+                ServiceId::new(name, self.ctx.entity.normal.unwrap_or(true))
             );
             entities.retain(|id| id.starts_with(&prefix));
         }
+        // Refused as a whole before the first read rather than part-way through.
+        let whole = entities.len().saturating_mul(self.ctx.buckets.len());
+        self.charge(whole)?;
+        self.points.set(self.points.get() - whole);
         let mut values = Vec::new();
         for id in entities {
-            let rows = self.read(&def, &id, self.buckets)?;
+            let rows = self.read(&def, &id, self.ctx.buckets)?;
             let nums: Vec<f64> = rows
                 .iter()
                 .filter_map(|r| match r {
@@ -698,6 +725,75 @@ impl MqeContext<'_> {
             }],
             false,
         ))
+    }
+}
+
+/// The function of a one-operand node `e` applied to its operand's result `r`.
+fn apply_to_operand(e: &Expr, inner: &Expr, mut r: ExpressionOutcome) -> Eval {
+    match e {
+        Expr::Aggregation(agg, _) => {
+            if *agg == Aggregation::Latest && r.kind != ResultType::TimeSeriesValues {
+                return Err(fail("LATEST can only be used in time series result."));
+            }
+            for s in &mut r.results {
+                s.values = vec![aggregate_values(*agg, &s.values)];
+            }
+            r.kind = ResultType::SingleValue;
+            Ok(r)
+        }
+        Expr::Math(func, _) => {
+            map_values(&mut r, |x| match func {
+                MathFunction::Abs => x.abs(),
+                MathFunction::Ceil => x.ceil(),
+                MathFunction::Floor => x.floor(),
+                MathFunction::Ln => x.ln(),
+                MathFunction::Log2 => x.log2(),
+                MathFunction::Log10 => x.log10(),
+            });
+            Ok(r)
+        }
+        Expr::Round(_, digits) => {
+            map_values(&mut r, |x| round_half_up(x, *digits));
+            Ok(r)
+        }
+        Expr::Relabels(_, src, dst) => relabels(r, inner, src, dst),
+        Expr::AggregateLabels(_, func, names) => aggregate_labels(r, inner, *func, names),
+        Expr::SortValues(_, limit, order, agg) => {
+            let agg = agg.unwrap_or(Aggregation::Avg);
+            let mut keyed: Vec<(Option<f64>, MqeSeries)> = r
+                .results
+                .drain(..)
+                .map(|s| (aggregate_values(agg, &s.values).value, s))
+                .collect();
+            keyed.sort_by(|(a, _), (b, _)| compare_optional(*a, *b, *order));
+            keyed.truncate((*limit).max(0) as usize);
+            r.results = keyed.into_iter().map(|(_, s)| s).collect();
+            Ok(r)
+        }
+        Expr::SortLabelValues(_, order, names) => {
+            let key = |s: &MqeSeries| -> Vec<String> {
+                names
+                    .iter()
+                    .map(|n| {
+                        s.labels
+                            .iter()
+                            .find(|(k, _)| k == n)
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            };
+            r.results.sort_by(|a, b| {
+                let o = key(a).cmp(&key(b));
+                if *order == Order::Des {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+            Ok(r)
+        }
+        _ => Ok(r),
     }
 }
 
@@ -777,14 +873,18 @@ fn aggregate_labels(
     }
     // (group labels, member series), in order of first appearance.
     let mut groups: Vec<(LabelPairs, Vec<MqeSeries>)> = Vec::new();
+    let mut group_of: HashMap<LabelPairs, usize> = HashMap::new();
     for s in r.results.drain(..) {
         let key: Vec<(String, String)> = names
             .iter()
             .filter_map(|n| s.labels.iter().find(|(k, _)| k == n).cloned())
             .collect();
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, members)) => members.push(s),
-            None => groups.push((key, vec![s])),
+        match group_of.get(&key) {
+            Some(i) => groups[*i].1.push(s),
+            None => {
+                group_of.insert(key.clone(), groups.len());
+                groups.push((key, vec![s]));
+            }
         }
     }
     r.results = groups
@@ -903,14 +1003,17 @@ fn binary(op: BinaryOp, l: ExpressionOutcome, r: ExpressionOutcome) -> Eval {
     let mut results = Vec::new();
     match (l.labeled, r.labeled) {
         (true, true) => {
+            // Right series by label set, the first of equal sets winning as a scan would.
+            let mut by_labels: HashMap<LabelPairs, &MqeSeries> = HashMap::new();
+            for rs in &r.results {
+                let mut k = rs.labels.clone();
+                k.sort();
+                by_labels.entry(k).or_insert(rs);
+            }
             for ls in &l.results {
                 let mut key = ls.labels.clone();
                 key.sort();
-                let matched = r.results.iter().find(|rs| {
-                    let mut k = rs.labels.clone();
-                    k.sort();
-                    k == key
-                });
+                let matched = by_labels.get(&key).copied();
                 let values = match matched {
                     Some(rs) => combine_points(op, &ls.values, &rs.values, l.kind, r.kind)?,
                     None => ls

@@ -11,10 +11,10 @@ pub use ast::{
     Aggregation, AttributeFilter, BaselineKind, BinaryOp, Expr, Label, LabelAggregation,
     LogicalFunction, MathFunction, MetricRef, Order, TopN, Trend,
 };
-pub use eval::{execute, MqeContext};
+pub use eval::{execute, MqeContext, MqeLimits};
 pub use format::format_value;
 pub use model::{ExpressionOutcome, MqeEntity, MqeSeries, MqeValue, Owner, ResultType};
-pub use parser::{parse, parse_expression};
+pub use parser::{parse, parse_expression, MAX_EXPRESSION_BYTES, MAX_NESTING, MAX_TERMS};
 
 /// A syntax error, reported as ANTLR does: `line L:C message` (column 0-based).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,6 +4,19 @@ use super::ast::*;
 use super::lexer::{tokenize, Tok, Token};
 use super::ParseError;
 
+/// Longest expression accepted, in bytes. The UI's longest expressions are a few hundred bytes.
+pub const MAX_EXPRESSION_BYTES: usize = 16 * 1024;
+
+/// Deepest nesting of parentheses, function calls and operator operands. The parser, the
+/// evaluator, `Display` and `Drop` all recurse over the tree, so an unbounded depth would let one
+/// request overflow the stack and abort the whole server.
+pub const MAX_NESTING: usize = 64;
+
+/// Most terms (metrics, numbers, function calls, operators) in one expression. It bounds the
+/// height of a flat chain such as `m+m+…+m`, which the loop below parses without nesting but
+/// which the evaluator still walks recursively, and the metric reads one expression can ask for.
+pub const MAX_TERMS: usize = 256;
+
 /// Parses an expression the way OAP does (`parser.expression()`, not `root`): tokens after a
 /// complete expression are ignored.
 pub fn parse_expression(src: &str) -> Result<Expr, ParseError> {
@@ -22,6 +35,10 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// Open `expression` calls: how deep the parser (and so the tree) nests right now.
+    depth: usize,
+    /// Terms made so far; every node of the tree is one.
+    terms: usize,
 }
 
 /// Binding power of binary operators: `* / %` over `+ -` over comparisons over `&& ||`.
@@ -58,10 +75,31 @@ fn aggregation(kind: Tok) -> Option<Aggregation> {
 
 impl Parser {
     fn new(src: &str) -> Result<Parser, ParseError> {
+        if src.len() > MAX_EXPRESSION_BYTES {
+            return Err(ParseError::new(
+                1,
+                0,
+                format!(
+                    "expression is {} bytes long, more than the {MAX_EXPRESSION_BYTES} allowed",
+                    src.len()
+                ),
+            ));
+        }
         Ok(Parser {
             tokens: tokenize(src)?,
             pos: 0,
+            depth: 0,
+            terms: 0,
         })
+    }
+
+    /// Counts one more node of the tree, refusing past [`MAX_TERMS`].
+    fn term(&mut self) -> Result<(), ParseError> {
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return Err(self.error_here(format!("expression has more than {MAX_TERMS} terms")));
+        }
+        Ok(())
     }
 
     fn peek(&self) -> &Token {
@@ -103,11 +141,26 @@ impl Parser {
     }
 
     fn expression(&mut self, min_power: u8) -> Result<Expr, ParseError> {
+        if self.depth >= MAX_NESTING {
+            return Err(
+                self.error_here(format!("expression nests deeper than {MAX_NESTING} levels"))
+            );
+        }
+        self.depth += 1;
+        let e = self.operands(min_power);
+        self.depth -= 1;
+        e
+    }
+
+    /// Precedence climbing: a chain of one precedence is built in this loop, left-associative;
+    /// only a tighter-binding right operand recurses.
+    fn operands(&mut self, min_power: u8) -> Result<Expr, ParseError> {
         let mut left = self.primary()?;
         while let Some((op, power)) = binary_op(self.peek().kind) {
             if power < min_power {
                 break;
             }
+            self.term()?;
             self.bump();
             let bool_modifier = op.is_compare() && self.peek().kind == Tok::Bool && {
                 self.bump();
@@ -154,194 +207,237 @@ impl Parser {
         }
     }
 
+    /// One operand. Each alternative is its own function, called through one pointer, so that
+    /// this frame, which every nesting level repeats, stays small (a debug build keeps a stack
+    /// slot for every call result of every arm of a big `match`).
     fn primary(&mut self) -> Result<Expr, ParseError> {
+        self.term()?;
+        let alternative: fn(&mut Self, Token) -> Result<Expr, ParseError> = match self.peek().kind {
+            Tok::LParen => Self::paren,
+            Tok::Integer | Tok::Decimal => Self::number,
+            Tok::NameString => Self::name_or_log,
+            k if aggregation(k).is_some() => Self::aggregation_call,
+            Tok::Abs | Tok::Ceil | Tok::Floor => Self::math_call,
+            Tok::Round => Self::round_call,
+            Tok::Increase | Tok::Rate => Self::trend_call,
+            Tok::ViewAsSeq | Tok::IsPresent => Self::logical_call,
+            Tok::TopN => Self::top_n_call,
+            Tok::TopNOf => Self::top_n_of_call,
+            Tok::Relabels => Self::relabels_call,
+            Tok::AggregateLabels => Self::aggregate_labels_call,
+            Tok::SortValues => Self::sort_values_call,
+            Tok::SortLabelValues => Self::sort_label_values_call,
+            Tok::Baseline => Self::baseline_call,
+            _ => Self::no_viable,
+        };
         let t = self.peek().clone();
-        match t.kind {
-            Tok::LParen => {
+        alternative(self, t)
+    }
+
+    fn paren(&mut self, _: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        let e = self.expression(0)?;
+        self.expect(Tok::RParen, ")")?;
+        Ok(Expr::Paren(Box::new(e)))
+    }
+
+    fn number(&mut self, t: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        let value = t
+            .text
+            .parse::<f64>()
+            .map_err(|_| ParseError::new(t.line, t.column, format!("bad number '{}'", t.text)))?;
+        Ok(Expr::Scalar {
+            value,
+            text: t.text,
+        })
+    }
+
+    fn name_or_log(&mut self, t: Token) -> Result<Expr, ParseError> {
+        let math = match t.text.as_str() {
+            "log" => Some(MathFunction::Ln),
+            "log2" => Some(MathFunction::Log2),
+            "log10" => Some(MathFunction::Log10),
+            _ => None,
+        };
+        match math {
+            Some(f) if self.peek_at(1).kind == Tok::LParen => {
                 self.bump();
-                let e = self.expression(0)?;
-                self.expect(Tok::RParen, ")")?;
-                Ok(Expr::Paren(Box::new(e)))
-            }
-            Tok::Integer | Tok::Decimal => {
-                self.bump();
-                let value = t.text.parse::<f64>().map_err(|_| {
-                    ParseError::new(t.line, t.column, format!("bad number '{}'", t.text))
-                })?;
-                Ok(Expr::Scalar {
-                    value,
-                    text: t.text,
-                })
-            }
-            Tok::NameString => {
-                let math = match t.text.as_str() {
-                    "log" => Some(MathFunction::Ln),
-                    "log2" => Some(MathFunction::Log2),
-                    "log10" => Some(MathFunction::Log10),
-                    _ => None,
-                };
-                match math {
-                    Some(f) if self.peek_at(1).kind == Tok::LParen => {
-                        self.bump();
-                        let e = self.call_one()?;
-                        Ok(Expr::Math(f, Box::new(e)))
-                    }
-                    _ => Ok(Expr::Metric(self.metric()?)),
-                }
-            }
-            k if aggregation(k).is_some() => {
-                self.bump();
-                let e = self.call_one()?;
-                Ok(Expr::Aggregation(
-                    aggregation(k).unwrap_or(Aggregation::Avg),
-                    Box::new(e),
-                ))
-            }
-            Tok::Abs | Tok::Ceil | Tok::Floor => {
-                self.bump();
-                let f = match t.kind {
-                    Tok::Abs => MathFunction::Abs,
-                    Tok::Ceil => MathFunction::Ceil,
-                    _ => MathFunction::Floor,
-                };
                 let e = self.call_one()?;
                 Ok(Expr::Math(f, Box::new(e)))
             }
-            Tok::Round => {
-                self.bump();
-                self.expect(Tok::LParen, "(")?;
-                let e = self.expression(0)?;
-                self.expect(Tok::Comma, ",")?;
-                let n = self.integer()?;
-                self.expect(Tok::RParen, ")")?;
-                Ok(Expr::Round(Box::new(e), n))
-            }
-            Tok::Increase | Tok::Rate => {
-                self.bump();
-                self.expect(Tok::LParen, "(")?;
-                let m = self.metric()?;
-                self.expect(Tok::Comma, ",")?;
-                let n = self.integer()?;
-                self.expect(Tok::RParen, ")")?;
-                let trend = if t.kind == Tok::Increase {
-                    Trend::Increase
-                } else {
-                    Trend::Rate
-                };
-                Ok(Expr::Trend(trend, m, n))
-            }
-            Tok::ViewAsSeq | Tok::IsPresent => {
-                self.bump();
-                self.expect(Tok::LParen, "(")?;
-                let mut list = vec![self.expression(0)?];
-                while self.peek().kind == Tok::Comma {
-                    self.bump();
-                    list.push(self.expression(0)?);
-                }
-                self.expect(Tok::RParen, ")")?;
-                let f = if t.kind == Tok::ViewAsSeq {
-                    LogicalFunction::ViewAsSeq
-                } else {
-                    LogicalFunction::IsPresent
-                };
-                Ok(Expr::Logical(f, list))
-            }
-            Tok::TopN => Ok(Expr::TopN(self.top_n()?)),
-            Tok::TopNOf => {
-                self.bump();
-                self.expect(Tok::LParen, "(")?;
-                let mut list = vec![self.top_n()?];
-                loop {
-                    self.expect(Tok::Comma, ",")?;
-                    if self.peek().kind == Tok::TopN {
-                        list.push(self.top_n()?);
-                    } else {
-                        break;
-                    }
-                }
-                let n = self.integer()?;
-                self.expect(Tok::Comma, ",")?;
-                let order = self.order()?;
-                self.expect(Tok::RParen, ")")?;
-                Ok(Expr::TopNOf(list, n, order))
-            }
-            Tok::Relabels => {
-                self.bump();
-                self.expect(Tok::LParen, "(")?;
-                let e = self.expression(0)?;
-                self.expect(Tok::Comma, ",")?;
-                let src = self.label()?;
-                self.expect(Tok::Comma, ",")?;
-                let dst = self.label()?;
-                self.expect(Tok::RParen, ")")?;
-                Ok(Expr::Relabels(Box::new(e), src, dst))
-            }
-            Tok::AggregateLabels => {
-                self.bump();
-                self.expect(Tok::LParen, "(")?;
-                let e = self.expression(0)?;
-                self.expect(Tok::Comma, ",")?;
-                let func = match self.peek().kind {
-                    Tok::Avg => LabelAggregation::Avg,
-                    Tok::Sum => LabelAggregation::Sum,
-                    Tok::Max => LabelAggregation::Max,
-                    Tok::Min => LabelAggregation::Min,
-                    _ => return Err(self.mismatched("{'avg', 'max', 'min', 'sum'}")),
-                };
-                self.bump();
-                let mut labels = Vec::new();
-                if self.peek().kind == Tok::LParen {
-                    self.bump();
-                    labels = self.label_name_list()?;
-                    self.expect(Tok::RParen, ")")?;
-                }
-                self.expect(Tok::RParen, ")")?;
-                Ok(Expr::AggregateLabels(Box::new(e), func, labels))
-            }
-            Tok::SortValues => {
-                self.bump();
-                self.expect(Tok::LParen, "(")?;
-                let e = self.expression(0)?;
-                self.expect(Tok::Comma, ",")?;
-                let n = self.integer()?;
-                self.expect(Tok::Comma, ",")?;
-                let order = self.order()?;
-                self.expect(Tok::Comma, ",")?;
-                let agg = aggregation(self.peek().kind);
-                if agg.is_some() {
-                    self.bump();
-                }
-                self.expect(Tok::RParen, ")")?;
-                Ok(Expr::SortValues(Box::new(e), n, order, agg))
-            }
-            Tok::SortLabelValues => {
-                self.bump();
-                self.expect(Tok::LParen, "(")?;
-                let e = self.expression(0)?;
-                self.expect(Tok::Comma, ",")?;
-                let order = self.order()?;
-                self.expect(Tok::Comma, ",")?;
-                let labels = self.label_name_list()?;
-                self.expect(Tok::RParen, ")")?;
-                Ok(Expr::SortLabelValues(Box::new(e), order, labels))
-            }
-            Tok::Baseline => {
-                self.bump();
-                self.expect(Tok::LParen, "(")?;
-                let m = self.metric()?;
-                self.expect(Tok::Comma, ",")?;
-                let kind = match self.peek().kind {
-                    Tok::Value => BaselineKind::Value,
-                    Tok::Upper => BaselineKind::Upper,
-                    Tok::Lower => BaselineKind::Lower,
-                    _ => return Err(self.mismatched("{'value', 'upper', 'lower'}")),
-                };
-                self.bump();
-                self.expect(Tok::RParen, ")")?;
-                Ok(Expr::Baseline(m, kind))
-            }
-            _ => Err(self.error_here(format!("no viable alternative at input '{}'", t.text))),
+            _ => Ok(Expr::Metric(self.metric()?)),
         }
+    }
+
+    fn aggregation_call(&mut self, t: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        let e = self.call_one()?;
+        Ok(Expr::Aggregation(
+            aggregation(t.kind).unwrap_or(Aggregation::Avg),
+            Box::new(e),
+        ))
+    }
+
+    fn math_call(&mut self, t: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        let f = match t.kind {
+            Tok::Abs => MathFunction::Abs,
+            Tok::Ceil => MathFunction::Ceil,
+            _ => MathFunction::Floor,
+        };
+        let e = self.call_one()?;
+        Ok(Expr::Math(f, Box::new(e)))
+    }
+
+    fn round_call(&mut self, _: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        self.expect(Tok::LParen, "(")?;
+        let e = self.expression(0)?;
+        self.expect(Tok::Comma, ",")?;
+        let n = self.integer()?;
+        self.expect(Tok::RParen, ")")?;
+        Ok(Expr::Round(Box::new(e), n))
+    }
+
+    fn trend_call(&mut self, t: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        self.expect(Tok::LParen, "(")?;
+        let m = self.metric()?;
+        self.expect(Tok::Comma, ",")?;
+        let n = self.integer()?;
+        self.expect(Tok::RParen, ")")?;
+        let trend = if t.kind == Tok::Increase {
+            Trend::Increase
+        } else {
+            Trend::Rate
+        };
+        Ok(Expr::Trend(trend, m, n))
+    }
+
+    fn logical_call(&mut self, t: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        self.expect(Tok::LParen, "(")?;
+        let mut list = vec![self.expression(0)?];
+        while self.peek().kind == Tok::Comma {
+            self.bump();
+            list.push(self.expression(0)?);
+        }
+        self.expect(Tok::RParen, ")")?;
+        let f = if t.kind == Tok::ViewAsSeq {
+            LogicalFunction::ViewAsSeq
+        } else {
+            LogicalFunction::IsPresent
+        };
+        Ok(Expr::Logical(f, list))
+    }
+
+    fn top_n_call(&mut self, _: Token) -> Result<Expr, ParseError> {
+        Ok(Expr::TopN(self.top_n()?))
+    }
+
+    fn top_n_of_call(&mut self, _: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        self.expect(Tok::LParen, "(")?;
+        let mut list = vec![self.top_n()?];
+        loop {
+            self.expect(Tok::Comma, ",")?;
+            if self.peek().kind == Tok::TopN {
+                self.term()?;
+                list.push(self.top_n()?);
+            } else {
+                break;
+            }
+        }
+        let n = self.integer()?;
+        self.expect(Tok::Comma, ",")?;
+        let order = self.order()?;
+        self.expect(Tok::RParen, ")")?;
+        Ok(Expr::TopNOf(list, n, order))
+    }
+
+    fn relabels_call(&mut self, _: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        self.expect(Tok::LParen, "(")?;
+        let e = self.expression(0)?;
+        self.expect(Tok::Comma, ",")?;
+        let src = self.label()?;
+        self.expect(Tok::Comma, ",")?;
+        let dst = self.label()?;
+        self.expect(Tok::RParen, ")")?;
+        Ok(Expr::Relabels(Box::new(e), src, dst))
+    }
+
+    fn aggregate_labels_call(&mut self, _: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        self.expect(Tok::LParen, "(")?;
+        let e = self.expression(0)?;
+        self.expect(Tok::Comma, ",")?;
+        let func = match self.peek().kind {
+            Tok::Avg => LabelAggregation::Avg,
+            Tok::Sum => LabelAggregation::Sum,
+            Tok::Max => LabelAggregation::Max,
+            Tok::Min => LabelAggregation::Min,
+            _ => return Err(self.mismatched("{'avg', 'max', 'min', 'sum'}")),
+        };
+        self.bump();
+        let mut labels = Vec::new();
+        if self.peek().kind == Tok::LParen {
+            self.bump();
+            labels = self.label_name_list()?;
+            self.expect(Tok::RParen, ")")?;
+        }
+        self.expect(Tok::RParen, ")")?;
+        Ok(Expr::AggregateLabels(Box::new(e), func, labels))
+    }
+
+    fn sort_values_call(&mut self, _: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        self.expect(Tok::LParen, "(")?;
+        let e = self.expression(0)?;
+        self.expect(Tok::Comma, ",")?;
+        let n = self.integer()?;
+        self.expect(Tok::Comma, ",")?;
+        let order = self.order()?;
+        self.expect(Tok::Comma, ",")?;
+        let agg = aggregation(self.peek().kind);
+        if agg.is_some() {
+            self.bump();
+        }
+        self.expect(Tok::RParen, ")")?;
+        Ok(Expr::SortValues(Box::new(e), n, order, agg))
+    }
+
+    fn sort_label_values_call(&mut self, _: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        self.expect(Tok::LParen, "(")?;
+        let e = self.expression(0)?;
+        self.expect(Tok::Comma, ",")?;
+        let order = self.order()?;
+        self.expect(Tok::Comma, ",")?;
+        let labels = self.label_name_list()?;
+        self.expect(Tok::RParen, ")")?;
+        Ok(Expr::SortLabelValues(Box::new(e), order, labels))
+    }
+
+    fn baseline_call(&mut self, _: Token) -> Result<Expr, ParseError> {
+        self.bump();
+        self.expect(Tok::LParen, "(")?;
+        let m = self.metric()?;
+        self.expect(Tok::Comma, ",")?;
+        let kind = match self.peek().kind {
+            Tok::Value => BaselineKind::Value,
+            Tok::Upper => BaselineKind::Upper,
+            Tok::Lower => BaselineKind::Lower,
+            _ => return Err(self.mismatched("{'value', 'upper', 'lower'}")),
+        };
+        self.bump();
+        self.expect(Tok::RParen, ")")?;
+        Ok(Expr::Baseline(m, kind))
+    }
+
+    fn no_viable(&mut self, t: Token) -> Result<Expr, ParseError> {
+        Err(self.error_here(format!("no viable alternative at input '{}'", t.text)))
     }
 
     /// `( expression )` after a function keyword.

@@ -325,6 +325,7 @@ pub fn context(storage: Arc<FakeStorage>) -> QueryContext {
         version: "10.3.0".to_string(),
         metrics_ttl_days: 7,
         records_ttl_days: 3,
+        mqe_limits: Default::default(),
     }
 }
 
