@@ -99,7 +99,8 @@ pub async fn serve(
         templates: Arc::new(templates),
         ui_template_editing: config.core.enable_update_ui_template,
     };
-    let schema = skylark_query::schema_with_ui(
+    let query_limits = config.query.graphql.limits();
+    let schema = skylark_query::schema_with_limits(
         skylark_query::QueryContext {
             storage: storage.clone(),
             catalog: catalog.clone(),
@@ -108,9 +109,11 @@ pub async fn serve(
             records_ttl_days: config.core.record_data_ttl,
         },
         ui,
+        &query_limits,
     );
-    let app =
-        skylark_receiver::http_router(receiver_state.clone()).merge(skylark_query::router(schema));
+    let query_routes =
+        skylark_query::router(schema, query_limits).context("cannot start the query threads")?;
+    let app = skylark_receiver::http_router(receiver_state.clone()).merge(query_routes);
 
     let rest_addr: SocketAddr = format!("{}:{}", config.core.rest.host, config.core.rest.port)
         .parse()
