@@ -141,8 +141,11 @@ pub async fn serve(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped_at = Arc::new(std::sync::OnceLock::new());
+    let stop_moment = stopped_at.clone();
     tokio::spawn(async move {
         shutdown.await;
+        let _ = stop_moment.set(Instant::now());
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -232,11 +235,26 @@ pub async fn serve(
         _ = grace => tracing::warn!("connections still open after the shutdown grace period were dropped"),
     }
 
-    let _ = flusher.await;
-    tokio::task::spawn_blocking(move || durable.shutdown())
-        .await
-        .context("final persist task failed")??;
-    tracing::info!("skylark stopped; everything aggregated was persisted");
+    // The final persist gets what is left of the shutdown deadline. Cut short, it leaves the
+    // write-ahead log as it is (the log is only cut back to what storage holds), and the next
+    // start replays what was not stored; the caller must not wait for the abandoned task.
+    let stopped_at = stopped_at.get().copied().unwrap_or_else(Instant::now);
+    let deadline = tokio::time::Instant::from_std(stopped_at + durable::SHUTDOWN_DEADLINE);
+    if tokio::time::timeout_at(deadline, flusher).await.is_err() {
+        tracing::warn!("a periodic persist was still running at the shutdown deadline");
+    }
+    let final_persist = tokio::task::spawn_blocking(move || durable.shutdown());
+    match tokio::time::timeout_at(deadline, final_persist).await {
+        Ok(joined) => {
+            joined.context("final persist task failed")??;
+            tracing::info!("skylark stopped; everything aggregated was persisted");
+        }
+        Err(_) => tracing::warn!(
+            deadline_ms = durable::SHUTDOWN_DEADLINE.as_millis() as u64,
+            "the final persist did not finish by the shutdown deadline; what it did not store \
+             stays in the write-ahead log and is replayed on the next start"
+        ),
+    }
     Ok(())
 }
 
