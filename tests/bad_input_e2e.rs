@@ -320,3 +320,149 @@ async fn endpoint_samples(node: &node::Node, window: &serde_json::Value) -> Vec<
     }
     samples
 }
+
+/// Writes a raw HTTP/1.1 request head and `body_bytes` of body (chunked when `chunked`), then
+/// reads the answer's status line; `None` when the connection broke before an answer came.
+async fn raw_post(port: u16, path: &str, body_bytes: usize, chunked: bool) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let length = if chunked {
+        "Transfer-Encoding: chunked".to_string()
+    } else {
+        format!("Content-Length: {body_bytes}")
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: skylark\r\nContent-Type: application/json\r\n{length}\r\n\r\n"
+    );
+    let (mut reader, mut writer) = stream.split();
+    let write = async {
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0;
+        while sent < body_bytes {
+            let n = chunk.len().min(body_bytes - sent);
+            if chunked {
+                writer.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+                writer.write_all(&chunk[..n]).await?;
+                writer.write_all(b"\r\n").await?;
+            } else {
+                writer.write_all(&chunk[..n]).await?;
+            }
+            sent += n;
+        }
+        if chunked {
+            writer.write_all(b"0\r\n\r\n").await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    // The answer may come before the whole body is written; keep reading either way.
+    let read = async {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        answer
+    };
+    let (_, answer) = tokio::join!(write, read);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    text.lines()
+        .next()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// `/graphql` bodies over `SW_QUERY_MAX_BODY_BYTES` (1 MiB by default) are answered 413 whether
+/// they declare their length or arrive chunked, without being buffered: a 256 MiB body leaves
+/// the server's memory where it was, and it keeps serving.
+#[tokio::test]
+async fn graphql_bodies_over_the_limit_get_413_and_are_not_buffered() {
+    let server = Server::start().await;
+    for chunked in [false, true] {
+        let status = raw_post(server.rest, "/graphql", 2 * 1024 * 1024, chunked).await;
+        assert!(
+            status.as_deref().is_some_and(|s| s.contains(" 413 ")),
+            "chunked {chunked}: {status:?}"
+        );
+    }
+    let rss_before = rss_kib(server.pid());
+    // Far past the limit: the server answers 413 and closes instead of reading it all.
+    let status = raw_post(server.rest, "/graphql", 256 * 1024 * 1024, true).await;
+    let rss_after = rss_kib(server.pid());
+    eprintln!(
+        "graphql 256 MiB chunked body: answer {status:?}, RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    assert!(
+        status.is_none() || status.as_deref().is_some_and(|s| s.contains(" 413 ")),
+        "{status:?}"
+    );
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    let reply = server.graphql("query { version }", json!({})).await;
+    assert!(reply["data"]["version"].is_string(), "server keeps serving");
+}
+
+/// A 1 MiB document of aliased `execExpression`s, a deeply nested one and an oversized page are
+/// each refused with an error naming the limit, before any of it runs.
+#[tokio::test]
+async fn graphql_documents_over_the_limits_are_refused_with_clear_errors() {
+    let server = Server::start().await;
+    let field =
+        |i: usize| format!("e{i}:execExpression(expression:$x,entity:$e,duration:$d){{error}} ");
+    let mut aliases = String::new();
+    let mut n = 0;
+    while aliases.len() < 1000 * 1024 {
+        aliases.push_str(&field(n));
+        n += 1;
+    }
+    let query = format!("query($x:String!,$e:Entity!,$d:Duration!){{ {aliases} }}");
+    let variables = json!({"x": "meter_wechat_mp_app_launch_duration",
+        "e": {"serviceName": SERVICE, "normal": true}, "d": swctl_duration()});
+    let started = std::time::Instant::now();
+    let reply = server.graphql(&query, variables).await;
+    let message = reply["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("SW_QUERY_MAX_QUERY_COMPLEXITY"),
+        "{n} aliases: {}",
+        &reply.to_string()[..reply.to_string().len().min(500)]
+    );
+    eprintln!(
+        "{n} aliased execExpressions refused in {:?}",
+        started.elapsed()
+    );
+
+    let deep = format!("query {}{}", "{ a ".repeat(100_000), "}".repeat(100_000));
+    let reply = server.graphql(&deep, json!({})).await;
+    let message = reply["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("nests brackets"), "{reply}");
+
+    let q = "query ($c: LogQueryCondition) { queryLogs(condition: $c) { logs { content } } }";
+    let reply = server
+        .graphql(q, json!({"c": {"queryDuration": swctl_duration(), "paging": {"pageNum": 1, "pageSize": 5000}}}))
+        .await;
+    let message = reply["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("SW_QUERY_MAX_PAGE_SIZE"), "{reply}");
+    let reply = server.graphql("query { version }", json!({})).await;
+    assert!(reply["data"]["version"].is_string(), "server keeps serving");
+}
