@@ -466,3 +466,98 @@ async fn graphql_documents_over_the_limits_are_refused_with_clear_errors() {
     let reply = server.graphql("query { version }", json!({})).await;
     assert!(reply["data"]["version"].is_string(), "server keeps serving");
 }
+
+/// A GraphQL document that keeps a query thread busy for seconds: 700 evaluations of a
+/// 500-minute window (350,000 bucket reads).
+fn heavy_query() -> (String, serde_json::Value) {
+    let fields: String = (0..700)
+        .map(|i| format!("e{i}:execExpression(expression:$x,entity:$e,duration:$d){{error}} "))
+        .collect();
+    let now = chrono::Local::now();
+    let window = json!({"start": (now - chrono::Duration::minutes(499)).format("%Y-%m-%d %H%M").to_string(),
+                        "end": now.format("%Y-%m-%d %H%M").to_string(), "step": "MINUTE"});
+    (
+        format!("query($x:String!,$e:Entity!,$d:Duration!){{ {fields} }}"),
+        json!({"x": "meter_wechat_mp_app_launch_duration",
+               "e": {"serviceName": SERVICE, "normal": true}, "d": window}),
+    )
+}
+
+/// Heavy dashboards do not delay ingestion: while four clients keep the query threads busy with
+/// documents that take seconds each, segment reports are still acknowledged promptly (queries
+/// on the ingest workers held every acknowledgement behind them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heavy_queries_do_not_delay_ingest_acknowledgements() {
+    let server = std::sync::Arc::new(Server::start().await);
+    let (query, variables) = heavy_query();
+    let started = std::time::Instant::now();
+    let reply = server.graphql(&query, variables.clone()).await;
+    let one_query = started.elapsed();
+    assert!(
+        reply["errors"].is_null(),
+        "{}",
+        &reply.to_string()[..200.min(reply.to_string().len())]
+    );
+    eprintln!("one heavy query took {one_query:?}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut heavy = Vec::new();
+    for _ in 0..4 {
+        let (server, query, variables, stop) = (
+            server.clone(),
+            query.clone(),
+            variables.clone(),
+            stop.clone(),
+        );
+        heavy.push(tokio::spawn(async move {
+            let mut answered = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = server.graphql(&query, variables.clone()).await;
+                if !reply.is_null() {
+                    answered += 1;
+                }
+            }
+            answered
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v3/segments", server.base());
+    let mut slowest = std::time::Duration::ZERO;
+    let load_until =
+        std::time::Instant::now() + one_query.max(std::time::Duration::from_secs(2)) * 3;
+    let mut acknowledged = 0;
+    while std::time::Instant::now() < load_until {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let body = json!([{"traceId": format!("heavy-{acknowledged}"), "traceSegmentId": format!("heavy-{acknowledged}.0"),
+            "service": SERVICE, "serviceInstance": "i1",
+            "spans": [{"operationName": "pages/index/index", "startTime": now_ms - 5, "endTime": now_ms,
+                       "spanId": 0, "parentSpanId": -1, "spanLayer": "Http", "spanType": "Entry",
+                       "isError": false, "componentId": 10002}]}]);
+        let sent = std::time::Instant::now();
+        let status = client
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        slowest = slowest.max(sent.elapsed());
+        assert_eq!(status.ok(), Some(200), "log:\n{}", server.log());
+        acknowledged += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut queries = 0;
+    for h in heavy {
+        queries += h.await.unwrap();
+    }
+    eprintln!(
+        "{acknowledged} segment reports acknowledged during {queries} heavy queries (one alone \
+         took {one_query:?}); the slowest acknowledgement took {slowest:?}"
+    );
+    assert!(queries > 0, "the heavy queries were answered");
+    assert!(
+        slowest < one_query.min(std::time::Duration::from_secs(2)),
+        "an acknowledgement took {slowest:?}, as long as a heavy query ({one_query:?})"
+    );
+}
