@@ -3,8 +3,9 @@
 //!
 //! Queries run on a small runtime of their own ([`QueryLimits::threads`] workers), never on the
 //! workers that answer ingest requests: resolvers read storage and evaluate MQE synchronously, so
-//! a heavy dashboard on the shared workers would hold up every acknowledgement behind it. One
-//! permit per query thread is taken before the body is read, so waiting queries hold no memory.
+//! a heavy dashboard on the shared workers would hold up every acknowledgement behind it. Bodies
+//! are read before a query thread is taken (a slow upload holds none), and the requests being
+//! read or waiting are capped, which bounds the memory they hold.
 use crate::SkylarkSchema;
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{BatchRequest, BatchResponse, Positioned, Request, Response, ServerError};
@@ -53,6 +54,10 @@ impl Default for QueryLimits {
 /// recurses once per level, so this keeps its stack use small whatever the body holds.
 pub(crate) const MAX_NESTING: usize = 64;
 
+/// Requests per query thread that may be read or wait at once (each holds at most
+/// `max_body_bytes`); more are answered 503 with `Retry-After`.
+const ADMITTED_PER_THREAD: usize = 32;
+
 /// Stack of each query thread: generous, because resolvers and MQE evaluation recurse.
 const QUERY_THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
@@ -84,7 +89,11 @@ struct GraphqlService {
     /// Kept so the query threads live as long as the route.
     _pool: QueryPool,
     handle: tokio::runtime::Handle,
+    /// One per query thread: held while a query is parsed, checked and run.
     permits: Arc<Semaphore>,
+    /// Requests being read or waiting for a query thread; more are answered 503.
+    admitted: Arc<Semaphore>,
+    admitted_max: usize,
 }
 
 /// `POST /graphql` (single or batched JSON requests) served within `limits`, and `GET /graphql`
@@ -107,6 +116,8 @@ pub(crate) fn router_with_limits(
             runtime: Some(runtime),
         },
         permits: Arc::new(Semaphore::new(threads)),
+        admitted: Arc::new(Semaphore::new(threads * ADMITTED_PER_THREAD)),
+        admitted_max: threads * ADMITTED_PER_THREAD,
         limits,
     });
     Ok(axum::Router::new()
@@ -151,18 +162,29 @@ async fn graphql_post(
         return too_large(body, limits.max_body_bytes).await;
     }
 
-    // A query thread is reserved before the body is read, so queued requests hold no bodies.
-    let permit =
-        match tokio::time::timeout(limits.timeout, service.permits.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return timed_out(limits, None),
-        };
-    let remaining = limits.timeout.saturating_sub(started.elapsed());
+    // Bodies are read before a query thread is taken, so a slow upload holds no thread; the
+    // requests being read or waiting are capped instead, which bounds their memory.
+    let Ok(_admitted) = service.admitted.clone().try_acquire_owned() else {
+        let mut response = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} GraphQL requests are already waiting; retry shortly",
+                service.admitted_max
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    };
     let bytes =
-        match tokio::time::timeout(remaining, read_limited(body, limits.max_body_bytes)).await {
+        match tokio::time::timeout(limits.timeout, read_limited(body, limits.max_body_bytes)).await
+        {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(ReadError::TooLarge(rest))) => {
-                drop(permit);
                 return too_large(rest, limits.max_body_bytes).await;
             }
             Ok(Err(ReadError::Io(e))) => {
@@ -172,6 +194,12 @@ async fn graphql_post(
                 )
             }
             Err(_) => return timed_out(limits, None),
+        };
+    let remaining = limits.timeout.saturating_sub(started.elapsed());
+    let permit =
+        match tokio::time::timeout(remaining, service.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return timed_out(limits, None),
         };
 
     let schema = service.schema.clone();
@@ -274,11 +302,14 @@ pub(crate) fn check_document(
     limits: &QueryLimits,
     budget: &mut usize,
 ) -> std::result::Result<ExecutableDocument, String> {
-    let nesting = bracket_nesting(query, MAX_NESTING);
-    if nesting > MAX_NESTING {
+    let scanned = scan(query, MAX_NESTING);
+    if scanned.nesting > MAX_NESTING {
         return Err(format!(
             "the query nests brackets more than {MAX_NESTING} deep"
         ));
+    }
+    if scanned.selections > *budget {
+        return Err(too_many_fields(limits));
     }
     let doc = async_graphql::parser::parse_query(query).map_err(|e| e.to_string())?;
     let mut walk = Walk {
@@ -291,6 +322,14 @@ pub(crate) fn check_document(
         walk.selection_set(&operation.node.selection_set, 1)?;
     }
     Ok(doc)
+}
+
+fn too_many_fields(limits: &QueryLimits) -> String {
+    format!(
+        "the query selects more than {} fields (aliases and fragments counted; \
+         SW_QUERY_MAX_QUERY_COMPLEXITY); split it into smaller queries",
+        limits.max_complexity
+    )
 }
 
 /// Walks selections with fragments expanded, stopping as soon as a limit is passed (so a
@@ -311,11 +350,7 @@ impl<'a> Walk<'a, '_> {
     ) -> std::result::Result<(), String> {
         for selection in &set.node.items {
             if *self.budget == 0 {
-                return Err(format!(
-                    "the query selects more than {} fields (aliases and fragments counted; \
-                     SW_QUERY_MAX_QUERY_COMPLEXITY); split it into smaller queries",
-                    self.limits.max_complexity
-                ));
+                return Err(too_many_fields(self.limits));
             }
             *self.budget -= 1;
             match &selection.node {
@@ -349,13 +384,33 @@ impl<'a> Walk<'a, '_> {
     }
 }
 
-/// The deepest nesting of `{`, `(` and `[` outside strings and comments, counted up to just past
-/// `stop`.
-fn bracket_nesting(query: &str, stop: usize) -> usize {
+/// What a byte scan of a document finds before it is parsed.
+#[derive(Debug, PartialEq, Eq)]
+struct Scan {
+    /// Deepest nesting of `{`, `(` and `[` outside strings and comments.
+    nesting: usize,
+    /// Selections written in selection sets (an alias and its field count once, a fragment
+    /// spread once, an inline fragment's type condition not at all): never more than the
+    /// fields the document selects once its fragments are expanded.
+    selections: usize,
+}
+
+/// Scans `query` once, outside strings and comments; stops early once `max_nesting` is passed.
+/// Cheap enough to refuse a document of thousands of aliases before parsing it, which takes far
+/// longer.
+fn scan(query: &str, max_nesting: usize) -> Scan {
     let bytes = query.as_bytes();
-    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    let is_name_start = |b: u8| b == b'_' || b.is_ascii_alphabetic();
+    let is_name = |b: u8| b == b'_' || b.is_ascii_alphanumeric();
+    let (mut braces, mut parens, mut brackets, mut deepest) = (0usize, 0usize, 0usize, 0usize);
+    let mut selections = 0usize;
+    // What the previous token makes of the next name in a selection set.
+    let (mut after_colon, mut after_at, mut after_spread, mut after_on) =
+        (false, false, false, false);
+    let mut i = 0usize;
     while i < bytes.len() {
-        match bytes[i] {
+        let b = bytes[i];
+        match b {
             b'#' => {
                 while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
                     i += 1;
@@ -379,18 +434,60 @@ fn bracket_nesting(query: &str, stop: usize) -> usize {
                 }
             }
             b'{' | b'(' | b'[' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-                if deepest > stop {
-                    return deepest;
+                match b {
+                    b'{' => braces += 1,
+                    b'(' => parens += 1,
+                    _ => brackets += 1,
+                }
+                deepest = deepest.max(braces + parens + brackets);
+                if deepest > max_nesting {
+                    break;
                 }
             }
-            b'}' | b')' | b']' => depth = depth.saturating_sub(1),
+            b'}' => braces = braces.saturating_sub(1),
+            b')' => parens = parens.saturating_sub(1),
+            b']' => brackets = brackets.saturating_sub(1),
+            b'.' if bytes[i..].starts_with(b"...") => {
+                after_spread = true;
+                i += 2;
+            }
+            b':' => after_colon = true,
+            b'@' => after_at = true,
+            _ if is_name_start(b) => {
+                let start = i;
+                while i + 1 < bytes.len() && is_name(bytes[i + 1]) {
+                    i += 1;
+                }
+                if braces > 0 && parens == 0 {
+                    let name = &bytes[start..=i];
+                    if after_spread && name == b"on" {
+                        after_on = true;
+                    } else if !(after_colon || after_at || after_on) {
+                        selections += 1;
+                    } else {
+                        after_on = false;
+                    }
+                }
+                after_colon = false;
+                after_at = false;
+                after_spread = false;
+                i += 1;
+                continue;
+            }
             _ => {}
+        }
+        if !b.is_ascii_whitespace() && b != b',' && b != b'.' && b != b':' && b != b'@' {
+            after_colon = false;
+            after_at = false;
+            after_spread = false;
+            after_on = false;
         }
         i += 1;
     }
-    deepest
+    Scan {
+        nesting: deepest,
+        selections,
+    }
 }
 
 enum ReadError {
@@ -486,12 +583,34 @@ mod tests {
 
     #[test]
     fn nesting_ignores_brackets_in_strings_and_comments() {
-        assert_eq!(bracket_nesting("{ a(x: \"((((\") }", 64), 2);
-        assert_eq!(bracket_nesting("# {{{{\n{ a }", 64), 1);
-        assert_eq!(bracket_nesting("{ a(x: \"\"\"{{{\"\"\") }", 64), 2);
-        assert_eq!(bracket_nesting("{ a(x: \"\\\"{{\") }", 64), 2);
+        let nesting = |q: &str| scan(q, 64).nesting;
+        assert_eq!(nesting("{ a(x: \"((((\") }"), 2);
+        assert_eq!(nesting("# {{{{\n{ a }"), 1);
+        assert_eq!(nesting("{ a(x: \"\"\"{{{\"\"\") }"), 2);
+        assert_eq!(nesting("{ a(x: \"\\\"{{\") }"), 2);
+        assert_eq!(nesting("{ a(x: [[[1]], [2]]) }"), 5);
         let deep = format!("{}{}", "{a".repeat(100_000), "}".repeat(100_000));
-        assert_eq!(bracket_nesting(&deep, 64), 65);
+        assert_eq!(nesting(&deep), 65);
+    }
+
+    #[test]
+    fn the_scan_counts_selections_as_the_walk_does_or_fewer() {
+        let limits = QueryLimits::default();
+        for query in [
+            "query Q($d: Duration!) { a: version b: version c: execExpression(expression: \"x{y}\", entity: {serviceName: \"s\"}, duration: $d) { error results { values { value } } } }",
+            "query { ...F ... on Query { version } ... @include(if: true) { version } __typename }\nfragment F on Query { version listServices(layer: \"GENERAL\") @skip(if: false) { name } }",
+            "{ a(x: [1, 2], y: {z: [\"{\"]}) { b # c d e\n f } }",
+        ] {
+            let scanned = scan(query, 64).selections;
+            let mut budget = limits.max_complexity;
+            check_document(query, &limits, &mut budget).unwrap();
+            let walked = limits.max_complexity - budget;
+            assert!(scanned <= walked && scanned > 0, "{scanned} > {walked}: {query}");
+        }
+        assert_eq!(
+            scan("{ a: b c d(e: f) { g } ...h ... on I { j } }", 64).selections,
+            6
+        );
     }
 
     #[test]
@@ -579,7 +698,14 @@ mod ui_operations {
                 let mut budget = limits.max_complexity;
                 check_document(query, &limits, &mut budget)
                     .unwrap_or_else(|e| panic!("{}: {e}\n{query}", op["op"]));
-                most_fields = most_fields.max(limits.max_complexity - budget);
+                let walked = limits.max_complexity - budget;
+                let scanned = scan(query, MAX_NESTING).selections;
+                assert!(
+                    scanned <= walked,
+                    "{}: scan {scanned} > walk {walked}",
+                    op["op"]
+                );
+                most_fields = most_fields.max(walked);
                 operations += 1;
             }
         }
