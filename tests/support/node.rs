@@ -184,18 +184,26 @@ impl Node {
             .await
     }
 
-    /// How many times each log content of [`SERVICE`] is stored.
+    /// How many times each log content of [`SERVICE`] is stored (read page by page, at the
+    /// largest page size the server allows).
     pub async fn stored_logs(&self) -> BTreeMap<String, u64> {
+        const PAGE: usize = 1000;
         let query =
             "query ($c: LogQueryCondition!) { r: queryLogs(condition: $c) { logs { content } } }";
-        let condition = json!({"serviceId": format!("{}.1", b64(SERVICE)), "queryDuration": window(),
-            "paging": {"pageNum": 1, "pageSize": 1_000_000}});
-        let reply = self.graphql(query, json!({"c": condition})).await;
-        assert!(reply.get("errors").is_none(), "{reply}");
         let mut counts = BTreeMap::new();
-        for log in reply["data"]["r"]["logs"].as_array().expect("logs") {
-            let content = log["content"].as_str().unwrap_or_default().to_string();
-            *counts.entry(content).or_default() += 1;
+        for page in 1.. {
+            let condition = json!({"serviceId": format!("{}.1", b64(SERVICE)),
+                "queryDuration": window(), "paging": {"pageNum": page, "pageSize": PAGE}});
+            let reply = self.graphql(query, json!({"c": condition})).await;
+            assert!(reply.get("errors").is_none(), "{reply}");
+            let logs = reply["data"]["r"]["logs"].as_array().expect("logs");
+            for log in logs {
+                let content = log["content"].as_str().unwrap_or_default().to_string();
+                *counts.entry(content).or_default() += 1;
+            }
+            if logs.len() < PAGE {
+                break;
+            }
         }
         counts
     }

@@ -15,6 +15,14 @@ pub enum Error {
     /// The `regex` argument of `listMetrics` is not a valid pattern.
     #[error("invalid regex")]
     Regex(#[source] regex::Error),
+    /// `paging.pageSize` is over the configured maximum.
+    #[error("paging.pageSize {size} is over the limit of {max} (SW_QUERY_MAX_PAGE_SIZE)")]
+    PageTooLarge {
+        /// The page size asked for.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The storage failed.
     #[error("storage failed")]
     Storage(#[from] skylark_storage::Error),

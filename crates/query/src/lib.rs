@@ -12,21 +12,20 @@ mod duration;
 mod error;
 mod gql;
 pub mod mqe;
+mod serve;
 mod ui_templates;
 
 pub use always_data::AlwaysData;
 pub use duration::{QueryDuration, RecordWindow, MAX_DURATION_POINTS};
 pub use error::{Error, Result};
 pub use gql::*;
+pub use serve::QueryLimits;
 pub use ui_templates::{
     parse_menu, parse_template_file, schema_with_ui, template_expressions, ConfigurationFields,
     MenuEntry, TemplateLoadError, UiContext, UiTemplate, UiTemplates, MENU_FILE,
 };
 
 use async_graphql::{EmptySubscription, Schema};
-use async_graphql_axum::GraphQL;
-use axum::response::Html;
-use axum::routing::{get, post_service};
 use skylark_core::MetricCatalog;
 use skylark_storage::Storage;
 use std::sync::Arc;
@@ -57,16 +56,24 @@ pub fn schema(ctx: QueryContext) -> SkylarkSchema {
     schema_with_ui(ctx, UiContext::default())
 }
 
-/// `POST /graphql` (single or batched JSON requests) and `GET /graphql` (a playground page).
-pub fn router(schema: SkylarkSchema) -> axum::Router {
-    axum::Router::new().route(
-        "/graphql",
-        get(playground).merge(post_service(GraphQL::new(schema))),
-    )
+/// `POST /graphql` (single or batched JSON requests, run on query threads of their own within
+/// `limits`) and `GET /graphql` (a playground page). Build the schema with the same limits
+/// ([`schema_with_limits`]) so resolvers enforce the page size. Fails only when the query
+/// threads cannot be started.
+pub fn router(schema: SkylarkSchema, limits: QueryLimits) -> std::io::Result<axum::Router> {
+    serve::router_with_limits(schema, limits)
 }
 
-async fn playground() -> Html<String> {
-    Html(async_graphql::http::playground_source(
-        async_graphql::http::GraphQLPlaygroundConfig::new("/graphql"),
-    ))
+/// [`schema_with_ui`] with the per-query limits: depth and complexity (fields, aliases counted)
+/// checked when a document is validated, and the largest page size resolvers accept.
+pub fn schema_with_limits(ctx: QueryContext, ui: UiContext, limits: &QueryLimits) -> SkylarkSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(ctx)
+        .data(ui)
+        .data(limits.clone())
+        .extension(AlwaysData)
+        .limit_complexity(limits.max_complexity)
+        .limit_depth(limits.max_depth)
+        .limit_recursive_depth(serve::MAX_NESTING)
+        .finish()
 }

@@ -4,8 +4,7 @@
 //! Shipped templates are the base set; templates stored through `addTemplate`/`changeTemplate`/
 //! `disableTemplate` override them by id (see [`crate::schema_with_ui`]).
 
-use crate::{mqe, AlwaysData, Mutation, Query, QueryContext, SkylarkSchema};
-use async_graphql::{EmptySubscription, Schema};
+use crate::{mqe, QueryContext, SkylarkSchema};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -149,11 +148,7 @@ pub struct UiContext {
 /// Builds the schema with the UI configuration fields served from `ui` (what the server should
 /// use; [`crate::schema`] serves no templates, an empty menu and refuses template edits).
 pub fn schema_with_ui(ctx: QueryContext, ui: UiContext) -> SkylarkSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .data(ctx)
-        .data(ui)
-        .extension(AlwaysData)
-        .finish()
+    crate::schema_with_limits(ctx, ui, &crate::QueryLimits::default())
 }
 
 impl UiTemplates {

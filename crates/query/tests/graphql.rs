@@ -396,7 +396,8 @@ async fn http_route_accepts_swctl_content_type() {
     use axum::body::Body;
     use axum::http::Request as HttpRequest;
     use tower::ServiceExt;
-    let app = skylark_query::router(schema(storage()));
+    let app = skylark_query::router(schema(storage()), skylark_query::QueryLimits::default())
+        .expect("query threads start");
     let body = json!({"query": "query { result: version }", "variables": {}}).to_string();
     let resp = app
         .oneshot(

@@ -47,9 +47,11 @@ async fn export_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let mut unread = Some(body);
     let result = async {
         let encoding = otlp_encoding(&headers)?;
         let _slot = admit(&state)?;
+        let body = unread.take().unwrap_or_default();
         let batch = decode_body(&headers, body, state.config.max_body_bytes, move |bytes| {
             let request: ExportMetricsServiceRequest = encoding.decode(&bytes)?;
             let mut batch = convert_metrics_request(&request);
@@ -67,7 +69,7 @@ async fn export_metrics(
     record_request(&state, "http", "metrics", &result);
     match result {
         Ok((encoding, report)) => success_response(encoding, &metrics_response(&report)),
-        Err(e) => error_response(&e),
+        Err(e) => refusal(&e, unread, state.config.max_body_bytes).await,
     }
 }
 
@@ -76,9 +78,11 @@ async fn export_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let mut unread = Some(body);
     let result = async {
         let encoding = otlp_encoding(&headers)?;
         let _slot = admit(&state)?;
+        let body = unread.take().unwrap_or_default();
         let batch = decode_body(&headers, body, state.config.max_body_bytes, move |bytes| {
             let request: ExportLogsServiceRequest = encoding.decode(&bytes)?;
             Ok(convert_logs_request(request))
@@ -91,7 +95,7 @@ async fn export_logs(
     record_request(&state, "http", "logs", &result);
     match result {
         Ok((encoding, report)) => success_response(encoding, &logs_response(&report)),
-        Err(e) => error_response(&e),
+        Err(e) => refusal(&e, unread, state.config.max_body_bytes).await,
     }
 }
 
@@ -125,9 +129,11 @@ async fn report<F>(state: &ReceiverState, headers: &HeaderMap, body: Body, decod
 where
     F: FnOnce(Bytes) -> Result<SegmentBatch> + Send + 'static,
 {
+    let mut unread = Some(body);
     let result = async {
         require_json(headers)?;
         let _slot = admit(state)?;
+        let body = unread.take().unwrap_or_default();
         let batch = decode_body(headers, body, state.config.max_body_bytes, decode).await?;
         let (segments, rejected) = batch.into_parts();
         if let Some(Error::SegmentsRejected { rejected, .. }) = &rejected {
@@ -152,7 +158,7 @@ where
             "{}",
         )
             .into_response(),
-        Err(e) => error_response(&e),
+        Err(e) => refusal(&e, unread, state.config.max_body_bytes).await,
     }
 }
 
@@ -183,7 +189,7 @@ where
         .parse::<u64>()
         .ok();
     if declared_length.is_some_and(|length| length > limit as u64) {
-        drain(body).await;
+        drain(body, DRAIN_MAX_BYTES).await;
         return Err(Error::BodyTooLarge { limit });
     }
     let body = read_body(body, limit).await?;
@@ -233,7 +239,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes> {
         };
         total += data.len();
         if total > limit {
-            drain(body).await;
+            drain(body, DRAIN_MAX_BYTES).await;
             return Err(Error::BodyTooLarge { limit });
         }
         chunks.push(data);
@@ -245,21 +251,54 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes> {
     Ok(Bytes::from(chunks.concat()))
 }
 
-/// Most bytes of a refused body read and thrown away so the client sees the 413.
+/// Most bytes of an oversized body read and thrown away so the client sees the 413.
 const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
 
-/// Reads and discards the rest of a refused body (up to [`DRAIN_MAX_BYTES`]): answering while
-/// the client is still sending makes the server close the connection under it, and the client
-/// then sees a broken pipe instead of the 413 and its reason.
-async fn drain(mut body: Body) {
-    let mut total = 0usize;
-    while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-    {
-        total += frame.data_ref().map_or(0, |d| d.len());
-        if total > DRAIN_MAX_BYTES {
-            break;
+/// Longest time spent draining a refused body: a client that sends slowly is not waited for.
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards the rest of a refused body, up to `max_bytes` and [`DRAIN_MAX_TIME`];
+/// true when the body ended. Answering while the client is still sending makes the server
+/// close the connection under it, and the client then sees a broken pipe instead of the answer
+/// and its reason.
+async fn drain(mut body: Body, max_bytes: usize) -> bool {
+    let read_all = async {
+        let mut total = 0usize;
+        loop {
+            match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => {
+                    total = total.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
+                    if total > max_bytes {
+                        return false;
+                    }
+                }
+            }
         }
+    };
+    tokio::time::timeout(DRAIN_MAX_TIME, read_all)
+        .await
+        .unwrap_or(false)
+}
+
+/// The answer to a refused request. A body never read (busy, wrong content type) is drained up
+/// to the body limit first, so a keep-alive client reads the answer and can send its next
+/// request on the same connection. When that is not possible (the body is larger, or too slow)
+/// and for every 413, the answer says `Connection: close` and the connection is closed after it,
+/// so the client knows to reconnect rather than writing into a closed socket.
+async fn refusal(error: &Error, unread: Option<Body>, max_body_bytes: usize) -> Response {
+    let mut response = error_response(error);
+    let drained = match unread {
+        Some(body) => drain(body, max_body_bytes).await,
+        None => true,
+    };
+    if !drained || response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }
 
 /// Decompresses a gzip body (concatenated members too), refusing output beyond `limit`.

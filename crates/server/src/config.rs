@@ -23,6 +23,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Alarm rules and hook delivery.
     pub alarm: AlarmConfig,
+    /// GraphQL query limits.
+    pub query: QueryConfig,
 }
 
 /// `alarm:` settings.
@@ -50,6 +52,46 @@ impl AlarmConfig {
             timeout: std::time::Duration::from_millis(self.hook_timeout_ms.max(1)),
             max_attempts: self.hook_max_attempts.max(1),
             ..Default::default()
+        }
+    }
+}
+
+/// `query:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// `query.graphql:` settings.
+    pub graphql: GraphqlConfig,
+}
+
+/// `query.graphql:` settings: what one GraphQL request may cost.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GraphqlConfig {
+    /// Largest request body in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most fields one request selects, aliases counted and fragments expanded (OAP's name).
+    pub max_query_complexity: usize,
+    /// Deepest nesting of selections.
+    pub max_depth: usize,
+    /// Largest `paging.pageSize`.
+    pub max_page_size: usize,
+    /// How long a request may take, in ms, waiting for a query thread included.
+    pub timeout_ms: u64,
+    /// Threads that run queries (apart from ingestion); also the most queries run at once.
+    pub threads: usize,
+}
+
+impl GraphqlConfig {
+    /// The limits as the query crate takes them.
+    pub fn limits(&self) -> skylark_query::QueryLimits {
+        skylark_query::QueryLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_complexity: self.max_query_complexity,
+            max_depth: self.max_depth,
+            max_page_size: self.max_page_size,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            threads: self.threads,
         }
     }
 }
@@ -324,6 +366,34 @@ impl Config {
             bail!("core.cardinality caps (SW_CORE_MAX_INSTANCES_PER_SERVICE, SW_CORE_MAX_ENDPOINTS_PER_SERVICE, SW_CORE_MAX_LABEL_VALUES_PER_METRIC) must be positive");
         }
         core.mqe.check()?;
+        let graphql = &self.query.graphql;
+        for (value, name) in [
+            (
+                graphql.max_body_bytes,
+                "query.graphql.maxBodyBytes (SW_QUERY_MAX_BODY_BYTES)",
+            ),
+            (
+                graphql.max_query_complexity,
+                "query.graphql.maxQueryComplexity (SW_QUERY_MAX_QUERY_COMPLEXITY)",
+            ),
+            (
+                graphql.max_depth,
+                "query.graphql.maxDepth (SW_QUERY_MAX_DEPTH)",
+            ),
+            (
+                graphql.max_page_size,
+                "query.graphql.maxPageSize (SW_QUERY_MAX_PAGE_SIZE)",
+            ),
+            (
+                graphql.timeout_ms as usize,
+                "query.graphql.timeoutMs (SW_QUERY_TIMEOUT_MS)",
+            ),
+            (graphql.threads, "query.graphql.threads (SW_QUERY_THREADS)"),
+        ] {
+            if value == 0 {
+                bail!("{name} must be positive");
+            }
+        }
         let v = &self.core.version;
         let mut parts = v.split('.');
         let numeric = |p: Option<&str>| {
@@ -513,6 +583,48 @@ mod tests {
         );
         assert_eq!(c.core.retention_sweep_ms, 250);
         assert_eq!(c.core.admin.port, 0);
+    }
+
+    #[test]
+    fn query_limits_default_and_are_checked() {
+        let c = Config::parse("test", EMBEDDED, &env_of(&[])).unwrap();
+        assert_eq!(
+            c.query.graphql.limits(),
+            skylark_query::QueryLimits::default()
+        );
+        let c = Config::parse(
+            "test",
+            EMBEDDED,
+            &env_of(&[
+                ("SW_QUERY_MAX_BODY_BYTES", "2048"),
+                ("SW_QUERY_MAX_QUERY_COMPLEXITY", "50"),
+                ("SW_QUERY_MAX_DEPTH", "5"),
+                ("SW_QUERY_MAX_PAGE_SIZE", "30"),
+                ("SW_QUERY_TIMEOUT_MS", "1500"),
+                ("SW_QUERY_THREADS", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.query.graphql.limits(),
+            skylark_query::QueryLimits {
+                max_body_bytes: 2048,
+                max_complexity: 50,
+                max_depth: 5,
+                max_page_size: 30,
+                timeout: std::time::Duration::from_millis(1500),
+                threads: 3,
+            }
+        );
+        for name in [
+            "SW_QUERY_TIMEOUT_MS",
+            "SW_QUERY_THREADS",
+            "SW_QUERY_MAX_BODY_BYTES",
+        ] {
+            let err = Config::parse("test", EMBEDDED, &|k: &str| (k == name).then(|| "0".into()))
+                .unwrap_err();
+            assert!(format!("{err:#}").contains(name), "{err:#}");
+        }
     }
 
     #[test]

@@ -36,6 +36,12 @@ const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
 /// 5 s shutdown promise to persisting.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// Everything after the stop signal, the final persist included, ends by this; the rest of the
+/// 5 s promise is left for the process to exit, even on a busy machine. A persist cut short loses nothing: what it did not store
+/// stays in the write-ahead log (which is only cut back to what storage holds) and is replayed
+/// on the next start.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
+
 /// When a request is acknowledged (`core.durability`, `SW_CORE_DURABILITY`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

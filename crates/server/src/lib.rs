@@ -99,7 +99,8 @@ pub async fn serve(
         templates: Arc::new(templates),
         ui_template_editing: config.core.enable_update_ui_template,
     };
-    let schema = skylark_query::schema_with_ui(
+    let query_limits = config.query.graphql.limits();
+    let schema = skylark_query::schema_with_limits(
         skylark_query::QueryContext {
             storage: storage.clone(),
             catalog: catalog.clone(),
@@ -109,6 +110,7 @@ pub async fn serve(
             mqe_limits: config.core.mqe.limits(),
         },
         ui,
+        &query_limits,
     );
     let alarms = Arc::new(
         skylark_alarm::AlarmEngine::new(
@@ -127,8 +129,9 @@ pub async fn serve(
         )
         .context("cannot load the alarm state")?,
     );
-    let app =
-        skylark_receiver::http_router(receiver_state.clone()).merge(skylark_query::router(schema));
+    let query_routes =
+        skylark_query::router(schema, query_limits).context("cannot start the query threads")?;
+    let app = skylark_receiver::http_router(receiver_state.clone()).merge(query_routes);
 
     let rest_addr: SocketAddr = format!("{}:{}", config.core.rest.host, config.core.rest.port)
         .parse()
@@ -156,8 +159,11 @@ pub async fn serve(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped_at = Arc::new(std::sync::OnceLock::new());
+    let stop_moment = stopped_at.clone();
     tokio::spawn(async move {
         shutdown.await;
+        let _ = stop_moment.set(Instant::now());
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -256,13 +262,33 @@ pub async fn serve(
         _ = grace => tracing::warn!("connections still open after the shutdown grace period were dropped"),
     }
 
-    let _ = flusher.await;
+    // The final persist gets what is left of the shutdown deadline. Cut short, it leaves the
+    // write-ahead log as it is (the log is only cut back to what storage holds), and the next
+    // start replays what was not stored; the caller must not wait for the abandoned task.
+    let stopped_at = stopped_at.get().copied().unwrap_or_else(Instant::now);
+    let deadline = tokio::time::Instant::from_std(stopped_at + durable::SHUTDOWN_DEADLINE);
+    if tokio::time::timeout_at(deadline, flusher).await.is_err() {
+        tracing::warn!("a periodic persist was still running at the shutdown deadline");
+    }
     // The engine holds storage: it must be gone before the final persist hands storage back.
-    let _ = alarm_ticker.await;
-    tokio::task::spawn_blocking(move || durable.shutdown())
+    if tokio::time::timeout_at(deadline, alarm_ticker)
         .await
-        .context("final persist task failed")??;
-    tracing::info!("skylark stopped; everything aggregated was persisted");
+        .is_err()
+    {
+        tracing::warn!("an alarm check was still running at the shutdown deadline");
+    }
+    let final_persist = tokio::task::spawn_blocking(move || durable.shutdown());
+    match tokio::time::timeout_at(deadline, final_persist).await {
+        Ok(joined) => {
+            joined.context("final persist task failed")??;
+            tracing::info!("skylark stopped; everything aggregated was persisted");
+        }
+        Err(_) => tracing::warn!(
+            deadline_ms = durable::SHUTDOWN_DEADLINE.as_millis() as u64,
+            "the final persist did not finish by the shutdown deadline; what it did not store \
+             stays in the write-ahead log and is replayed on the next start"
+        ),
+    }
     Ok(())
 }
 

@@ -154,9 +154,10 @@ fn tag_filters(tags: Option<Vec<Option<AlarmTag>>>) -> Vec<(String, Option<Strin
         .collect()
 }
 
-/// `(offset, limit)` of a page, the limit capped at [`MAX_ALARM_PAGE_SIZE`].
+/// `(offset, limit)` of a page, the limit capped at [`MAX_ALARM_PAGE_SIZE`] rather than refused:
+/// alarm clients ask for pages of `i32::MAX` and storage never collects more than the cap.
 fn page(paging: &Pagination) -> (usize, usize) {
-    let (offset, limit) = paging.offset_limit();
+    let (offset, limit) = paging.offset_limit(usize::MAX).unwrap_or((0, 0));
     (offset, limit.min(MAX_ALARM_PAGE_SIZE))
 }
 

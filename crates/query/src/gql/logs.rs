@@ -280,7 +280,7 @@ fn run_log_query(ctx: &Context<'_>, filter: Option<LogFilter>) -> Result<LogsObj
         Some(d) => Some(d.record_window()?),
         None => None,
     };
-    let (offset, limit) = f.paging.offset_limit();
+    let (offset, limit) = f.paging.offset_limit(max_page_size(ctx))?;
     let query = skylark_storage::LogQuery {
         service_id: f.service_id,
         instance_id: f.instance_id,

@@ -478,12 +478,15 @@ impl From<TraceQueryConditionByName> for TraceFilter {
 
 impl TraceFilter {
     /// The storage query and the time window (if a duration was given).
-    fn to_query(&self) -> std::result::Result<(TraceQuery, Option<RecordWindow>), Error> {
+    fn to_query(
+        &self,
+        max_page_size: usize,
+    ) -> std::result::Result<(TraceQuery, Option<RecordWindow>), Error> {
         let window = match &self.query_duration {
             Some(d) => Some(d.record_window()?),
             None => None,
         };
-        let (offset, limit) = self.paging.offset_limit();
+        let (offset, limit) = self.paging.offset_limit(max_page_size)?;
         // Zero bounds are what UIs send for "no bound" in their number inputs.
         let bound = |v: Option<i32>| v.filter(|d| *d > 0).map(i64::from);
         let query = TraceQuery {
@@ -517,7 +520,7 @@ fn basic_traces(ctx: &Context<'_>, filter: Option<TraceFilter>) -> Result<Option
             debugging_trace: None,
         }));
     };
-    let (query, _) = filter.to_query()?;
+    let (query, _) = filter.to_query(max_page_size(ctx))?;
     let segments = qctx(ctx)?
         .storage
         .query_segments(&query)
@@ -606,7 +609,7 @@ impl TraceQueryRoot {
                 debugging_trace: None,
             }));
         };
-        let (mut query, window) = filter.to_query()?;
+        let (mut query, window) = filter.to_query(max_page_size(ctx))?;
         let (start_ms, end_ms) = match window {
             Some(w) => (w.start_ms, w.end_ms),
             None => (now - DEFAULT_TRACE_LOOKBACK_MS, now),

@@ -596,12 +596,27 @@ pub struct Pagination {
 
 impl Pagination {
     /// `(offset, limit)`: `pageSize * (pageNum - 1)` and `pageSize`; nonsense values page
-    /// nothing rather than everything.
-    pub fn offset_limit(&self) -> (usize, usize) {
+    /// nothing rather than everything, and a page larger than `max_page_size` is refused (it
+    /// would make storage collect that many rows).
+    pub fn offset_limit(&self, max_page_size: usize) -> crate::Result<(usize, usize)> {
         let size = self.page_size.max(0) as usize;
+        if size > max_page_size {
+            return Err(crate::Error::PageTooLarge {
+                size,
+                max: max_page_size,
+            });
+        }
         let page = self.page_num.unwrap_or(1).max(1) as usize;
-        (size.saturating_mul(page - 1), size)
+        Ok((size.saturating_mul(page - 1), size))
     }
+}
+
+/// The largest page the schema's [`crate::QueryLimits`] allow (the default when built without).
+pub(crate) fn max_page_size(ctx: &async_graphql::Context<'_>) -> usize {
+    ctx.data_opt::<crate::QueryLimits>().map_or_else(
+        || crate::QueryLimits::default().max_page_size,
+        |l| l.max_page_size,
+    )
 }
 
 /// `input ServiceCondition`: a service by name (virtual layers make it a non-normal one).
