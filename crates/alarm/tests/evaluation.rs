@@ -268,6 +268,7 @@ async fn failing_and_hanging_hooks_are_retried_and_counted_without_delaying_othe
         url: format!("http://127.0.0.1:{port}/{path}"),
         body: "[]".into(),
         headers: Vec::new(),
+        token: None,
     };
     let started = Instant::now();
     dispatcher.submit(delivery("hang"));
@@ -325,6 +326,7 @@ async fn a_dead_hook_cannot_grow_the_queue() {
             url: format!("http://127.0.0.1:{port}/hang"),
             body: "[]".into(),
             headers: Vec::new(),
+            token: None,
         });
     }
     let text = telemetry.render();
