@@ -103,6 +103,9 @@ pub struct AlarmRule {
     pub exclude_names_regex: Option<Regex>,
     /// Window size in minutes.
     pub period: u32,
+    /// Extra minutes before the window that `increase`/`rate` read (OAP's `additionalPeriod`,
+    /// the largest trend range in the expression; 0 without one).
+    pub additional_period: u32,
     /// Checks to stay silent after firing (default: `period`).
     pub silence_period: u32,
     /// Consecutive false checks before recovery is sent (default 0).
@@ -576,6 +579,18 @@ fn read_rule(
             format!("rule `{name}`: period must be at least 1"),
         ));
     }
+    let ranges = trend_ranges(&expr);
+    if ranges.iter().any(|r| *r < 1) {
+        return Err(fail("the trend range must be greater than 0".into()));
+    }
+    // OAP's `maxTrendRange`: the window grows by the longest range so every trend has its
+    // earlier values.
+    let additional_period = ranges.into_iter().max().unwrap_or(0);
+    if i64::from(period) + additional_period > MAX_PERIOD_MINUTES {
+        return Err(fail(format!(
+            "period {period} plus the trend range {additional_period} is more than {MAX_PERIOD_MINUTES} minutes"
+        )));
+    }
     let silence_period = r
         .minutes(map, "silence-period", &at, MAX_COUNTDOWN_MINUTES)?
         .unwrap_or(period);
@@ -662,6 +677,7 @@ fn read_rule(
         include_names_regex: regex("include-names-regex")?,
         exclude_names_regex: regex("exclude-names-regex")?,
         period,
+        additional_period: additional_period as u32,
         silence_period,
         recovery_observation_period,
         message,
@@ -693,6 +709,43 @@ fn is_single_value(e: &Expr) -> bool {
         | Expr::AggregateLabels(inner, ..) => is_single_value(inner),
         Expr::Binary { left, right, .. } => is_single_value(left) && is_single_value(right),
         _ => false,
+    }
+}
+
+/// The range of every `increase`/`rate` in the expression.
+fn trend_ranges(e: &Expr) -> Vec<i64> {
+    let mut ranges = Vec::new();
+    visit(e, &mut |e| {
+        if let Expr::Trend(_, _, range) = e {
+            ranges.push(*range);
+        }
+    });
+    ranges
+}
+
+/// Calls `f` on `e` and every expression inside it.
+fn visit<'e>(e: &'e Expr, f: &mut dyn FnMut(&'e Expr)) {
+    f(e);
+    match e {
+        Expr::Metric(_)
+        | Expr::Trend(..)
+        | Expr::Baseline(..)
+        | Expr::Scalar { .. }
+        | Expr::TopN(_)
+        | Expr::TopNOf(..) => {}
+        Expr::Paren(inner)
+        | Expr::Aggregation(_, inner)
+        | Expr::Math(_, inner)
+        | Expr::Round(inner, _)
+        | Expr::Relabels(inner, ..)
+        | Expr::AggregateLabels(inner, ..)
+        | Expr::SortValues(inner, ..)
+        | Expr::SortLabelValues(inner, ..) => visit(inner, f),
+        Expr::Binary { left, right, .. } => {
+            visit(left, f);
+            visit(right, f);
+        }
+        Expr::Logical(_, exprs) => exprs.iter().for_each(|x| visit(x, f)),
     }
 }
 

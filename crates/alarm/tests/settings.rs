@@ -255,6 +255,16 @@ fn rules_oap_refuses_are_refused() {
             "is not an http(s) URL",
         ),
         (
+            "rules:\n  a_rule:\n    expression: sum(increase(service_sla, 0) > 1) >= 1\n",
+            3,
+            "the trend range must be greater than 0",
+        ),
+        (
+            "rules:\n  a_rule:\n    expression: sum(rate(service_sla, 100) > 1) >= 1\n    period: 1440\n",
+            3,
+            "period 1440 plus the trend range 100 is more than 1440 minutes",
+        ),
+        (
             "hooks:\n  gRPC:\n    default:\n      target-host: x\n",
             2,
             "hook type `gRPC` is not supported",
