@@ -240,10 +240,15 @@ impl AlarmEngine {
         records: &mut Vec<AlarmRecord>,
         writes: &mut Vec<(String, String, Option<String>)>,
     ) -> Result<()> {
+        // OAP's window is `period + additionalPeriod` minutes: an entity stays checked while
+        // any of them holds data, and the snapshot shows all of them. The expression itself
+        // sees the last `period` minutes; `increase`/`rate` read their earlier values on their
+        // own.
         let buckets = window(end, rule.period);
+        let full_window = window(end, rule.period + rule.additional_period);
         let mut ids = BTreeSet::new();
         for def in &rule.metrics {
-            ids.extend(self.storage.metric_entities(def, &buckets)?);
+            ids.extend(self.storage.metric_entities(def, &full_window)?);
         }
         if ids.len() > MAX_ENTITIES_PER_RULE {
             tracing::warn!(rule = %rule.name, entities = ids.len(), "alarm rule has too many entities; checking the first {MAX_ENTITIES_PER_RULE}");
@@ -277,7 +282,13 @@ impl AlarmEngine {
                 limits: mqe::MqeLimits::default(),
             };
             let matched = is_match(&mqe::execute(&ctx, &rule.expression), &rule.name);
-            let snapshot = snapshot(&ctx, rule);
+            let snapshot = snapshot(
+                &MqeContext {
+                    buckets: &full_window,
+                    ..ctx
+                },
+                rule,
+            );
             let mut inner = self.inner.lock();
             let state = inner.states.entry(key).or_insert_with(|| EntityState {
                 entity: entity.clone(),

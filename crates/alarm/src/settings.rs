@@ -103,6 +103,9 @@ pub struct AlarmRule {
     pub exclude_names_regex: Option<Regex>,
     /// Window size in minutes.
     pub period: u32,
+    /// Extra minutes before the window that `increase`/`rate` read (OAP's `additionalPeriod`,
+    /// the largest trend range in the expression; 0 without one).
+    pub additional_period: u32,
     /// Checks to stay silent after firing (default: `period`).
     pub silence_period: u32,
     /// Consecutive false checks before recovery is sent (default 0).
@@ -146,6 +149,35 @@ pub struct SignedUrl {
     /// The secret; empty when the robot has no signing.
     pub secret: String,
 }
+
+/// A WeLink app and the groups its robot posts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeLinkWebhook {
+    /// The app's client id (for the access token).
+    pub client_id: String,
+    /// The app's client secret (for the access token).
+    pub client_secret: String,
+    /// Where the access token is fetched.
+    pub access_token_url: String,
+    /// Where messages are posted.
+    pub message_url: String,
+    /// Group ids, comma-separated as written (OAP splits them at send time).
+    pub group_ids: String,
+    /// The robot's name shown in the groups (default `robot`).
+    pub robot_name: String,
+}
+
+/// A Discord webhook and the name its messages show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscordWebhook {
+    /// The webhook URL.
+    pub url: String,
+    /// The poster's name (default `robot`).
+    pub username: String,
+}
+
+/// PagerDuty's Events API v2 endpoint of the US region, OAP's default.
+pub const PAGERDUTY_EVENTS_API_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// What a hook sends and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +227,35 @@ pub enum HookKind {
         /// Webhook URLs.
         webhooks: Vec<String>,
     },
+    /// WeLink group robots: an access token is fetched, then the message is posted.
+    WeLink {
+        /// `%s` is replaced by the message (plain text).
+        text_template: String,
+        /// The same for recoveries.
+        recovery_text_template: String,
+        /// Apps and groups.
+        webhooks: Vec<WeLinkWebhook>,
+    },
+    /// PagerDuty Events API v2: one `trigger` event per integration key and message.
+    PagerDuty {
+        /// `%s` is replaced by the message (plain text, the event's summary).
+        text_template: String,
+        /// The same for recoveries.
+        recovery_text_template: String,
+        /// The Events API endpoint (US region unless set).
+        events_api_url: String,
+        /// Integration (routing) keys.
+        integration_keys: Vec<String>,
+    },
+    /// Discord webhooks.
+    Discord {
+        /// `%s` is replaced by the message (plain text).
+        text_template: String,
+        /// The same for recoveries.
+        recovery_text_template: String,
+        /// Webhook URLs and poster names.
+        webhooks: Vec<DiscordWebhook>,
+    },
 }
 
 impl HookKind {
@@ -206,6 +267,9 @@ impl HookKind {
             HookKind::Dingtalk { .. } => "dingtalk",
             HookKind::Feishu { .. } => "feishu",
             HookKind::Slack { .. } => "slack",
+            HookKind::WeLink { .. } => "welink",
+            HookKind::PagerDuty { .. } => "pagerduty",
+            HookKind::Discord { .. } => "discord",
         }
     }
 }
@@ -221,8 +285,21 @@ pub struct Hook {
     pub kind: HookKind,
 }
 
-/// Hook types OAP has that Skylark does not send (yet).
-const UNSUPPORTED_HOOK_TYPES: [&str; 4] = ["gRPC", "welink", "pagerduty", "discord"];
+/// Hook types Skylark sends.
+const HOOK_TYPES: [&str; 8] = [
+    "webhook",
+    "wechat",
+    "dingtalk",
+    "feishu",
+    "slack",
+    "welink",
+    "pagerduty",
+    "discord",
+];
+
+/// OAP's gRPC hook: a streaming call to a user's gRPC server, not an HTTP call, so it is
+/// refused at load rather than silently never called.
+const GRPC_HOOK_TYPE: &str = "gRPC";
 
 /// Finds the 1-based line of a nested key (`rules` → `x_rule` → `period`); the closest found
 /// ancestor's line when the key itself is not written (defaults).
@@ -502,6 +579,18 @@ fn read_rule(
             format!("rule `{name}`: period must be at least 1"),
         ));
     }
+    let ranges = trend_ranges(&expr);
+    if ranges.iter().any(|r| *r < 1) {
+        return Err(fail("the trend range must be greater than 0".into()));
+    }
+    // OAP's `maxTrendRange`: the window grows by the longest range so every trend has its
+    // earlier values.
+    let additional_period = ranges.into_iter().max().unwrap_or(0);
+    if i64::from(period) + additional_period > MAX_PERIOD_MINUTES {
+        return Err(fail(format!(
+            "period {period} plus the trend range {additional_period} is more than {MAX_PERIOD_MINUTES} minutes"
+        )));
+    }
     let silence_period = r
         .minutes(map, "silence-period", &at, MAX_COUNTDOWN_MINUTES)?
         .unwrap_or(period);
@@ -588,6 +677,7 @@ fn read_rule(
         include_names_regex: regex("include-names-regex")?,
         exclude_names_regex: regex("exclude-names-regex")?,
         period,
+        additional_period: additional_period as u32,
         silence_period,
         recovery_observation_period,
         message,
@@ -622,6 +712,43 @@ fn is_single_value(e: &Expr) -> bool {
     }
 }
 
+/// The range of every `increase`/`rate` in the expression.
+fn trend_ranges(e: &Expr) -> Vec<i64> {
+    let mut ranges = Vec::new();
+    visit(e, &mut |e| {
+        if let Expr::Trend(_, _, range) = e {
+            ranges.push(*range);
+        }
+    });
+    ranges
+}
+
+/// Calls `f` on `e` and every expression inside it.
+fn visit<'e>(e: &'e Expr, f: &mut dyn FnMut(&'e Expr)) {
+    f(e);
+    match e {
+        Expr::Metric(_)
+        | Expr::Trend(..)
+        | Expr::Baseline(..)
+        | Expr::Scalar { .. }
+        | Expr::TopN(_)
+        | Expr::TopNOf(..) => {}
+        Expr::Paren(inner)
+        | Expr::Aggregation(_, inner)
+        | Expr::Math(_, inner)
+        | Expr::Round(inner, _)
+        | Expr::Relabels(inner, ..)
+        | Expr::AggregateLabels(inner, ..)
+        | Expr::SortValues(inner, ..)
+        | Expr::SortLabelValues(inner, ..) => visit(inner, f),
+        Expr::Binary { left, right, .. } => {
+            visit(left, f);
+            visit(right, f);
+        }
+        Expr::Logical(_, exprs) => exprs.iter().for_each(|x| visit(x, f)),
+    }
+}
+
 fn metric_refs<'e>(e: &'e Expr, out: &mut Vec<&'e MetricRef>) {
     match e {
         Expr::Metric(m) | Expr::Trend(_, m, _) | Expr::Baseline(m, _) => out.push(m),
@@ -649,11 +776,15 @@ fn read_hooks(r: &Reader<'_>, hooks: &Mapping) -> Result<BTreeMap<String, Hook>>
     for (type_key, configs) in hooks {
         let kind = key_text(type_key);
         let at = ["hooks", kind.as_str()];
-        if UNSUPPORTED_HOOK_TYPES.contains(&kind.as_str()) {
-            return Err(r.err(&at, format!("hook type `{kind}` is not supported (webhook, wechat, dingtalk, feishu and slack are)")));
+        let known = HOOK_TYPES.join(", ");
+        if kind == GRPC_HOOK_TYPE {
+            return Err(r.err(
+                &at,
+                format!("hook type `{kind}` is not supported (these are: {known})"),
+            ));
         }
-        if !["webhook", "wechat", "dingtalk", "feishu", "slack"].contains(&kind.as_str()) {
-            return Err(r.err(&at, format!("unknown hook type `{kind}` (webhook, wechat, dingtalk, feishu and slack are known)")));
+        if !HOOK_TYPES.contains(&kind.as_str()) {
+            return Err(r.err(&at, format!("unknown hook type `{kind}` (known: {known})")));
         }
         let configs = match configs {
             Value::Null => continue,
@@ -699,6 +830,62 @@ fn read_signed(r: &Reader<'_>, map: &Mapping, at: &[&str]) -> Result<Vec<SignedU
             .collect(),
         Some(_) => Err(r.err(&with(at, "webhooks"), "`webhooks` must be a list")),
     }
+}
+
+/// Each item of a hook's `webhooks` list, as a mapping.
+fn webhook_maps<'v>(r: &Reader<'_>, map: &'v Mapping, at: &[&str]) -> Result<Vec<&'v Mapping>> {
+    match map.get("webhooks") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|item| r.map(item, &with(at, "webhooks"), "each webhook"))
+            .collect(),
+        Some(_) => Err(r.err(&with(at, "webhooks"), "`webhooks` must be a list")),
+    }
+}
+
+fn read_welink(r: &Reader<'_>, map: &Mapping, at: &[&str]) -> Result<Vec<WeLinkWebhook>> {
+    let list_at = with(at, "webhooks");
+    let mut out = Vec::new();
+    for m in webhook_maps(r, map, at)? {
+        let text =
+            |key: &str| -> Result<String> { Ok(r.string(m, key, &list_at)?.unwrap_or_default()) };
+        let access_token_url = text("access-token-url")?;
+        check_url(r, &access_token_url, &list_at)?;
+        let message_url = text("message-url")?;
+        check_url(r, &message_url, &list_at)?;
+        let group_ids = text("group-ids")?;
+        if group_ids.trim().is_empty() {
+            return Err(r.err(&list_at, "a welink webhook needs `group-ids`"));
+        }
+        out.push(WeLinkWebhook {
+            client_id: text("client-id")?,
+            client_secret: text("client-secret")?,
+            access_token_url,
+            message_url,
+            group_ids,
+            robot_name: r
+                .string(m, "robot-name", &list_at)?
+                .unwrap_or_else(|| "robot".into()),
+        });
+    }
+    Ok(out)
+}
+
+fn read_discord(r: &Reader<'_>, map: &Mapping, at: &[&str]) -> Result<Vec<DiscordWebhook>> {
+    let list_at = with(at, "webhooks");
+    let mut out = Vec::new();
+    for m in webhook_maps(r, map, at)? {
+        let url = r.string(m, "url", &list_at)?.unwrap_or_default();
+        check_url(r, &url, &list_at)?;
+        out.push(DiscordWebhook {
+            url,
+            username: r
+                .string(m, "username", &list_at)?
+                .unwrap_or_else(|| "robot".into()),
+        });
+    }
+    Ok(out)
 }
 
 fn check_url(r: &Reader<'_>, url: &str, at: &[&str]) -> Result<()> {
@@ -756,6 +943,43 @@ fn read_hook(r: &Reader<'_>, kind: &str, map: &Mapping, at: &[&str]) -> Result<H
                     recovery_text_template,
                     webhooks,
                 }
+            }
+        }
+        "welink" => {
+            let (text_template, recovery_text_template) = templates()?;
+            HookKind::WeLink {
+                text_template,
+                recovery_text_template,
+                webhooks: read_welink(r, map, at)?,
+            }
+        }
+        "discord" => {
+            let (text_template, recovery_text_template) = templates()?;
+            HookKind::Discord {
+                text_template,
+                recovery_text_template,
+                webhooks: read_discord(r, map, at)?,
+            }
+        }
+        "pagerduty" => {
+            let (text_template, recovery_text_template) = templates()?;
+            let events_api_url = r
+                .string(map, "events-api-url", at)?
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| PAGERDUTY_EVENTS_API_URL.to_string());
+            check_url(r, &events_api_url, &with(at, "events-api-url"))?;
+            if !events_api_url.starts_with("https://") {
+                // The integration key travels in the body, as OAP warns too.
+                tracing::warn!(
+                    url = %events_api_url,
+                    "pagerduty events-api-url is not https: integration keys are sent in the clear"
+                );
+            }
+            HookKind::PagerDuty {
+                text_template,
+                recovery_text_template,
+                events_api_url,
+                integration_keys: r.strings(map, "integration-keys", at)?,
             }
         }
         _ => {

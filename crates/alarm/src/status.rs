@@ -23,7 +23,7 @@ fn end_time_text(bucket: i64) -> String {
 
 /// The snapshot's non-empty values, placed by their position in the window (index 0 oldest).
 fn window_values(rule: &AlarmRule, state: &EntityState) -> Vec<Value> {
-    let size = rule.period as usize;
+    let size = (rule.period + rule.additional_period) as usize;
     let mut slots: Vec<Vec<Value>> = vec![Vec::new(); size];
     for (metric, text) in &state.snapshot {
         let Some(series) = text
@@ -110,7 +110,7 @@ impl AlarmEngine {
             "period": rule.period,
             "silencePeriod": rule.silence_period,
             "recoveryObservationPeriod": rule.recovery_observation_period,
-            "additionalPeriod": 0,
+            "additionalPeriod": rule.additional_period,
             "includeEntityNames": rule.include_names,
             "excludeEntityNames": rule.exclude_names,
             "includeEntityNamesRegex": regex_text(&rule.include_names_regex),
@@ -148,8 +148,8 @@ impl AlarmEngine {
             "ruleId": rule.name,
             "expression": rule.expression,
             "endTime": end_time_text(state.end_bucket),
-            "additionalPeriod": 0,
-            "size": rule.period,
+            "additionalPeriod": rule.additional_period,
+            "size": rule.period + rule.additional_period,
             "silencePeriod": m.silence_period,
             "recoveryObservationPeriod": m.recovery_observation_period,
             "silenceCountdown": m.silence_countdown,

@@ -268,6 +268,7 @@ async fn failing_and_hanging_hooks_are_retried_and_counted_without_delaying_othe
         url: format!("http://127.0.0.1:{port}/{path}"),
         body: "[]".into(),
         headers: Vec::new(),
+        token: None,
     };
     let started = Instant::now();
     dispatcher.submit(delivery("hang"));
@@ -325,6 +326,7 @@ async fn a_dead_hook_cannot_grow_the_queue() {
             url: format!("http://127.0.0.1:{port}/hang"),
             body: "[]".into(),
             headers: Vec::new(),
+            token: None,
         });
     }
     let text = telemetry.render();
@@ -463,4 +465,117 @@ async fn a_restart_does_not_check_an_already_checked_minute_again() {
         "fires again after the silence"
     );
     assert_eq!(wait_for(&got, 2).await.len(), 2);
+}
+
+/// An engine over `text` with no hooks, its clock at minute `m` (20 s in) via `at`.
+fn trend_rig(dir: &std::path::Path, text: &str, clock: Clock) -> Rig {
+    let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(SledConfig::new(dir)).unwrap());
+    let catalog = Arc::new(MetricCatalog::new());
+    catalog.register(resp_time()).unwrap();
+    let settings = parse(std::path::Path::new("alarm-settings.yml"), text, &catalog).unwrap();
+    let engine = AlarmEngine::new(
+        settings,
+        storage.clone(),
+        catalog,
+        Arc::new(Telemetry::new()),
+        None,
+        clock,
+    )
+    .unwrap();
+    Rig { engine, storage }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trend_rule_window_includes_the_trend_range_as_oaps_additional_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(MINUTE0 + 20_000));
+    let clock: Clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let at = |m: i64| now.store(MINUTE0 + m * 60_000 + 20_000, Ordering::SeqCst);
+    // Both rules fire on the same minute; only the trend rule's window reaches two minutes
+    // further back.
+    let text = "rules:
+  growth_rule:
+    expression: sum(increase(service_resp_time, 2) > 50) >= 1
+    period: 1
+  level_rule:
+    expression: sum(service_resp_time > 50) >= 1
+    period: 1
+";
+    let rig = trend_rig(dir.path(), text, clock);
+    let growth = &rig.engine.settings().rules[0];
+    assert_eq!(growth.additional_period, 2);
+    assert_eq!(rig.engine.settings().rules[1].additional_period, 0);
+    let status = rig.engine.rule_status("growth_rule").unwrap();
+    assert_eq!(status["additionalPeriod"], 2);
+
+    write(rig.storage.as_ref(), 0, 10);
+    at(0);
+    let fired = rig.engine.tick().unwrap();
+    assert_eq!(
+        fired.len(),
+        0,
+        "no earlier value to grow from, and 10 <= 50"
+    );
+    write(rig.storage.as_ref(), 2, 100);
+    at(2);
+    let mut fired = rig.engine.tick().unwrap();
+    fired.sort_by(|a, b| a.rule_name.cmp(&b.rule_name));
+    let names: Vec<&str> = fired.iter().map(|m| m.rule_name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["growth_rule", "level_rule"],
+        "100 - 10 > 50 and 100 > 50"
+    );
+    // The growth alarm's snapshot shows the minute its increase started from, as OAP's does.
+    let series: serde_json::Value = serde_json::from_str(
+        fired[0].mqe_metrics_snapshot["service_resp_time"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let values: Vec<(bool, f64)> = series[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["isEmptyValue"].as_bool().unwrap(),
+                v["doubleValue"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(values, [(false, 10.0), (true, 0.0), (false, 100.0)]);
+    let level: serde_json::Value = serde_json::from_str(
+        fired[1].mqe_metrics_snapshot["service_resp_time"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(level[0]["values"].as_array().unwrap().len(), 1);
+    let entity = rig.engine.entity_status("growth_rule", SERVICE).unwrap();
+    assert_eq!(entity["size"], 3);
+    assert_eq!(entity["windowValues"].as_array().unwrap().len(), 3);
+
+    // The data stops. The plain rule's one-minute window is empty at once, so its entity
+    // leaves without a recovery (as in OAP); the trend rule still holds minute 2 in its
+    // window, sees the condition false, and recovers after its silence.
+    at(3);
+    assert!(rig.engine.tick().unwrap().is_empty());
+    assert!(rig.engine.states_of("level_rule").is_empty());
+    assert_eq!(rig.engine.states_of("growth_rule").len(), 1);
+    at(4);
+    let recovered = rig.engine.tick().unwrap();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0].rule_name, "growth_rule");
+    assert!(recovered[0].recovery_time.is_some());
+    assert_eq!(recovered[0].uuid, fired[0].uuid);
+    at(5);
+    assert!(rig.engine.tick().unwrap().is_empty());
+    assert!(
+        rig.engine.states_of("growth_rule").is_empty(),
+        "minute 2 left the window"
+    );
 }

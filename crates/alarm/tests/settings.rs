@@ -255,9 +255,34 @@ fn rules_oap_refuses_are_refused() {
             "is not an http(s) URL",
         ),
         (
+            "rules:\n  a_rule:\n    expression: sum(increase(service_sla, 0) > 1) >= 1\n",
+            3,
+            "the trend range must be greater than 0",
+        ),
+        (
+            "rules:\n  a_rule:\n    expression: sum(rate(service_sla, 100) > 1) >= 1\n    period: 1440\n",
+            3,
+            "period 1440 plus the trend range 100 is more than 1440 minutes",
+        ),
+        (
             "hooks:\n  gRPC:\n    default:\n      target-host: x\n",
             2,
             "hook type `gRPC` is not supported",
+        ),
+        (
+            "hooks:\n  welink:\n    default:\n      webhooks:\n        - access-token-url: http://h/t\n          message-url: http://h/m\n",
+            4,
+            "a welink webhook needs `group-ids`",
+        ),
+        (
+            "hooks:\n  discord:\n    default:\n      webhooks:\n        - url: discord\n",
+            4,
+            "`discord` is not an http(s) URL",
+        ),
+        (
+            "hooks:\n  pagerduty:\n    default:\n      events-api-url: nowhere\n",
+            4,
+            "`nowhere` is not an http(s) URL",
         ),
     ] {
         let e = error_of(text);
@@ -297,4 +322,89 @@ fn regexes_match_whole_names_as_java_does() {
 fn messages_replace_name_and_id_like_oap() {
     let f = MessageFormat::parse("Service {name} ({id}) is slow {").unwrap();
     assert_eq!(f.format("svc", "c3Zj.1"), "Service svc (c3Zj.1) is slow {");
+}
+
+/// The WeLink, PagerDuty and Discord sections of OAP's `backend-alarm.md`, as written there.
+const OAP_DOC_HOOKS: &str = r#"hooks:
+  welink:
+    default:
+      is-default: true
+      text-template: "Apache SkyWalking Alarm: \n %s."
+      recovery-text-template: "Apache SkyWalking Alarm Recovered: \n %s."
+      webhooks:
+      # you may find your own client_id and client_secret in your app, below are dummy, need to change.
+      - client-id: "dummy_client_id"
+        client-secret: dummy_secret_key
+        access-token-url: https://open.welink.huaweicloud.com/api/auth/v2/tickets
+        message-url: https://open.welink.huaweicloud.com/api/welinkim/v1/im-service/chat/group-chat
+        # if you send to multi group at a time, separate group_ids with commas, e.g. "123xx","456xx"
+        group-ids: "dummy_group_id"
+        # make a name you like for the robot, it will display in group
+        robot-name: robot
+  pagerduty:
+    default:
+      is-default: true
+      text-template: "Apache SkyWalking Alarm: \n %s."
+      events-api-url: https://events.eu.pagerduty.com/v2/enqueue
+      integration-keys:
+      - dummy-integration-key
+  discord:
+    default:
+      is-default: true
+      text-template: "Apache SkyWalking Alarm: \n %s."
+      recovery-text-template: "Apache SkyWalking Alarm Recovered: \n %s."
+      webhooks:
+      - url: https://discordapp.com/api/webhooks/1008166889777414645/8e0Am4Zb
+"#;
+
+#[test]
+fn welink_pagerduty_and_discord_hooks_read_as_oap_documents_them() {
+    let s = parse(Path::new("a.yml"), OAP_DOC_HOOKS, &oap_catalog()).unwrap();
+    assert!(s.hooks.values().all(|h| h.is_default));
+    match &s.hooks["welink.default"].kind {
+        HookKind::WeLink {
+            text_template,
+            recovery_text_template,
+            webhooks,
+        } => {
+            assert_eq!(text_template, "Apache SkyWalking Alarm: \n %s.");
+            assert_eq!(
+                recovery_text_template,
+                "Apache SkyWalking Alarm Recovered: \n %s."
+            );
+            assert_eq!(webhooks.len(), 1);
+            let w = &webhooks[0];
+            assert_eq!(w.client_id, "dummy_client_id");
+            assert_eq!(w.client_secret, "dummy_secret_key");
+            assert_eq!(
+                w.access_token_url,
+                "https://open.welink.huaweicloud.com/api/auth/v2/tickets"
+            );
+            assert_eq!(w.group_ids, "dummy_group_id");
+            assert_eq!(w.robot_name, "robot");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &s.hooks["pagerduty.default"].kind {
+        HookKind::PagerDuty {
+            events_api_url,
+            integration_keys,
+            recovery_text_template,
+            ..
+        } => {
+            assert_eq!(events_api_url, "https://events.eu.pagerduty.com/v2/enqueue");
+            assert_eq!(integration_keys, &["dummy-integration-key"]);
+            assert_eq!(
+                recovery_text_template, "",
+                "none written: no recovery is sent"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match &s.hooks["discord.default"].kind {
+        HookKind::Discord { webhooks, .. } => {
+            assert_eq!(webhooks[0].username, "robot", "OAP's default name");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -31,6 +31,7 @@ async fn an_https_hook_opens_a_tls_handshake_and_a_failed_one_is_counted() {
         url: format!("https://127.0.0.1:{port}/cgi-bin/webhook/send?key=k"),
         body: "{}".into(),
         headers: Vec::new(),
+        token: None,
     });
     let head = tokio::time::timeout(Duration::from_secs(10), first_bytes)
         .await
