@@ -23,6 +23,43 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Alarm rules and hook delivery.
     pub alarm: AlarmConfig,
+    /// The RUM intake (`/api/v2/rum`).
+    #[serde(default)]
+    pub rum: RumConfig,
+}
+
+/// `rum:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RumConfig {
+    /// Accepted `dd-api-key` client tokens, comma-separated `token` or `token:service`; empty
+    /// accepts every request.
+    pub client_tokens: String,
+    /// `source:platform` pairs: which mini-program platform a RUM `source` is.
+    pub platforms: String,
+}
+
+impl Default for RumConfig {
+    fn default() -> Self {
+        RumConfig {
+            client_tokens: String::new(),
+            platforms: "miniprogram:wechat,miniapp:wechat".to_owned(),
+        }
+    }
+}
+
+impl RumConfig {
+    /// The intake settings.
+    pub fn intake(&self) -> skylark_receiver::RumIntakeConfig {
+        skylark_receiver::RumIntakeConfig {
+            client_tokens: skylark_receiver::ClientTokens::parse(&self.client_tokens),
+        }
+    }
+
+    /// The source → platform mapping.
+    pub fn platforms(&self) -> skylark_rum::PlatformMapping {
+        skylark_rum::PlatformMapping::parse(&self.platforms)
+    }
 }
 
 /// `alarm:` settings.

@@ -18,7 +18,9 @@
 use crate::pipeline::{Effects, Pipeline};
 use crate::wal::Wal;
 use serde::{Deserialize, Serialize};
-use skylark_core::{IngestError, IngestReport, IngestSink, LogData, MetricBatch, Segment};
+use skylark_core::{
+    IngestError, IngestReport, IngestSink, LogData, MetricBatch, RumBatch, RumEvent, Segment,
+};
 use skylark_storage::{AppliedSeqs, Storage};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +83,8 @@ enum RequestRef<'a> {
         content_type: &'a str,
         body: Bytes<'a>,
     },
+    /// Decoded RUM events (last, so earlier entries keep their variant numbers).
+    Rum(&'a [RumEvent]),
 }
 
 /// Bytes serialized as one length-prefixed copy instead of a sequence of numbers.
@@ -128,6 +132,7 @@ enum Request {
     Segments(Vec<Segment>),
     CompactMetrics(ByteBuf),
     EncodedMetrics { content_type: String, body: ByteBuf },
+    Rum(Vec<RumEvent>),
 }
 
 /// What replay runs through the pipeline again, whichever encoding the entry used.
@@ -135,6 +140,7 @@ enum Input {
     Metrics(MetricBatch),
     Logs(Vec<LogData>),
     Segments(Vec<Segment>),
+    Rum(RumBatch),
 }
 
 impl Request {
@@ -153,6 +159,7 @@ impl Request {
             ),
             Request::Logs(logs) => Input::Logs(logs),
             Request::Segments(segments) => Input::Segments(segments),
+            Request::Rum(events) => Input::Rum(RumBatch { events }),
         })
     }
 }
@@ -254,6 +261,9 @@ fn apply_entry(
     if seq > marks.segments && !effects.segments.is_empty() {
         storage.write_segments_through(seq, effects.segments)?;
     }
+    if seq > marks.rum && !effects.rum.is_empty() {
+        storage.write_rum_events_through(seq, effects.rum)?;
+    }
     if seq > marks.metrics {
         if !effects.traffic.is_empty() {
             storage.write_traffic(effects.traffic, effects.now_ms)?;
@@ -268,7 +278,11 @@ fn apply_entry(
 fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)> {
     let storage = pipeline.storage().as_ref();
     let marks = storage.applied_seqs()?;
-    let floor = marks.metrics.min(marks.logs).min(marks.segments);
+    let floor = marks
+        .metrics
+        .min(marks.logs)
+        .min(marks.segments)
+        .min(marks.rum);
     let mut report = ReplayReport {
         marks,
         ..ReplayReport::default()
@@ -294,6 +308,7 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
             Input::Metrics(_) => seq > marks.metrics,
             Input::Logs(_) => seq > marks.metrics.min(marks.logs),
             Input::Segments(_) => seq > marks.metrics.min(marks.segments),
+            Input::Rum(_) => seq > marks.metrics.min(marks.logs).min(marks.rum),
         };
         if !needed {
             return;
@@ -302,6 +317,7 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
             Input::Metrics(batch) => pipeline.prepare_metrics(batch, now_ms),
             Input::Logs(logs) => pipeline.prepare_logs(logs, now_ms),
             Input::Segments(segments) => pipeline.prepare_segments(segments, now_ms),
+            Input::Rum(batch) => pipeline.prepare_rum(batch, now_ms),
         };
         match apply_entry(storage, seq, effects, &marks) {
             Ok(()) => report.applied += 1,
@@ -317,7 +333,8 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
         .unwrap_or(0)
         .max(marks.metrics)
         .max(marks.logs)
-        .max(marks.segments);
+        .max(marks.segments)
+        .max(marks.rum);
     Ok((report, last))
 }
 
@@ -557,11 +574,13 @@ fn write_log(
 fn apply_group(storage: &dyn Storage, group: &mut Group) -> skylark_storage::Result<()> {
     let last = group.jobs.last().map(|(seq, _)| *seq).unwrap_or(0);
     let (mut logs, mut segments, mut emissions) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rum = Vec::new();
     let mut traffic = Vec::new();
     for (_, job) in &mut group.jobs {
         let effects = std::mem::take(&mut job.effects);
         logs.extend(effects.logs);
         segments.extend(effects.segments);
+        rum.extend(effects.rum);
         emissions.extend(effects.emissions);
         if !effects.traffic.is_empty() {
             traffic.push((effects.traffic, effects.now_ms));
@@ -572,6 +591,9 @@ fn apply_group(storage: &dyn Storage, group: &mut Group) -> skylark_storage::Res
     }
     if !segments.is_empty() {
         storage.write_segments_through(last, segments)?;
+    }
+    if !rum.is_empty() {
+        storage.write_rum_events_through(last, rum)?;
     }
     for (entities, now_ms) in traffic {
         storage.write_traffic(entities, now_ms)?;
@@ -619,6 +641,18 @@ impl IngestSink for DurableSink {
         let (report, effects) = self.pipeline.prepare_segments(segments, now_ms);
         self.finish(payload, report, effects).await
     }
+
+    /// The events are logged decoded: replay needs them as they were decoded, and decoding
+    /// depends on the request's query parameters, which the body does not carry.
+    async fn ingest_rum(&self, batch: RumBatch) -> Result<IngestReport, IngestError> {
+        let now_ms = self.pipeline.now_ms();
+        let payload = encode(&EntryRef {
+            now_ms,
+            request: RequestRef::Rum(&batch.events),
+        })?;
+        let (report, effects) = self.pipeline.prepare_rum(batch, now_ms);
+        self.finish(payload, report, effects).await
+    }
 }
 
 impl DurableSink {
@@ -628,11 +662,7 @@ impl DurableSink {
         report: IngestReport,
         effects: Effects,
     ) -> Result<IngestReport, IngestError> {
-        if effects.emissions.is_empty()
-            && effects.traffic.is_empty()
-            && effects.logs.is_empty()
-            && effects.segments.is_empty()
-        {
+        if effects.is_empty() {
             return Ok(report);
         }
         self.submit(payload, effects).await?;

@@ -73,7 +73,8 @@ pub async fn serve(
             config.core.record_data_ttl,
             clock.clone(),
         )
-        .with_cardinality_guard(guard),
+        .with_cardinality_guard(guard)
+        .with_rum_platforms(config.rum.platforms()),
     );
     let catalog = Arc::new(MetricCatalog::new());
     for def in pipeline.definitions() {
@@ -126,8 +127,12 @@ pub async fn serve(
         )
         .context("cannot load the alarm state")?,
     );
-    let app =
-        skylark_receiver::http_router(receiver_state.clone()).merge(skylark_query::router(schema));
+    let app = skylark_receiver::http_router(receiver_state.clone())
+        .merge(skylark_receiver::rum_router(
+            receiver_state.clone(),
+            config.rum.intake(),
+        ))
+        .merge(skylark_query::router(schema));
 
     let rest_addr: SocketAddr = format!("{}:{}", config.core.rest.host, config.core.rest.port)
         .parse()

@@ -2,6 +2,7 @@
 
 mod logs;
 mod query;
+mod rum;
 mod topology;
 mod traces;
 mod types;
@@ -9,6 +10,7 @@ mod ui;
 
 pub use logs::*;
 pub use query::{BootstrapQuery, MetadataQuery, MetricsQuery, Mutation, Query, VersionMutation};
+pub use rum::*;
 pub use topology::*;
 pub use traces::*;
 pub use types::*;

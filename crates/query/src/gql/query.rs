@@ -1,6 +1,7 @@
 //! Root resolvers: bootstrap, metadata and metrics (MQE).
 
 use super::logs::LogQueryRoot;
+use super::rum::RumQueryRoot;
 use super::topology::TopologyQueryRoot;
 use super::traces::TraceQueryRoot;
 use super::types::*;
@@ -405,6 +406,7 @@ pub struct Query(
     TraceQueryRoot,
     TopologyQueryRoot,
     UiQuery,
+    RumQueryRoot,
 );
 
 /// The root `Mutation` type: `version` (common.graphqls) and the UI template mutations.
