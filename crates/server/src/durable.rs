@@ -977,6 +977,64 @@ mod tests {
             .unwrap();
     }
 
+    fn rum_error(id: &str, now_ms: i64) -> RumEvent {
+        RumEvent {
+            event_type: Some(skylark_core::RumEventType::Error),
+            id: id.into(),
+            time_ms: now_ms,
+            service: SERVICE.into(),
+            source: "miniprogram".into(),
+            session_id: "s1".into(),
+            message: format!("error {id}"),
+            detail: skylark_core::rum::RumDetail::Error(skylark_core::rum::RumErrorDetail {
+                source: "app".into(),
+                ..Default::default()
+            }),
+            ..RumEvent::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn rum_batches_are_logged_and_replayed_into_a_store_that_lost_them() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let (sink, _) = DurableSink::start(
+            pipeline(storage.clone(), now),
+            &settings(dir.path(), Durability::Sync),
+        )
+        .unwrap();
+        let batch = RumBatch {
+            events: vec![rum_error("e1", now), rum_error("e2", now)],
+        };
+        assert_eq!(sink.ingest_rum(batch).await.unwrap().accepted, 2);
+        let page = |storage: &dyn Storage| {
+            storage
+                .query_rum_events(&skylark_storage::RumQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap()
+                .total
+        };
+        assert_eq!(page(storage.as_ref()), 2, "answered means stored");
+        assert_eq!(storage.applied_seqs().unwrap().rum, 1);
+        // The process dies before any flush: a fresh store gets everything back from the log.
+        drop(sink);
+        let fresh: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let pipeline = pipeline(fresh.clone(), now);
+        let (sink, report) =
+            DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
+        assert_eq!((report.entries, report.applied), (1, 1), "{report:?}");
+        assert_eq!(page(fresh.as_ref()), 2);
+        assert_eq!(stored_logs(fresh.as_ref()), ["error e1", "error e2"]);
+        assert_eq!(error_count(&pipeline, now), 2);
+        tokio::task::spawn_blocking(move || sink.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn relaxed_mode_answers_and_persists_on_shutdown() {
         let now = chrono::Utc::now().timestamp_millis();
