@@ -8,6 +8,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The content type is not one we decode (HTTP 415).
     UnsupportedMediaType,
+    /// The client is not allowed to send this (an unknown RUM client token; HTTP 403).
+    Forbidden,
     /// The server is overloaded; the client should retry later (HTTP 503).
     Unavailable,
     /// Something failed on our side (HTTP 500).
@@ -21,6 +23,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => 400,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::Forbidden => 403,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
@@ -32,6 +35,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => 3,           // INVALID_ARGUMENT
             ErrorCode::PayloadTooLarge => 8,      // RESOURCE_EXHAUSTED
             ErrorCode::UnsupportedMediaType => 3, // INVALID_ARGUMENT
+            ErrorCode::Forbidden => 7,            // PERMISSION_DENIED
             ErrorCode::Unavailable => 14,         // UNAVAILABLE
             ErrorCode::Internal => 13,            // INTERNAL
         }
@@ -43,6 +47,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

@@ -1,4 +1,5 @@
 use crate::log::LogData;
+use crate::rum::RumBatch;
 use crate::segment::Segment;
 use crate::{ErrorCode, SampleFamilies};
 
@@ -214,6 +215,15 @@ pub trait IngestSink: Send + Sync + 'static {
         let _ = segments;
         Err(IngestError::Internal(
             "segment ingestion is not supported".to_owned(),
+        ))
+    }
+
+    /// Takes the RUM events of one intake request (decoded, in arrival order). Returning `Ok` is
+    /// the acknowledgement. Sinks that do not handle RUM keep the default, which refuses them.
+    async fn ingest_rum(&self, batch: RumBatch) -> Result<IngestReport, IngestError> {
+        let _ = batch;
+        Err(IngestError::Internal(
+            "RUM ingestion is not supported".to_owned(),
         ))
     }
 }

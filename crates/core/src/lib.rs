@@ -46,5 +46,9 @@ pub use segment::{
     component_name, RefType, Segment, SegmentRecord, SegmentRef, Span, SpanLayer, SpanLog, SpanType,
 };
 
+/// Real-user-monitoring events (the Datadog/Flashcat RUM format).
+pub mod rum;
+pub use rum::{RumBatch, RumEvent, RumEventType};
+
 /// Self-metric names and the registry receivers and the server report into.
 pub mod telemetry;

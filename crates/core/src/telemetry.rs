@@ -64,6 +64,10 @@ pub const ALARM_HOOK_DELIVERIES_TOTAL: &str = "skylark_alarm_hook_deliveries_tot
 /// Alarm messages produced, by kind (`firing`, `recovery`).
 pub const ALARM_MESSAGES_TOTAL: &str = "skylark_alarm_messages_total";
 
+/// RUM intake requests answered 202 without being applied again because their `dd-request-id`
+/// was already accepted within the last hour.
+pub const RUM_DUPLICATE_REQUESTS_TOTAL: &str = "skylark_rum_duplicate_requests_total";
+
 /// What a self-metric measures and how it is exposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -181,6 +185,11 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         ALARM_HOOK_DELIVERIES_TOTAL,
         MetricKind::Counter,
         "Alarm hook deliveries, by hook type and final outcome.",
+    ),
+    (
+        RUM_DUPLICATE_REQUESTS_TOTAL,
+        MetricKind::Counter,
+        "RUM requests whose dd-request-id was already accepted, answered 202 and not applied again.",
     ),
     (
         ALARM_MESSAGES_TOTAL,

@@ -60,6 +60,9 @@ pub enum Error {
     /// The sink refused the decoded data.
     #[error("ingestion refused: {0}")]
     Ingest(#[source] IngestError),
+    /// A RUM intake request was refused.
+    #[error(transparent)]
+    Rum(#[from] crate::rum::RumError),
 }
 
 impl Error {
@@ -78,6 +81,7 @@ impl Error {
             | Error::SegmentsRejected { .. } => ErrorCode::BadRequest,
             Error::DecodeTask(_) => ErrorCode::Internal,
             Error::Ingest(e) => e.code(),
+            Error::Rum(e) => e.code(),
         }
     }
 }

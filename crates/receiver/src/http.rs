@@ -211,7 +211,7 @@ where
     }
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
+pub(crate) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -230,7 +230,7 @@ fn is_gzip(content_encoding: &str) -> Result<bool> {
 
 /// Reads the whole body, refusing it as soon as it passes `limit` (chunked bodies carry no
 /// `Content-Length` to check up front).
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes> {
+pub(crate) async fn read_body(mut body: Body, limit: usize) -> Result<Bytes> {
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
@@ -252,7 +252,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes> {
 }
 
 /// Most bytes of an oversized body read and thrown away so the client sees the 413.
-const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Longest time spent draining a refused body: a client that sends slowly is not waited for.
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
@@ -261,7 +261,7 @@ const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// true when the body ended. Answering while the client is still sending makes the server
 /// close the connection under it, and the client then sees a broken pipe instead of the answer
 /// and its reason.
-async fn drain(mut body: Body, max_bytes: usize) -> bool {
+pub(crate) async fn drain(mut body: Body, max_bytes: usize) -> bool {
     let read_all = async {
         let mut total = 0usize;
         loop {
@@ -302,7 +302,7 @@ async fn refusal(error: &Error, unread: Option<Body>, max_body_bytes: usize) -> 
 }
 
 /// Decompresses a gzip body (concatenated members too), refusing output beyond `limit`.
-fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>> {
+pub(crate) fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>> {
     let mut decompressed = Vec::new();
     MultiGzDecoder::new(body)
         .take(limit as u64 + 1)
@@ -329,7 +329,7 @@ where
 }
 
 /// Plain-text error with the reason; 503 tells the client when to retry.
-fn error_response(error: &Error) -> Response {
+pub(crate) fn error_response(error: &Error) -> Response {
     let code = error.code();
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -9,6 +9,9 @@
 //!   OAP see the same sample names, labels and values; the logs conversion ([`decode_logs`])
 //!   follows `OpenTelemetryLogHandler`, so LAL rules see the same fields.
 //!
+//! - Datadog-format RUM events (`POST /api/v2/rum`, `?ddforward=`, [`rum_router`]) from the
+//!   Flashcat mini-program SDK and Datadog's browser SDK.
+//!
 //! This crate only decodes and validates; it never depends on storage or the rule engines.
 //!
 //! [`IngestSink`]: skylark_core::IngestSink
@@ -20,6 +23,7 @@ mod grpc;
 mod http;
 mod ingest;
 mod otlp;
+mod rum;
 mod skywalking;
 
 pub use config::{
@@ -33,4 +37,5 @@ pub use otlp::{
     convert_logs_request, convert_metrics_request, decode_logs, decode_metrics,
     java_double_to_string, LogBatch,
 };
+pub use rum::{rum_router, ClientToken, ClientTokens, RumError, RumIntakeConfig, RUM_INTAKE_PATH};
 pub use skywalking::{decode_segment_json, decode_segments_json, SegmentBatch};

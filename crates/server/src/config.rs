@@ -25,6 +25,43 @@ pub struct Config {
     pub alarm: AlarmConfig,
     /// GraphQL query limits.
     pub query: QueryConfig,
+    /// The RUM intake (`/api/v2/rum`).
+    #[serde(default)]
+    pub rum: RumConfig,
+}
+
+/// `rum:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RumConfig {
+    /// Accepted `dd-api-key` client tokens, comma-separated `token` or `token:service`; empty
+    /// accepts every request.
+    pub client_tokens: String,
+    /// `source:platform` pairs: which mini-program platform a RUM `source` is.
+    pub platforms: String,
+}
+
+impl Default for RumConfig {
+    fn default() -> Self {
+        RumConfig {
+            client_tokens: String::new(),
+            platforms: "miniprogram:wechat,miniapp:wechat".to_owned(),
+        }
+    }
+}
+
+impl RumConfig {
+    /// The intake settings.
+    pub fn intake(&self) -> skylark_receiver::RumIntakeConfig {
+        skylark_receiver::RumIntakeConfig {
+            client_tokens: skylark_receiver::ClientTokens::parse(&self.client_tokens),
+        }
+    }
+
+    /// The source → platform mapping.
+    pub fn platforms(&self) -> skylark_rum::PlatformMapping {
+        skylark_rum::PlatformMapping::parse(&self.platforms)
+    }
 }
 
 /// `alarm:` settings.
@@ -480,12 +517,37 @@ mod tests {
     }
 
     #[test]
+    fn rum_settings_come_from_the_environment() {
+        let c = Config::parse(
+            "test",
+            EMBEDDED,
+            &env_of(&[
+                ("SW_RUM_CLIENT_TOKENS", "pub-a,pub-b:shop"),
+                ("SW_RUM_PLATFORMS", "miniprogram:alipay"),
+            ]),
+        )
+        .unwrap();
+        let tokens = c.rum.intake().client_tokens;
+        assert_eq!(
+            tokens.find("pub-b").unwrap().service.as_deref(),
+            Some("shop")
+        );
+        assert!(tokens.find("pub-c").is_none());
+        assert_eq!(c.rum.platforms().platform("miniprogram"), "alipay");
+    }
+
+    #[test]
     fn shipped_config_loads_with_oap_defaults() {
         let c = Config::parse("test", EMBEDDED, &env_of(&[])).unwrap();
         assert_eq!(c.core.rest.port, 12800);
         assert_eq!(c.core.grpc.port, 11800);
         assert_eq!(c.core.rest.host, "0.0.0.0");
-        assert_eq!(c.receiver_otel.enabled_otel_metrics_rules, "miniprogram/*");
+        assert_eq!(
+            c.receiver_otel.enabled_otel_metrics_rules,
+            "miniprogram/*,rum/*"
+        );
+        assert!(c.rum.intake().client_tokens.accepts_all());
+        assert_eq!(c.rum.platforms().platform("miniapp"), "wechat");
         assert_eq!(c.storage.sled.path, PathBuf::from("./data"));
         assert_eq!(c.core.metrics_data_ttl, 7);
         assert_eq!(c.log_analyzer.lal_files, "miniprogram,default");

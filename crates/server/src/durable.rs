@@ -18,7 +18,9 @@
 use crate::pipeline::{Effects, Pipeline};
 use crate::wal::Wal;
 use serde::{Deserialize, Serialize};
-use skylark_core::{IngestError, IngestReport, IngestSink, LogData, MetricBatch, Segment};
+use skylark_core::{
+    IngestError, IngestReport, IngestSink, LogData, MetricBatch, RumBatch, RumEvent, Segment,
+};
 use skylark_storage::{AppliedSeqs, Storage};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +89,8 @@ enum RequestRef<'a> {
         content_type: &'a str,
         body: Bytes<'a>,
     },
+    /// Decoded RUM events (last, so earlier entries keep their variant numbers).
+    Rum(&'a [RumEvent]),
 }
 
 /// Bytes serialized as one length-prefixed copy instead of a sequence of numbers.
@@ -134,6 +138,7 @@ enum Request {
     Segments(Vec<Segment>),
     CompactMetrics(ByteBuf),
     EncodedMetrics { content_type: String, body: ByteBuf },
+    Rum(Vec<RumEvent>),
 }
 
 /// What replay runs through the pipeline again, whichever encoding the entry used.
@@ -141,6 +146,7 @@ enum Input {
     Metrics(MetricBatch),
     Logs(Vec<LogData>),
     Segments(Vec<Segment>),
+    Rum(RumBatch),
 }
 
 impl Request {
@@ -159,6 +165,7 @@ impl Request {
             ),
             Request::Logs(logs) => Input::Logs(logs),
             Request::Segments(segments) => Input::Segments(segments),
+            Request::Rum(events) => Input::Rum(RumBatch { events }),
         })
     }
 }
@@ -260,6 +267,9 @@ fn apply_entry(
     if seq > marks.segments && !effects.segments.is_empty() {
         storage.write_segments_through(seq, effects.segments)?;
     }
+    if seq > marks.rum && !effects.rum.is_empty() {
+        storage.write_rum_events_through(seq, effects.rum)?;
+    }
     if seq > marks.metrics {
         if !effects.traffic.is_empty() {
             storage.write_traffic(effects.traffic, effects.now_ms)?;
@@ -274,7 +284,11 @@ fn apply_entry(
 fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)> {
     let storage = pipeline.storage().as_ref();
     let marks = storage.applied_seqs()?;
-    let floor = marks.metrics.min(marks.logs).min(marks.segments);
+    let floor = marks
+        .metrics
+        .min(marks.logs)
+        .min(marks.segments)
+        .min(marks.rum);
     let mut report = ReplayReport {
         marks,
         ..ReplayReport::default()
@@ -300,6 +314,7 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
             Input::Metrics(_) => seq > marks.metrics,
             Input::Logs(_) => seq > marks.metrics.min(marks.logs),
             Input::Segments(_) => seq > marks.metrics.min(marks.segments),
+            Input::Rum(_) => seq > marks.metrics.min(marks.logs).min(marks.rum),
         };
         if !needed {
             return;
@@ -308,6 +323,7 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
             Input::Metrics(batch) => pipeline.prepare_metrics(batch, now_ms),
             Input::Logs(logs) => pipeline.prepare_logs(logs, now_ms),
             Input::Segments(segments) => pipeline.prepare_segments(segments, now_ms),
+            Input::Rum(batch) => pipeline.prepare_rum(batch, now_ms),
         };
         match apply_entry(storage, seq, effects, &marks) {
             Ok(()) => report.applied += 1,
@@ -323,7 +339,8 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
         .unwrap_or(0)
         .max(marks.metrics)
         .max(marks.logs)
-        .max(marks.segments);
+        .max(marks.segments)
+        .max(marks.rum);
     Ok((report, last))
 }
 
@@ -563,11 +580,13 @@ fn write_log(
 fn apply_group(storage: &dyn Storage, group: &mut Group) -> skylark_storage::Result<()> {
     let last = group.jobs.last().map(|(seq, _)| *seq).unwrap_or(0);
     let (mut logs, mut segments, mut emissions) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rum = Vec::new();
     let mut traffic = Vec::new();
     for (_, job) in &mut group.jobs {
         let effects = std::mem::take(&mut job.effects);
         logs.extend(effects.logs);
         segments.extend(effects.segments);
+        rum.extend(effects.rum);
         emissions.extend(effects.emissions);
         if !effects.traffic.is_empty() {
             traffic.push((effects.traffic, effects.now_ms));
@@ -578,6 +597,9 @@ fn apply_group(storage: &dyn Storage, group: &mut Group) -> skylark_storage::Res
     }
     if !segments.is_empty() {
         storage.write_segments_through(last, segments)?;
+    }
+    if !rum.is_empty() {
+        storage.write_rum_events_through(last, rum)?;
     }
     for (entities, now_ms) in traffic {
         storage.write_traffic(entities, now_ms)?;
@@ -625,6 +647,18 @@ impl IngestSink for DurableSink {
         let (report, effects) = self.pipeline.prepare_segments(segments, now_ms);
         self.finish(payload, report, effects).await
     }
+
+    /// The events are logged decoded: replay needs them as they were decoded, and decoding
+    /// depends on the request's query parameters, which the body does not carry.
+    async fn ingest_rum(&self, batch: RumBatch) -> Result<IngestReport, IngestError> {
+        let now_ms = self.pipeline.now_ms();
+        let payload = encode(&EntryRef {
+            now_ms,
+            request: RequestRef::Rum(&batch.events),
+        })?;
+        let (report, effects) = self.pipeline.prepare_rum(batch, now_ms);
+        self.finish(payload, report, effects).await
+    }
 }
 
 impl DurableSink {
@@ -634,11 +668,7 @@ impl DurableSink {
         report: IngestReport,
         effects: Effects,
     ) -> Result<IngestReport, IngestError> {
-        if effects.emissions.is_empty()
-            && effects.traffic.is_empty()
-            && effects.logs.is_empty()
-            && effects.segments.is_empty()
-        {
+        if effects.is_empty() {
             return Ok(report);
         }
         self.submit(payload, effects).await?;
@@ -947,6 +977,64 @@ mod tests {
         let wal = Wal::open(dir.path()).unwrap();
         assert_eq!(wal.last_seq(), Some(21));
         assert_eq!(error_count(&pipeline, now), 21);
+        tokio::task::spawn_blocking(move || sink.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    fn rum_error(id: &str, now_ms: i64) -> RumEvent {
+        RumEvent {
+            event_type: Some(skylark_core::RumEventType::Error),
+            id: id.into(),
+            time_ms: now_ms,
+            service: SERVICE.into(),
+            source: "miniprogram".into(),
+            session_id: "s1".into(),
+            message: format!("error {id}"),
+            detail: skylark_core::rum::RumDetail::Error(skylark_core::rum::RumErrorDetail {
+                source: "app".into(),
+                ..Default::default()
+            }),
+            ..RumEvent::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn rum_batches_are_logged_and_replayed_into_a_store_that_lost_them() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let (sink, _) = DurableSink::start(
+            pipeline(storage.clone(), now),
+            &settings(dir.path(), Durability::Sync),
+        )
+        .unwrap();
+        let batch = RumBatch {
+            events: vec![rum_error("e1", now), rum_error("e2", now)],
+        };
+        assert_eq!(sink.ingest_rum(batch).await.unwrap().accepted, 2);
+        let page = |storage: &dyn Storage| {
+            storage
+                .query_rum_events(&skylark_storage::RumQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap()
+                .total
+        };
+        assert_eq!(page(storage.as_ref()), 2, "answered means stored");
+        assert_eq!(storage.applied_seqs().unwrap().rum, 1);
+        // The process dies before any flush: a fresh store gets everything back from the log.
+        drop(sink);
+        let fresh: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let pipeline = pipeline(fresh.clone(), now);
+        let (sink, report) =
+            DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
+        assert_eq!((report.entries, report.applied), (1, 1), "{report:?}");
+        assert_eq!(page(fresh.as_ref()), 2);
+        assert_eq!(stored_logs(fresh.as_ref()), ["error e1", "error e2"]);
+        assert_eq!(error_count(&pipeline, now), 2);
         tokio::task::spawn_blocking(move || sink.shutdown())
             .await
             .unwrap()

@@ -73,7 +73,8 @@ pub async fn serve(
             config.core.record_data_ttl,
             clock.clone(),
         )
-        .with_cardinality_guard(guard),
+        .with_cardinality_guard(guard)
+        .with_rum_platforms(config.rum.platforms()),
     );
     let catalog = Arc::new(MetricCatalog::new());
     for def in pipeline.definitions() {
@@ -131,7 +132,12 @@ pub async fn serve(
     );
     let query_routes =
         skylark_query::router(schema, query_limits).context("cannot start the query threads")?;
-    let app = skylark_receiver::http_router(receiver_state.clone()).merge(query_routes);
+    let app = skylark_receiver::http_router(receiver_state.clone())
+        .merge(skylark_receiver::rum_router(
+            receiver_state.clone(),
+            config.rum.intake(),
+        ))
+        .merge(query_routes);
 
     let rest_addr: SocketAddr = format!("{}:{}", config.core.rest.host, config.core.rest.port)
         .parse()

@@ -5,8 +5,8 @@ use skylark_core::traffic::Traffic;
 use skylark_core::{
     is_too_far_ahead, HistogramGroup, IngestError, IngestReport, IngestSink, Labels, Layer,
     LogData, LogRecord, MeterEntity, MeterValue, MetricBatch, MetricDefinition, MetricEmission,
-    MetricFunction, RejectReason, Rejections, SampleFamilies, Scope, Segment, SegmentRecord,
-    SpanType, Step, TimeBucket,
+    MetricFunction, RejectReason, Rejections, RumBatch, RumEvent, SampleFamilies, Scope, Segment,
+    SegmentRecord, SpanType, Step, TimeBucket,
 };
 use skylark_lal::LalEngine;
 use skylark_mal::{EvalContext, RuleSet, TimeUnit};
@@ -96,6 +96,30 @@ pub struct Pipeline {
     clock: Clock,
     /// Caps on instances, endpoints and label values, applied to what the rules produced.
     guard: Option<Arc<crate::guards::CardinalityGuard>>,
+    /// Turns RUM events into samples, error logs and records.
+    rum: skylark_rum::Deriver,
+    /// The RUM views and sessions already counted.
+    rum_tracker: parking_lot::Mutex<skylark_rum::ViewTracker>,
+}
+
+/// What storage already holds, for RUM views and sessions the tracker does not remember (after a
+/// restart). A failed read counts as "not stored".
+struct StoredRum<'a>(&'a dyn Storage);
+
+impl skylark_rum::Known for StoredRum<'_> {
+    fn stored_view(&self, view: &RumEvent) -> Option<RumEvent> {
+        self.0.stored_rum_view(view).unwrap_or_else(|error| {
+            tracing::warn!(%error, "reading a stored rum view failed");
+            None
+        })
+    }
+
+    fn session_seen(&self, session_id: &str) -> bool {
+        self.0.rum_session_seen(session_id).unwrap_or_else(|error| {
+            tracing::warn!(%error, "reading a stored rum session failed");
+            false
+        })
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> IngestError {
@@ -122,7 +146,15 @@ impl Pipeline {
             records_ttl_ms: i64::from(records_ttl_days) * 86_400_000,
             clock,
             guard: None,
+            rum: skylark_rum::Deriver::default(),
+            rum_tracker: parking_lot::Mutex::new(skylark_rum::ViewTracker::default()),
         }
+    }
+
+    /// The same pipeline mapping RUM sources to mini-program platforms with `platforms`.
+    pub fn with_rum_platforms(mut self, platforms: skylark_rum::PlatformMapping) -> Self {
+        self.rum = skylark_rum::Deriver::new(platforms);
+        self
     }
 
     /// The same pipeline with cardinality caps on the entities and labels it produces.
@@ -225,7 +257,15 @@ impl Pipeline {
             traffic,
             logs,
             segments,
+            rum,
         } = effects;
+        if !rum.is_empty() {
+            let storage = self.storage.clone();
+            tokio::task::spawn_blocking(move || storage.write_rum_events(rum))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        }
         if !logs.is_empty() {
             let storage = self.storage.clone();
             tokio::task::spawn_blocking(move || storage.write_logs(logs))
@@ -340,8 +380,53 @@ impl Pipeline {
 
     /// Runs one logs request through LAL and the log-MAL rules as of `now_ms`.
     pub fn prepare_logs(&self, logs: Vec<LogData>, now_ms: i64) -> (IngestReport, Effects) {
+        let mut effects = Effects::at(now_ms);
+        let report = self.run_lal(logs, now_ms, &mut effects);
+        self.guard(&mut effects);
+        (report, effects)
+    }
+
+    /// Runs one RUM request as of `now_ms`: events outside the record window are refused; views
+    /// already counted add nothing; the rest become SkyAPM-named and RUM-only samples (through
+    /// the otel rules), error logs (through LAL and log-MAL) and records. Reads storage for views
+    /// and sessions the tracker does not remember.
+    pub fn prepare_rum(&self, batch: RumBatch, now_ms: i64) -> (IngestReport, Effects) {
         let mut report = IngestReport::default();
         let mut effects = Effects::at(now_ms);
+        let mut kept = Vec::with_capacity(batch.events.len());
+        for event in batch.events {
+            match self.record_time_problem(event.time_ms, now_ms) {
+                Some(reason) => report.reject(reason, 1),
+                None => kept.push(event),
+            }
+        }
+        report.accepted += kept.len() as u64;
+        let derived = {
+            let mut tracker = self.rum_tracker.lock();
+            self.rum
+                .derive(kept, &mut tracker, &StoredRum(self.storage.as_ref()))
+        };
+        let mut samples = IngestReport::default();
+        for unit in derived.units {
+            self.run_mal(
+                &self.rules.otel,
+                unit,
+                now_ms,
+                &mut samples,
+                &mut effects.emissions,
+                &mut effects.traffic,
+            );
+        }
+        // Error logs were checked with their events; they are not counted twice.
+        self.run_lal(derived.logs, now_ms, &mut effects);
+        effects.rum = derived.events;
+        self.guard(&mut effects);
+        (report, effects)
+    }
+
+    /// LAL and log-MAL over `logs`, into `effects`; reports the logs accepted and refused.
+    fn run_lal(&self, logs: Vec<LogData>, now_ms: i64, effects: &mut Effects) -> IngestReport {
+        let mut report = IngestReport::default();
         let mut samples = IngestReport::default();
         for log in logs {
             // Time 0 means "now" (LAL substitutes it); anything else must be within retention
@@ -367,8 +452,7 @@ impl Pipeline {
                 );
             }
         }
-        self.guard(&mut effects);
-        (report, effects)
+        report
     }
 
     /// Turns one segments request into records and relation metrics as of `now_ms`.
@@ -418,6 +502,19 @@ pub struct Effects {
     pub logs: Vec<LogRecord>,
     /// Segment records to store.
     pub segments: Vec<SegmentRecord>,
+    /// RUM events to store (views only in a higher version than stored).
+    pub rum: Vec<RumEvent>,
+}
+
+impl Effects {
+    /// Whether applying these effects would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.emissions.is_empty()
+            && self.traffic.is_empty()
+            && self.logs.is_empty()
+            && self.segments.is_empty()
+            && self.rum.is_empty()
+    }
 }
 
 impl Effects {
@@ -445,6 +542,12 @@ impl IngestSink for Pipeline {
 
     async fn ingest_segments(&self, segments: Vec<Segment>) -> Result<IngestReport, IngestError> {
         let (report, effects) = self.prepare_segments(segments, self.now_ms());
+        self.write(effects).await?;
+        Ok(report)
+    }
+
+    async fn ingest_rum(&self, batch: RumBatch) -> Result<IngestReport, IngestError> {
+        let (report, effects) = self.prepare_rum(batch, self.now_ms());
         self.write(effects).await?;
         Ok(report)
     }

@@ -122,6 +122,33 @@ impl<K: RowStore> Engine<K> {
         records::write_segments(&self.store, segments, Some(MarkKind::Segments.op(seq)))
     }
 
+    pub(crate) fn write_rum_events(&self, events: Vec<skylark_core::RumEvent>) -> Result<()> {
+        crate::rum::write_rum_events(&self.store, events, None)
+    }
+
+    pub(crate) fn write_rum_events_through(
+        &self,
+        seq: u64,
+        events: Vec<skylark_core::RumEvent>,
+    ) -> Result<()> {
+        crate::rum::write_rum_events(&self.store, events, Some(MarkKind::Rum.op(seq)))
+    }
+
+    pub(crate) fn query_rum_events(&self, query: &crate::RumQuery) -> Result<crate::RumPage> {
+        crate::rum::query_rum_events(&self.store, query)
+    }
+
+    pub(crate) fn stored_rum_view(
+        &self,
+        view: &skylark_core::RumEvent,
+    ) -> Result<Option<skylark_core::RumEvent>> {
+        crate::rum::stored_view(&self.store, view)
+    }
+
+    pub(crate) fn rum_session_seen(&self, session_id: &str) -> Result<bool> {
+        crate::rum::session_seen(&self.store, session_id)
+    }
+
     pub(crate) fn applied_seqs(&self) -> Result<AppliedSeqs> {
         applied::read_applied(&self.store)
     }
@@ -437,7 +464,8 @@ impl<K: RowStore> Engine<K> {
         let records_cutoff_ms =
             now_ms.saturating_sub(i64::from(policy.records_days).saturating_mul(DAY_MS));
         let records = records::remove_expired(&self.store, records_cutoff_ms)?
-            + alarms::remove_expired_alarms(&self.store, records_cutoff_ms)?;
+            + alarms::remove_expired_alarms(&self.store, records_cutoff_ms)?
+            + crate::rum::remove_expired_rum(&self.store, records_cutoff_ms)?;
         let metrics = self.remove_expired_metrics(policy, now_ms)?;
         tracing::info!(records, records_cutoff_ms, "expired records removed");
         Ok(records + metrics)

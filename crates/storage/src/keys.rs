@@ -36,6 +36,11 @@ pub(crate) const ALARM: u8 = b'a';
 /// removes what it no longer tracks).
 pub(crate) const ALARM_STATE: u8 = b'A';
 
+/// RUM events: `r | time(8, ordered) | event id`.
+pub(crate) const RUM: u8 = b'r';
+/// RUM indexes: `R | index kind | len(value)(2, BE) | value | time(8) | event id`, no value.
+pub(crate) const RUM_INDEX: u8 = b'R';
+
 /// Milliseconds per (UTC) day, the granularity of the tag autocomplete rows.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 

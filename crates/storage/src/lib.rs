@@ -14,6 +14,7 @@ mod mem_storage;
 mod model;
 mod records;
 mod rows;
+mod rum;
 mod sled_storage;
 mod templates;
 #[cfg(feature = "testsuite")]
@@ -25,9 +26,11 @@ pub use error::{Error, Result};
 pub use mem_storage::MemStorage;
 pub use model::{
     AlarmEntityFilter, AlarmQuery, AlarmRecord, EndpointRecord, InstanceRecord, LogQuery,
-    RetentionPolicy, ServiceRecord, StoredLog, TemplateRecord, TraceOrder, TraceQuery, TraceState,
+    RetentionPolicy, RumPage, RumQuery, ServiceRecord, StoredLog, TemplateRecord, TraceOrder,
+    TraceQuery, TraceState,
 };
 pub use records::{LOG_CONTENT_MAX_BYTES, LOG_TAGS_MAX, LOG_TRUNCATED_TAG};
+pub use rum::RUM_TOTAL_MAX;
 pub use sled_storage::{SledConfig, SledStorage};
 #[cfg(feature = "testsuite")]
 pub use testsuite::{run_conformance_suite, ConformanceCheck, CONFORMANCE_CHECKS};
@@ -240,6 +243,48 @@ pub trait Storage: Send + Sync + 'static {
     fn alarm_states(&self) -> Result<Vec<(String, String, String)>> {
         Ok(Vec::new())
     }
+
+    /// Stores RUM events durably (one batch for the call), indexed by service + time, session,
+    /// view, user / anonymous id and trace id. A view replaces its stored version only when its
+    /// `document_version` is higher; other events with a stored time and id replace it. Events
+    /// expire with the other records.
+    ///
+    /// Backends without RUM storage refuse with [`Error::Unsupported`].
+    fn write_rum_events(&self, events: Vec<skylark_core::RumEvent>) -> Result<()> {
+        let _ = events;
+        Err(Error::Unsupported("rum events"))
+    }
+
+    /// Like [`Storage::write_rum_events`], storing `seq` as the RUM mark in the same batch.
+    fn write_rum_events_through(
+        &self,
+        seq: u64,
+        events: Vec<skylark_core::RumEvent>,
+    ) -> Result<()> {
+        let _ = (seq, events);
+        Err(Error::Unsupported("write-ahead-log marks"))
+    }
+
+    /// RUM events matching `query`, paged, with the number of matches.
+    fn query_rum_events(&self, query: &RumQuery) -> Result<RumPage> {
+        let _ = query;
+        Ok(RumPage::default())
+    }
+
+    /// The stored version of a view (the event with `view`'s id and start time), if any.
+    fn stored_rum_view(
+        &self,
+        view: &skylark_core::RumEvent,
+    ) -> Result<Option<skylark_core::RumEvent>> {
+        let _ = view;
+        Ok(None)
+    }
+
+    /// Whether any RUM event of `session_id` is stored.
+    fn rum_session_seen(&self, session_id: &str) -> Result<bool> {
+        let _ = session_id;
+        Ok(false)
+    }
 }
 
 /// Implements [`Storage`] for a type with an `engine` field by forwarding every method.
@@ -441,6 +486,31 @@ macro_rules! delegate_storage {
             }
             fn alarm_states(&self) -> $crate::Result<Vec<(String, String, String)>> {
                 self.engine.alarm_states()
+            }
+            fn write_rum_events(&self, events: Vec<skylark_core::RumEvent>) -> $crate::Result<()> {
+                self.engine.write_rum_events(events)
+            }
+            fn write_rum_events_through(
+                &self,
+                seq: u64,
+                events: Vec<skylark_core::RumEvent>,
+            ) -> $crate::Result<()> {
+                self.engine.write_rum_events_through(seq, events)
+            }
+            fn query_rum_events(
+                &self,
+                query: &$crate::RumQuery,
+            ) -> $crate::Result<$crate::RumPage> {
+                self.engine.query_rum_events(query)
+            }
+            fn stored_rum_view(
+                &self,
+                view: &skylark_core::RumEvent,
+            ) -> $crate::Result<Option<skylark_core::RumEvent>> {
+                self.engine.stored_rum_view(view)
+            }
+            fn rum_session_seen(&self, session_id: &str) -> $crate::Result<bool> {
+                self.engine.rum_session_seen(session_id)
             }
         }
     };

@@ -299,3 +299,40 @@ impl Default for AlarmQuery {
         }
     }
 }
+
+/// What `queryRumEvents` asks for. Empty strings mean "no filter".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RumQuery {
+    /// Service name.
+    pub service: Option<String>,
+    /// Session id.
+    pub session_id: Option<String>,
+    /// View id.
+    pub view_id: Option<String>,
+    /// Trace id in any form the RUM SDKs send (decimal, 16 or 32 hex); matched on its low 64
+    /// bits.
+    pub trace_id: Option<String>,
+    /// User id or anonymous id.
+    pub user_id: Option<String>,
+    /// Event types; empty means all.
+    pub types: Vec<skylark_core::RumEventType>,
+    /// Epoch ms, inclusive.
+    pub start_ms: Option<i64>,
+    /// Epoch ms, inclusive.
+    pub end_ms: Option<i64>,
+    /// Newest first when true.
+    pub order_desc: bool,
+    /// Matches skipped before the page.
+    pub offset: usize,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// A page of RUM events and how many matched.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RumPage {
+    /// The page, in query order.
+    pub events: Vec<skylark_core::RumEvent>,
+    /// Matches in all (counting stops [`crate::RUM_TOTAL_MAX`] past the page).
+    pub total: u64,
+}

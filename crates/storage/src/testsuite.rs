@@ -3,6 +3,7 @@
 //! Each check gets a fresh, empty store and panics (like a test assertion) on a mismatch.
 mod alarms;
 mod records;
+mod rum;
 mod templates;
 
 use crate::{RetentionPolicy, Storage};
@@ -83,6 +84,10 @@ pub const CONFORMANCE_CHECKS: &[ConformanceCheck] = &[
     (
         "retention_removes_old_alarms",
         alarms::retention_removes_old_alarms,
+    ),
+    (
+        "rum_events_by_index_and_view_upserts",
+        rum::rum_events_by_index_and_view_upserts,
     ),
     (
         "templates_round_trip_and_replace",

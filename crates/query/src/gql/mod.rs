@@ -3,6 +3,7 @@
 mod alarm;
 mod logs;
 mod query;
+mod rum;
 mod topology;
 mod traces;
 mod types;
@@ -11,6 +12,7 @@ mod ui;
 pub use alarm::*;
 pub use logs::*;
 pub use query::{BootstrapQuery, MetadataQuery, MetricsQuery, Mutation, Query, VersionMutation};
+pub use rum::*;
 pub use topology::*;
 pub use traces::*;
 pub use types::*;

@@ -2,6 +2,7 @@
 
 use super::alarm::AlarmQueryRoot;
 use super::logs::LogQueryRoot;
+use super::rum::RumQueryRoot;
 use super::topology::TopologyQueryRoot;
 use super::traces::TraceQueryRoot;
 use super::types::*;
@@ -408,6 +409,7 @@ pub struct Query(
     TopologyQueryRoot,
     UiQuery,
     AlarmQueryRoot,
+    RumQueryRoot,
 );
 
 /// The root `Mutation` type: `version` (common.graphqls) and the UI template mutations.
