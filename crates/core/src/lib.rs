@@ -46,5 +46,9 @@ pub use segment::{
     component_name, RefType, Segment, SegmentRecord, SegmentRef, Span, SpanLayer, SpanLog, SpanType,
 };
 
+/// Error issues: occurrences grouped by fingerprint and their lifecycle state.
+pub mod issue;
+pub use issue::{Issue, IssueOccurrence, IssueStatus, IssueVersion};
+
 /// Self-metric names and the registry receivers and the server report into.
 pub mod telemetry;
