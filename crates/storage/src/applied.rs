@@ -18,6 +18,8 @@ pub struct AppliedSeqs {
     pub logs: u64,
     /// Segment records.
     pub segments: u64,
+    /// Error issue updates (counts, events, minute counters).
+    pub issues: u64,
 }
 
 /// Which mark a write advances.
@@ -26,6 +28,7 @@ pub(crate) enum MarkKind {
     Metrics,
     Logs,
     Segments,
+    Issues,
 }
 
 impl MarkKind {
@@ -34,6 +37,7 @@ impl MarkKind {
             MarkKind::Metrics => b"metrics",
             MarkKind::Logs => b"logs",
             MarkKind::Segments => b"segments",
+            MarkKind::Issues => b"issues",
         };
         let mut key = vec![MARK];
         key.extend_from_slice(name);
@@ -66,6 +70,7 @@ pub(crate) fn read_applied(store: &dyn RowStore) -> Result<AppliedSeqs> {
         metrics: MarkKind::Metrics.read(store)?,
         logs: MarkKind::Logs.read(store)?,
         segments: MarkKind::Segments.read(store)?,
+        issues: MarkKind::Issues.read(store)?,
     })
 }
 
