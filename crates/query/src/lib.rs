@@ -19,8 +19,9 @@ pub use duration::{QueryDuration, RecordWindow, MAX_DURATION_POINTS};
 pub use error::{Error, Result};
 pub use gql::*;
 pub use ui_templates::{
-    parse_menu, parse_template_file, schema_with_ui, template_expressions, ConfigurationFields,
-    MenuEntry, TemplateLoadError, UiContext, UiTemplate, UiTemplates, MENU_FILE,
+    parse_menu, parse_template_file, schema_with_issues, schema_with_ui, template_expressions,
+    ConfigurationFields, MenuEntry, TemplateLoadError, UiContext, UiTemplate, UiTemplates,
+    MENU_FILE,
 };
 
 use async_graphql::{EmptySubscription, Schema};

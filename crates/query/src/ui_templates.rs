@@ -149,9 +149,19 @@ pub struct UiContext {
 /// Builds the schema with the UI configuration fields served from `ui` (what the server should
 /// use; [`crate::schema`] serves no templates, an empty menu and refuses template edits).
 pub fn schema_with_ui(ctx: QueryContext, ui: UiContext) -> SkylarkSchema {
+    schema_with_issues(ctx, ui, crate::IssuesContext::default())
+}
+
+/// [`schema_with_ui`], with source maps and issue status changes as `issues` says.
+pub fn schema_with_issues(
+    ctx: QueryContext,
+    ui: UiContext,
+    issues: crate::IssuesContext,
+) -> SkylarkSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(ctx)
         .data(ui)
+        .data(issues)
         .extension(AlwaysData)
         .finish()
 }

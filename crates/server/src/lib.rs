@@ -6,6 +6,7 @@ pub mod batch_codec;
 pub mod config;
 pub mod durable;
 pub mod guards;
+pub mod issues;
 pub mod pipeline;
 pub mod retention;
 pub mod wal;
@@ -65,6 +66,10 @@ pub async fn serve(
         telemetry.clone(),
     ));
 
+    let grouping = Arc::new(issues::IssueGrouping::new(
+        config.issues.grouper(),
+        storage.clone(),
+    ));
     let pipeline = Arc::new(
         Pipeline::new(
             rules,
@@ -73,7 +78,8 @@ pub async fn serve(
             config.core.record_data_ttl,
             clock.clone(),
         )
-        .with_cardinality_guard(guard),
+        .with_cardinality_guard(guard)
+        .with_issues(grouping.clone()),
     );
     let catalog = Arc::new(MetricCatalog::new());
     for def in pipeline.definitions() {
@@ -99,7 +105,16 @@ pub async fn serve(
         templates: Arc::new(templates),
         ui_template_editing: config.core.enable_update_ui_template,
     };
-    let schema = skylark_query::schema_with_ui(
+    let issues_context = skylark_query::IssuesContext {
+        grouper: grouping.grouper(),
+        maps: grouping.maps(),
+        status_editing: config.issues.enable_update_issue_status,
+        clock: {
+            let clock = clock.clone();
+            Arc::new(move || clock())
+        },
+    };
+    let schema = skylark_query::schema_with_issues(
         skylark_query::QueryContext {
             storage: storage.clone(),
             catalog: catalog.clone(),
@@ -108,6 +123,7 @@ pub async fn serve(
             records_ttl_days: config.core.record_data_ttl,
         },
         ui,
+        issues_context,
     );
     let alarms = Arc::new(
         skylark_alarm::AlarmEngine::new(
@@ -126,8 +142,15 @@ pub async fn serve(
         )
         .context("cannot load the alarm state")?,
     );
-    let app =
-        skylark_receiver::http_router(receiver_state.clone()).merge(skylark_query::router(schema));
+    let sourcemaps = issues::sourcemap_router(issues::SourceMapApi {
+        storage: storage.clone(),
+        grouping: grouping.clone(),
+        token: config.issues.admin_token.clone(),
+        clock: clock.clone(),
+    });
+    let app = skylark_receiver::http_router(receiver_state.clone())
+        .merge(skylark_query::router(schema))
+        .merge(sourcemaps);
 
     let rest_addr: SocketAddr = format!("{}:{}", config.core.rest.host, config.core.rest.port)
         .parse()

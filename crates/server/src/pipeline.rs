@@ -3,10 +3,10 @@
 //! write-ahead log between the two.
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    is_too_far_ahead, HistogramGroup, IngestError, IngestReport, IngestSink, Labels, Layer,
-    LogData, LogRecord, MeterEntity, MeterValue, MetricBatch, MetricDefinition, MetricEmission,
-    MetricFunction, RejectReason, Rejections, SampleFamilies, Scope, Segment, SegmentRecord,
-    SpanType, Step, TimeBucket,
+    is_too_far_ahead, HistogramGroup, IngestError, IngestReport, IngestSink, IssueOccurrence,
+    Labels, Layer, LogData, LogRecord, MeterEntity, MeterValue, MetricBatch, MetricDefinition,
+    MetricEmission, MetricFunction, RejectReason, Rejections, SampleFamilies, Scope, Segment,
+    SegmentRecord, SpanType, Step, TimeBucket,
 };
 use skylark_lal::LalEngine;
 use skylark_mal::{EvalContext, RuleSet, TimeUnit};
@@ -96,6 +96,8 @@ pub struct Pipeline {
     clock: Clock,
     /// Caps on instances, endpoints and label values, applied to what the rules produced.
     guard: Option<Arc<crate::guards::CardinalityGuard>>,
+    /// Groups error logs into issues (none: logs are only stored).
+    issues: Option<Arc<crate::issues::IssueGrouping>>,
 }
 
 fn internal(e: impl std::fmt::Display) -> IngestError {
@@ -122,7 +124,14 @@ impl Pipeline {
             records_ttl_ms: i64::from(records_ttl_days) * 86_400_000,
             clock,
             guard: None,
+            issues: None,
         }
+    }
+
+    /// The same pipeline, also turning every stored error log into an issue occurrence.
+    pub fn with_issues(mut self, issues: Arc<crate::issues::IssueGrouping>) -> Self {
+        self.issues = Some(issues);
+        self
     }
 
     /// The same pipeline with cardinality caps on the entities and labels it produces.
@@ -225,7 +234,17 @@ impl Pipeline {
             traffic,
             logs,
             segments,
+            issues,
         } = effects;
+        if !issues.is_empty() {
+            let storage = self.storage.clone();
+            tokio::task::spawn_blocking(move || {
+                storage.record_issue_occurrences(None, issues, &skylark_issues::record_occurrence)
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        }
         if !logs.is_empty() {
             let storage = self.storage.clone();
             tokio::task::spawn_blocking(move || storage.write_logs(logs))
@@ -353,7 +372,30 @@ impl Pipeline {
                 }
             }
             report.accepted += 1;
+            // Resource attributes are read by issues (SkyAPM's `service.version`), and LAL
+            // consumes the log.
+            let source_attributes = match &self.issues {
+                Some(_)
+                    if log
+                        .tags
+                        .iter()
+                        .any(|(k, _)| k == skylark_issues::tags::EXCEPTION_TYPE) =>
+                {
+                    log.source_attributes.clone()
+                }
+                _ => Vec::new(),
+            };
             let out = self.rules.lal.process_at(log, now_ms);
+            if let Some(issues) = &self.issues {
+                // One occurrence per error, however many rules stored it.
+                if let Some(occurrence) = out
+                    .records
+                    .iter()
+                    .find_map(|r| issues.occurrence(r, &source_attributes))
+                {
+                    effects.issues.push(occurrence);
+                }
+            }
             effects.logs.extend(out.records);
             effects.traffic.extend(out.traffic);
             for families in out.samples {
@@ -418,6 +460,8 @@ pub struct Effects {
     pub logs: Vec<LogRecord>,
     /// Segment records to store.
     pub segments: Vec<SegmentRecord>,
+    /// Error occurrences to fold into issues.
+    pub issues: Vec<IssueOccurrence>,
 }
 
 impl Effects {

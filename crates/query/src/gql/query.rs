@@ -405,11 +405,12 @@ pub struct Query(
     TraceQueryRoot,
     TopologyQueryRoot,
     UiQuery,
+    super::issues::IssueQueryRoot,
 );
 
 /// The root `Mutation` type: `version` (common.graphqls) and the UI template mutations.
 #[derive(MergedObject, Default)]
-pub struct Mutation(VersionMutation, UiMutation);
+pub struct Mutation(VersionMutation, UiMutation, super::issues::IssueMutation);
 
 /// `Mutation.version`.
 #[derive(Default)]
