@@ -58,6 +58,7 @@ fn issues_context<'a>(ctx: &Context<'a>) -> std::borrow::Cow<'a, IssuesContext> 
 
 /// `enum IssueStatus`.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(name = "IssueStatus")]
 pub enum IssueStatusEnum {
     /// New or ongoing.
     Unresolved,
@@ -93,6 +94,7 @@ impl From<IssueStatusEnum> for skylark_core::IssueStatus {
 
 /// `enum IssueOrder` (always descending).
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+#[graphql(name = "IssueOrder")]
 pub enum IssueOrderEnum {
     /// Latest occurrence first.
     #[default]
@@ -124,6 +126,7 @@ pub struct IssueCondition {
 
 /// A frame resolved through a source map.
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(name = "ResolvedFrame")]
 pub struct ResolvedFrameObject {
     /// Original function name (the minified one when the map has no names).
     pub function: String,
@@ -143,6 +146,7 @@ pub struct ResolvedFrameObject {
 
 /// A frame as received.
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(name = "StackFrame")]
 pub struct StackFrameObject {
     /// Function as printed.
     pub function: String,
@@ -160,6 +164,7 @@ pub struct StackFrameObject {
 
 /// One occurrence.
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(name = "IssueEvent")]
 pub struct IssueEventObject {
     /// Epoch ms.
     pub time: Long,
