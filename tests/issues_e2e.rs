@@ -441,3 +441,72 @@ async fn errors_group_resolve_through_uploaded_maps_and_regress() {
     assert_eq!(issue(&server, &js).await["count"], 2);
     assert_eq!(issue(&server, &resolved_id).await["count"], 3);
 }
+
+#[tokio::test]
+async fn the_cli_uploads_every_map_in_a_folder() {
+    let server = Server::start_with(&[("SW_ADMIN_TOKEN", TOKEN)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("__APP__")).unwrap();
+    std::fs::create_dir_all(root.join("packages/promo")).unwrap();
+    std::fs::write(root.join("__APP__/app-service.map.map"), bundle_map()).unwrap();
+    std::fs::write(
+        root.join("packages/promo/app-service.map.map"),
+        bundle_map(),
+    )
+    .unwrap();
+    std::fs::write(root.join("__APP__/app-service.js"), "minified").unwrap();
+    let run = |token: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_skylark"))
+            .args(["sourcemaps", "upload"])
+            .arg(root)
+            .args([
+                "--service",
+                SERVICE,
+                "--version",
+                "2.0.0",
+                "--url",
+                &server.base(),
+            ])
+            .args(["--token", token])
+            .env_remove("SW_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let refused = run("wrong");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{refused:?}"
+    );
+    let out = run(TOKEN);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "stored app-service.js",
+            "stored packages/promo/app-service.js"
+        ]
+    );
+    let listed: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/sourcemaps?service={SERVICE}",
+            server.base()
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut files: Vec<&str> = listed["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["file"].as_str().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["app-service.js", "packages/promo/app-service.js"]);
+}

@@ -9,6 +9,7 @@ pub mod guards;
 pub mod issues;
 pub mod pipeline;
 pub mod retention;
+pub mod sourcemap_cli;
 pub mod wal;
 
 use anyhow::{Context, Result};
