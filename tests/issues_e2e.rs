@@ -303,6 +303,25 @@ async fn errors_group_resolve_through_uploaded_maps_and_regress() {
     assert_eq!(newest["resolvedStack"][0]["mapVersion"], "1.0.0");
     assert_eq!(newest["resolvedStack"][0]["fallback"], true);
     assert_eq!(newest["resolvedStack"][0]["function"], "onTapPay");
+    // The same counts as a metric MQE can chart.
+    let q = "query ($x: String!, $e: Entity!, $d: Duration!) { r: execExpression(expression: $x, entity: $e, duration: $d) { error results { values { value } } } }";
+    let reply = server
+        .graphql(
+            q,
+            json!({
+                "x": format!("sum(meter_issue_occurrence_count{{issue='{resolved_id}'}})"),
+                "e": {"serviceName": SERVICE, "normal": true},
+                "d": window(30, "MINUTE"),
+            }),
+        )
+        .await;
+    let charted: i64 = reply["data"]["r"]["results"][0]["values"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .iter()
+        .filter_map(|v| v["value"].as_str().and_then(|v| v.parse::<i64>().ok()))
+        .sum();
+    assert_eq!(charted, 2, "{reply}");
     let trend_total: i64 = detail["trend"]
         .as_array()
         .unwrap()

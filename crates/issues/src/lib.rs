@@ -6,6 +6,13 @@
 //! with the tags in [`tags`] is grouped the same way.
 #![warn(missing_docs, unreachable_pub)]
 
+/// The per-issue occurrence metric: a service-scope `SumLabeled` metric labeled
+/// [`OCCURRENCE_METRIC_LABEL`] = issue id, one per occurrence, so MQE can chart an issue
+/// (`meter_issue_occurrence_count{issue='<id>'}`).
+pub const OCCURRENCE_METRIC: &str = "meter_issue_occurrence_count";
+/// The label holding the issue id.
+pub const OCCURRENCE_METRIC_LABEL: &str = "issue";
+
 mod error;
 mod fingerprint;
 mod grouper;

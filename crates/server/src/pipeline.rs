@@ -98,6 +98,8 @@ pub struct Pipeline {
     guard: Option<Arc<crate::guards::CardinalityGuard>>,
     /// Groups error logs into issues (none: logs are only stored).
     issues: Option<Arc<crate::issues::IssueGrouping>>,
+    /// Occurrences per issue per minute (`skylark_issues::OCCURRENCE_METRIC`).
+    issue_metric: Arc<MetricDefinition>,
 }
 
 fn internal(e: impl std::fmt::Display) -> IngestError {
@@ -125,6 +127,12 @@ impl Pipeline {
             clock,
             guard: None,
             issues: None,
+            issue_metric: Arc::new(MetricDefinition {
+                name: skylark_issues::OCCURRENCE_METRIC.to_string(),
+                scope: Scope::Service,
+                function: MetricFunction::SumLabeled,
+                percentile_ranks: Vec::new(),
+            }),
         }
     }
 
@@ -153,6 +161,9 @@ impl Pipeline {
         let mut defs = self.rules.otel.definitions();
         defs.extend(self.rules.log_mal.definitions());
         defs.extend(self.relation_metrics.iter().map(|d| (**d).clone()));
+        if self.issues.is_some() {
+            defs.push((*self.issue_metric).clone());
+        }
         defs
     }
 
@@ -393,6 +404,23 @@ impl Pipeline {
                     .iter()
                     .find_map(|r| issues.occurrence(r, &source_attributes))
                 {
+                    if let Ok(minute) = TimeBucket::from_epoch_ms(occurrence.time_ms, Step::Minute)
+                    {
+                        let label: Labels = [(
+                            skylark_issues::OCCURRENCE_METRIC_LABEL,
+                            occurrence.fingerprint.as_str(),
+                        )]
+                        .into();
+                        effects.emissions.push(MetricEmission {
+                            metric: self.issue_metric.clone(),
+                            entity: MeterEntity::service(
+                                occurrence.service.clone(),
+                                occurrence.layer,
+                            ),
+                            minute,
+                            value: MeterValue::Labeled(vec![(label, 1)]),
+                        });
+                    }
                     effects.issues.push(occurrence);
                 }
             }
