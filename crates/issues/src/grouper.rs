@@ -120,7 +120,8 @@ impl Grouper {
             .frames
             .into_iter()
             .map(|frame| {
-                let resolved = if frame.in_app || frame.line.is_some() {
+                // Runtime and library frames have no user-uploaded maps: no lookups for them.
+                let resolved = if frame.in_app {
                     self.resolver.resolve(maps, service, version, &frame)
                 } else {
                     None
