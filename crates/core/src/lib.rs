@@ -49,6 +49,9 @@ pub use segment::{
 /// Real-user-monitoring events (the Datadog/Flashcat RUM format).
 pub mod rum;
 pub use rum::{RumBatch, RumEvent, RumEventType};
+/// Error issues: occurrences grouped by fingerprint and their lifecycle state.
+pub mod issue;
+pub use issue::{Issue, IssueOccurrence, IssueStatus, IssueVersion};
 
 /// Self-metric names and the registry receivers and the server report into.
 pub mod telemetry;

@@ -21,8 +21,9 @@ pub use error::{Error, Result};
 pub use gql::*;
 pub use serve::QueryLimits;
 pub use ui_templates::{
-    parse_menu, parse_template_file, schema_with_ui, template_expressions, ConfigurationFields,
-    MenuEntry, TemplateLoadError, UiContext, UiTemplate, UiTemplates, MENU_FILE,
+    parse_menu, parse_template_file, schema_with_issues, schema_with_ui, template_expressions,
+    ConfigurationFields, MenuEntry, TemplateLoadError, UiContext, UiTemplate, UiTemplates,
+    MENU_FILE,
 };
 
 use async_graphql::{EmptySubscription, Schema};
@@ -67,9 +68,21 @@ pub fn router(schema: SkylarkSchema, limits: QueryLimits) -> std::io::Result<axu
 /// [`schema_with_ui`] with the per-query limits: depth and complexity (fields, aliases counted)
 /// checked when a document is validated, and the largest page size resolvers accept.
 pub fn schema_with_limits(ctx: QueryContext, ui: UiContext, limits: &QueryLimits) -> SkylarkSchema {
+    schema_full(ctx, ui, IssuesContext::default(), limits)
+}
+
+/// The schema the server runs: UI templates from `ui`, issues and source maps from `issues`, and
+/// the request limits of `limits`.
+pub fn schema_full(
+    ctx: QueryContext,
+    ui: UiContext,
+    issues: IssuesContext,
+    limits: &QueryLimits,
+) -> SkylarkSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(ctx)
         .data(ui)
+        .data(issues)
         .data(limits.clone())
         .extension(AlwaysData)
         .limit_complexity(limits.max_complexity)

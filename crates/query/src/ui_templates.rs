@@ -151,6 +151,15 @@ pub fn schema_with_ui(ctx: QueryContext, ui: UiContext) -> SkylarkSchema {
     crate::schema_with_limits(ctx, ui, &crate::QueryLimits::default())
 }
 
+/// [`schema_with_ui`], with source maps and issue status changes as `issues` says.
+pub fn schema_with_issues(
+    ctx: QueryContext,
+    ui: UiContext,
+    issues: crate::IssuesContext,
+) -> SkylarkSchema {
+    crate::schema_full(ctx, ui, issues, &crate::QueryLimits::default())
+}
+
 impl UiTemplates {
     /// Loads every `*.json` under `dir` (recursively, in path order) and `dir/menu.yaml`.
     /// Fails on the first broken file, naming it.

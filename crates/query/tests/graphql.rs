@@ -507,10 +507,30 @@ fn schema_matches_reference_graphqls() {
     }
     let mut ours = BTreeMap::new();
     collect(&schema(storage()).sdl(), &mut ours);
+    // Skylark's error-issue extension (README "Error issues"), absent from SkyWalking.
+    let extension_types = [
+        "Issue",
+        "IssueList",
+        "IssueEvent",
+        "IssueTrendPoint",
+        "IssueStatusChange",
+        "IssueCondition",
+        "IssueStatus",
+        "IssueOrder",
+        "ResolvedFrame",
+        "StackFrame",
+    ];
+    let extension_fields = [
+        "Query.queryIssues",
+        "Query.getIssue",
+        "Mutation.setIssueStatus",
+    ];
     let mut checked = 0;
     for (key, ty) in &ours {
         if key.starts_with("__")
             || ["Boolean", "String", "Int", "Float", "ID"].contains(&key.as_str())
+            || extension_types.contains(&key.split('.').next().unwrap_or(""))
+            || extension_fields.contains(&key.as_str())
         {
             continue;
         }

@@ -28,6 +28,9 @@ pub struct Config {
     /// The RUM intake (`/api/v2/rum`).
     #[serde(default)]
     pub rum: RumConfig,
+    /// Error issues and source maps.
+    #[serde(default)]
+    pub issues: IssuesConfig,
 }
 
 /// `rum:` settings.
@@ -50,6 +53,44 @@ impl Default for RumConfig {
     }
 }
 
+/// `issues:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct IssuesConfig {
+    /// Top in-app frames a fingerprint is made of.
+    pub fingerprint_frames: usize,
+    /// Whether `setIssueStatus` may change issues.
+    pub enable_update_issue_status: bool,
+    /// Comma-separated extra prefixes stripped from frame files.
+    pub strip_prefixes: String,
+    /// Largest source map accepted, in bytes.
+    pub source_map_max_bytes: usize,
+    /// Most entries in an uploaded zip.
+    pub source_map_zip_max_entries: usize,
+    /// Most bytes an uploaded zip may unpack to.
+    pub source_map_zip_max_bytes: usize,
+    /// Decoded maps kept in memory, by map size (MiB).
+    pub source_map_cache_mb: usize,
+    /// Token `/api/sourcemaps` requires (`Authorization: Bearer ...`); empty: none.
+    pub admin_token: String,
+}
+
+impl Default for IssuesConfig {
+    fn default() -> Self {
+        let limits = skylark_issues::SourceMapLimits::default();
+        IssuesConfig {
+            fingerprint_frames: 5,
+            enable_update_issue_status: false,
+            strip_prefixes: String::new(),
+            source_map_max_bytes: limits.max_map_bytes,
+            source_map_zip_max_entries: limits.max_zip_entries,
+            source_map_zip_max_bytes: limits.max_zip_unpacked_bytes,
+            source_map_cache_mb: 128,
+            admin_token: String::new(),
+        }
+    }
+}
+
 impl RumConfig {
     /// The intake settings.
     pub fn intake(&self) -> skylark_receiver::RumIntakeConfig {
@@ -61,6 +102,28 @@ impl RumConfig {
     /// The source → platform mapping.
     pub fn platforms(&self) -> skylark_rum::PlatformMapping {
         skylark_rum::PlatformMapping::parse(&self.platforms)
+    }
+}
+
+impl IssuesConfig {
+    /// How error logs are grouped and maps are bounded.
+    pub fn grouper(&self) -> skylark_issues::GrouperSettings {
+        skylark_issues::GrouperSettings {
+            frames_considered: self.fingerprint_frames,
+            strip_prefixes: self
+                .strip_prefixes
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+            limits: skylark_issues::SourceMapLimits {
+                max_map_bytes: self.source_map_max_bytes,
+                max_zip_entries: self.source_map_zip_max_entries,
+                max_zip_unpacked_bytes: self.source_map_zip_max_bytes,
+            },
+            map_cache_bytes: self.source_map_cache_mb.saturating_mul(1024 * 1024),
+        }
     }
 }
 
@@ -430,6 +493,16 @@ impl Config {
             if value == 0 {
                 bail!("{name} must be positive");
             }
+        }
+        let issues = &self.issues;
+        if issues.fingerprint_frames == 0 || issues.fingerprint_frames > 50 {
+            bail!("issues.fingerprintFrames (SW_ISSUES_FINGERPRINT_FRAMES) must be 1 to 50");
+        }
+        if issues.source_map_max_bytes == 0
+            || issues.source_map_zip_max_entries == 0
+            || issues.source_map_zip_max_bytes == 0
+        {
+            bail!("issues source map limits (SW_SOURCEMAP_MAX_BYTES, SW_SOURCEMAP_ZIP_MAX_ENTRIES, SW_SOURCEMAP_ZIP_MAX_BYTES) must be positive");
         }
         let v = &self.core.version;
         let mut parts = v.split('.');

@@ -261,6 +261,14 @@ fn apply_entry(
     effects: Effects,
     marks: &AppliedSeqs,
 ) -> skylark_storage::Result<()> {
+    // Issues before logs, so a replay that re-stores the logs also finds their occurrences.
+    if seq > marks.issues && !effects.issues.is_empty() {
+        storage.record_issue_occurrences(
+            Some(seq),
+            effects.issues,
+            &skylark_issues::record_occurrence,
+        )?;
+    }
     if seq > marks.logs && !effects.logs.is_empty() {
         storage.write_logs_through(seq, effects.logs)?;
     }
@@ -288,7 +296,8 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
         .metrics
         .min(marks.logs)
         .min(marks.segments)
-        .min(marks.rum);
+        .min(marks.rum)
+        .min(marks.issues);
     let mut report = ReplayReport {
         marks,
         ..ReplayReport::default()
@@ -312,7 +321,7 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
         };
         let needed = match &input {
             Input::Metrics(_) => seq > marks.metrics,
-            Input::Logs(_) => seq > marks.metrics.min(marks.logs),
+            Input::Logs(_) => seq > marks.metrics.min(marks.logs).min(marks.issues),
             Input::Segments(_) => seq > marks.metrics.min(marks.segments),
             Input::Rum(_) => seq > marks.metrics.min(marks.logs).min(marks.rum),
         };
@@ -340,7 +349,8 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
         .max(marks.metrics)
         .max(marks.logs)
         .max(marks.segments)
-        .max(marks.rum);
+        .max(marks.rum)
+        .max(marks.issues);
     Ok((report, last))
 }
 
@@ -581,9 +591,10 @@ fn apply_group(storage: &dyn Storage, group: &mut Group) -> skylark_storage::Res
     let last = group.jobs.last().map(|(seq, _)| *seq).unwrap_or(0);
     let (mut logs, mut segments, mut emissions) = (Vec::new(), Vec::new(), Vec::new());
     let mut rum = Vec::new();
-    let mut traffic = Vec::new();
+    let (mut traffic, mut issues) = (Vec::new(), Vec::new());
     for (_, job) in &mut group.jobs {
         let effects = std::mem::take(&mut job.effects);
+        issues.extend(effects.issues);
         logs.extend(effects.logs);
         segments.extend(effects.segments);
         rum.extend(effects.rum);
@@ -591,6 +602,9 @@ fn apply_group(storage: &dyn Storage, group: &mut Group) -> skylark_storage::Res
         if !effects.traffic.is_empty() {
             traffic.push((effects.traffic, effects.now_ms));
         }
+    }
+    if !issues.is_empty() {
+        storage.record_issue_occurrences(Some(last), issues, &skylark_issues::record_occurrence)?;
     }
     if !logs.is_empty() {
         storage.write_logs_through(last, logs)?;
@@ -700,13 +714,32 @@ mod tests {
         config.log_analyzer.lal_path = root.join("config/lal");
         config.log_analyzer.mal_path = root.join("config/log-mal-rules");
         let clock: Clock = Arc::new(move || now_ms);
-        Arc::new(Pipeline::new(
-            crate::load_rules(&config).unwrap(),
-            storage,
-            7,
-            3,
-            clock,
-        ))
+        let grouping = Arc::new(crate::issues::IssueGrouping::new(
+            skylark_issues::GrouperSettings::default(),
+            storage.clone(),
+        ));
+        Arc::new(
+            Pipeline::new(crate::load_rules(&config).unwrap(), storage, 7, 3, clock)
+                .with_issues(grouping),
+        )
+    }
+
+    /// The one issue the test errors make, and its occurrence count.
+    fn issue_count(storage: &dyn Storage) -> u64 {
+        let query = skylark_storage::IssueQuery {
+            service: Some(SERVICE.into()),
+            status: None,
+            version: None,
+            keyword: None,
+            start_ms: 0,
+            end_ms: i64::MAX,
+            order: skylark_storage::IssueOrder::Count,
+            offset: 0,
+            limit: 10,
+        };
+        let (issues, total) = storage.query_issues(&query).unwrap();
+        assert!(total <= 1, "one error, one issue: {issues:?}");
+        issues.first().map(|i| i.count).unwrap_or(0)
     }
 
     /// One wechat error log, which LAL stores and counts in `meter_wechat_mp_error_count`.
@@ -892,6 +925,64 @@ mod tests {
     }
 
     #[test]
+    fn replay_counts_each_error_once_in_its_issue() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let pipeline = pipeline(storage.clone(), now);
+        let mut wal = Wal::open(dir.path()).unwrap();
+        for seq in 1..=10 {
+            let logs = request(seq, 0);
+            let payload = bincode::serialize(&EntryRef {
+                now_ms: now,
+                request: RequestRef::Logs(&logs),
+            })
+            .unwrap();
+            wal.append(seq, &payload).unwrap();
+        }
+        wal.sync().unwrap();
+        drop(wal);
+        // Before the crash: entries 1-6 fully applied; 7-8 had their issue updates stored but
+        // not their logs; 9-10 nothing.
+        for seq in 1..=6 {
+            let (_, effects) = pipeline.prepare_logs(request(seq, 0), now);
+            apply_entry(storage.as_ref(), seq, effects, &AppliedSeqs::default()).unwrap();
+        }
+        storage.flush().unwrap();
+        for seq in 7..=8 {
+            let (_, effects) = pipeline.prepare_logs(request(seq, 0), now);
+            assert_eq!(effects.issues.len(), 1);
+            storage
+                .record_issue_occurrences(
+                    Some(seq),
+                    effects.issues,
+                    &skylark_issues::record_occurrence,
+                )
+                .unwrap();
+        }
+        assert_eq!(issue_count(storage.as_ref()), 8);
+        let marks = storage.applied_seqs().unwrap();
+        assert_eq!((marks.logs, marks.issues), (6, 8));
+
+        let (sink, report) =
+            DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
+        assert_eq!(report.applied, 4, "{report:?}");
+        assert_eq!(stored_logs(storage.as_ref()).len(), 10);
+        assert_eq!(
+            issue_count(storage.as_ref()),
+            10,
+            "an occurrence was counted twice or lost"
+        );
+        assert_eq!(storage.applied_seqs().unwrap().issues, 10);
+        // A second start replays nothing more.
+        sink.shutdown().unwrap();
+        let (sink, _) =
+            DurableSink::start(pipeline, &settings(dir.path(), Durability::Sync)).unwrap();
+        assert_eq!(issue_count(storage.as_ref()), 10);
+        sink.shutdown().unwrap();
+    }
+
+    #[test]
     fn metrics_entries_replay_in_each_encoding() {
         let now = chrono::Utc::now().timestamp_millis();
         let dir = tempfile::tempdir().unwrap();
@@ -960,6 +1051,7 @@ mod tests {
         assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
         assert_eq!(stored_logs(storage.as_ref()).len(), 20);
         assert_eq!(error_count(&pipeline, now), 20);
+        assert_eq!(issue_count(storage.as_ref()), 20);
 
         tokio::task::spawn_blocking(move || sink.shutdown())
             .await

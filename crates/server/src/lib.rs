@@ -6,8 +6,10 @@ pub mod batch_codec;
 pub mod config;
 pub mod durable;
 pub mod guards;
+pub mod issues;
 pub mod pipeline;
 pub mod retention;
+pub mod sourcemap_cli;
 pub mod wal;
 
 use anyhow::{Context, Result};
@@ -65,6 +67,10 @@ pub async fn serve(
         telemetry.clone(),
     ));
 
+    let grouping = Arc::new(issues::IssueGrouping::new(
+        config.issues.grouper(),
+        storage.clone(),
+    ));
     let pipeline = Arc::new(
         Pipeline::new(
             rules,
@@ -74,7 +80,8 @@ pub async fn serve(
             clock.clone(),
         )
         .with_cardinality_guard(guard)
-        .with_rum_platforms(config.rum.platforms()),
+        .with_rum_platforms(config.rum.platforms())
+        .with_issues(grouping.clone()),
     );
     let catalog = Arc::new(MetricCatalog::new());
     for def in pipeline.definitions() {
@@ -101,7 +108,16 @@ pub async fn serve(
         ui_template_editing: config.core.enable_update_ui_template,
     };
     let query_limits = config.query.graphql.limits();
-    let schema = skylark_query::schema_with_limits(
+    let issues_context = skylark_query::IssuesContext {
+        grouper: grouping.grouper(),
+        maps: grouping.maps(),
+        status_editing: config.issues.enable_update_issue_status,
+        clock: {
+            let clock = clock.clone();
+            Arc::new(move || clock())
+        },
+    };
+    let schema = skylark_query::schema_full(
         skylark_query::QueryContext {
             storage: storage.clone(),
             catalog: catalog.clone(),
@@ -111,6 +127,7 @@ pub async fn serve(
             mqe_limits: config.core.mqe.limits(),
         },
         ui,
+        issues_context,
         &query_limits,
     );
     let alarms = Arc::new(
@@ -132,12 +149,19 @@ pub async fn serve(
     );
     let query_routes =
         skylark_query::router(schema, query_limits).context("cannot start the query threads")?;
+    let sourcemaps = issues::sourcemap_router(issues::SourceMapApi {
+        storage: storage.clone(),
+        grouping: grouping.clone(),
+        token: config.issues.admin_token.clone(),
+        clock: clock.clone(),
+    });
     let app = skylark_receiver::http_router(receiver_state.clone())
         .merge(skylark_receiver::rum_router(
             receiver_state.clone(),
             config.rum.intake(),
         ))
-        .merge(query_routes);
+        .merge(query_routes)
+        .merge(sourcemaps);
 
     let rest_addr: SocketAddr = format!("{}:{}", config.core.rest.host, config.core.rest.port)
         .parse()

@@ -7,12 +7,13 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const USAGE: &str = "usage: skylark [serve] [--config FILE]\n       skylark check-rules PATH...";
+const USAGE: &str = "usage: skylark [serve] [--config FILE]\n       skylark check-rules PATH...\n       skylark sourcemaps upload DIR --service S --version V [--url http://host:12800] [--token T]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("check-rules") => check_rules(&args[1..]),
+        Some("sourcemaps") => upload_sourcemaps(&args[1..]),
         Some("-h") | Some("--help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -30,6 +31,32 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `skylark sourcemaps upload DIR ...`: one line per stored map, non-zero exit on a refusal.
+fn upload_sourcemaps(args: &[String]) -> ExitCode {
+    let result = (|| {
+        if args.first().map(String::as_str) != Some("upload") {
+            anyhow::bail!("unknown sourcemaps command\n{USAGE}");
+        }
+        let upload = skylark_server::sourcemap_cli::UploadArgs::parse(&args[1..])?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(skylark_server::sourcemap_cli::upload(&upload))
+    })();
+    match result {
+        Ok(stored) => {
+            for file in stored {
+                println!("stored {file}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("skylark: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

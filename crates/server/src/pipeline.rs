@@ -3,10 +3,10 @@
 //! write-ahead log between the two.
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    is_too_far_ahead, HistogramGroup, IngestError, IngestReport, IngestSink, Labels, Layer,
-    LogData, LogRecord, MeterEntity, MeterValue, MetricBatch, MetricDefinition, MetricEmission,
-    MetricFunction, RejectReason, Rejections, RumBatch, RumEvent, SampleFamilies, Scope, Segment,
-    SegmentRecord, SpanType, Step, TimeBucket,
+    is_too_far_ahead, HistogramGroup, IngestError, IngestReport, IngestSink, IssueOccurrence,
+    Labels, Layer, LogData, LogRecord, MeterEntity, MeterValue, MetricBatch, MetricDefinition,
+    MetricEmission, MetricFunction, RejectReason, Rejections, RumBatch, RumEvent, SampleFamilies,
+    Scope, Segment, SegmentRecord, SpanType, Step, TimeBucket,
 };
 use skylark_lal::LalEngine;
 use skylark_mal::{EvalContext, RuleSet, TimeUnit};
@@ -96,6 +96,10 @@ pub struct Pipeline {
     clock: Clock,
     /// Caps on instances, endpoints and label values, applied to what the rules produced.
     guard: Option<Arc<crate::guards::CardinalityGuard>>,
+    /// Groups error logs into issues (none: logs are only stored).
+    issues: Option<Arc<crate::issues::IssueGrouping>>,
+    /// Occurrences per issue per minute (`skylark_issues::OCCURRENCE_METRIC`).
+    issue_metric: Arc<MetricDefinition>,
     /// Turns RUM events into samples, error logs and records.
     rum: skylark_rum::Deriver,
     /// The RUM views and sessions already counted.
@@ -148,12 +152,25 @@ impl Pipeline {
             guard: None,
             rum: skylark_rum::Deriver::default(),
             rum_tracker: parking_lot::Mutex::new(skylark_rum::ViewTracker::default()),
+            issues: None,
+            issue_metric: Arc::new(MetricDefinition {
+                name: skylark_issues::OCCURRENCE_METRIC.to_string(),
+                scope: Scope::Service,
+                function: MetricFunction::SumLabeled,
+                percentile_ranks: Vec::new(),
+            }),
         }
     }
 
     /// The same pipeline mapping RUM sources to mini-program platforms with `platforms`.
     pub fn with_rum_platforms(mut self, platforms: skylark_rum::PlatformMapping) -> Self {
         self.rum = skylark_rum::Deriver::new(platforms);
+        self
+    }
+
+    /// The same pipeline, also turning every stored error log into an issue occurrence.
+    pub fn with_issues(mut self, issues: Arc<crate::issues::IssueGrouping>) -> Self {
+        self.issues = Some(issues);
         self
     }
 
@@ -176,6 +193,9 @@ impl Pipeline {
         let mut defs = self.rules.otel.definitions();
         defs.extend(self.rules.log_mal.definitions());
         defs.extend(self.relation_metrics.iter().map(|d| (**d).clone()));
+        if self.issues.is_some() {
+            defs.push((*self.issue_metric).clone());
+        }
         defs
     }
 
@@ -258,6 +278,7 @@ impl Pipeline {
             logs,
             segments,
             rum,
+            issues,
         } = effects;
         if !rum.is_empty() {
             let storage = self.storage.clone();
@@ -265,6 +286,15 @@ impl Pipeline {
                 .await
                 .map_err(internal)?
                 .map_err(internal)?;
+        }
+        if !issues.is_empty() {
+            let storage = self.storage.clone();
+            tokio::task::spawn_blocking(move || {
+                storage.record_issue_occurrences(None, issues, &skylark_issues::record_occurrence)
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
         }
         if !logs.is_empty() {
             let storage = self.storage.clone();
@@ -438,7 +468,47 @@ impl Pipeline {
                 }
             }
             report.accepted += 1;
+            // Resource attributes are read by issues (SkyAPM's `service.version`), and LAL
+            // consumes the log.
+            let source_attributes = match &self.issues {
+                Some(_)
+                    if log
+                        .tags
+                        .iter()
+                        .any(|(k, _)| k == skylark_issues::tags::EXCEPTION_TYPE) =>
+                {
+                    log.source_attributes.clone()
+                }
+                _ => Vec::new(),
+            };
             let out = self.rules.lal.process_at(log, now_ms);
+            if let Some(issues) = &self.issues {
+                // One occurrence per error, however many rules stored it.
+                if let Some(occurrence) = out
+                    .records
+                    .iter()
+                    .find_map(|r| issues.occurrence(r, &source_attributes))
+                {
+                    if let Ok(minute) = TimeBucket::from_epoch_ms(occurrence.time_ms, Step::Minute)
+                    {
+                        let label: Labels = [(
+                            skylark_issues::OCCURRENCE_METRIC_LABEL,
+                            occurrence.fingerprint.as_str(),
+                        )]
+                        .into();
+                        effects.emissions.push(MetricEmission {
+                            metric: self.issue_metric.clone(),
+                            entity: MeterEntity::service(
+                                occurrence.service.clone(),
+                                occurrence.layer,
+                            ),
+                            minute,
+                            value: MeterValue::Labeled(vec![(label, 1)]),
+                        });
+                    }
+                    effects.issues.push(occurrence);
+                }
+            }
             effects.logs.extend(out.records);
             effects.traffic.extend(out.traffic);
             for families in out.samples {
@@ -502,6 +572,8 @@ pub struct Effects {
     pub logs: Vec<LogRecord>,
     /// Segment records to store.
     pub segments: Vec<SegmentRecord>,
+    /// Error occurrences to fold into issues.
+    pub issues: Vec<IssueOccurrence>,
     /// RUM events to store (views only in a higher version than stored).
     pub rum: Vec<RumEvent>,
 }
@@ -514,6 +586,7 @@ impl Effects {
             && self.logs.is_empty()
             && self.segments.is_empty()
             && self.rum.is_empty()
+            && self.issues.is_empty()
     }
 }
 

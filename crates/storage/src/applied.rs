@@ -20,6 +20,8 @@ pub struct AppliedSeqs {
     pub segments: u64,
     /// RUM event records.
     pub rum: u64,
+    /// Error issue updates (counts, events, minute counters).
+    pub issues: u64,
 }
 
 /// Which mark a write advances.
@@ -29,6 +31,7 @@ pub(crate) enum MarkKind {
     Logs,
     Segments,
     Rum,
+    Issues,
 }
 
 impl MarkKind {
@@ -38,6 +41,7 @@ impl MarkKind {
             MarkKind::Logs => b"logs",
             MarkKind::Segments => b"segments",
             MarkKind::Rum => b"rum",
+            MarkKind::Issues => b"issues",
         };
         let mut key = vec![MARK];
         key.extend_from_slice(name);
@@ -71,6 +75,7 @@ pub(crate) fn read_applied(store: &dyn RowStore) -> Result<AppliedSeqs> {
         logs: MarkKind::Logs.read(store)?,
         segments: MarkKind::Segments.read(store)?,
         rum: MarkKind::Rum.read(store)?,
+        issues: MarkKind::Issues.read(store)?,
     })
 }
 

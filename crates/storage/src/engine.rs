@@ -2,11 +2,13 @@
 //! traffic mirror, batched read-combine-write flushes, records and retention.
 use crate::alarms;
 use crate::applied::{self, AppliedSeqs, MarkKind, MetricsMark};
+use crate::issues;
 use crate::keys::{self, DAY_MS, METRIC_STEPS};
 use crate::model::{
     AlarmQuery, AlarmRecord, EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy,
     ServiceRecord, StoredLog, TemplateRecord, TraceQuery,
 };
+use crate::model::{IssueQuery, SourceMapRecord};
 use crate::records::{self, LogIds};
 use crate::rows::{self, RowOp, RowStore};
 use crate::templates;
@@ -15,8 +17,9 @@ use crate::Result;
 use parking_lot::{Mutex, RwLock};
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    EndpointId, InstanceId, Layer, LogRecord, MetricDefinition, MetricEmission, MetricFunction,
-    MetricState, MetricValue, SegmentRecord, ServiceId, Step, TimeBucket,
+    EndpointId, InstanceId, Issue, IssueOccurrence, Layer, LogRecord, MetricDefinition,
+    MetricEmission, MetricFunction, MetricState, MetricValue, SegmentRecord, ServiceId, Step,
+    TimeBucket,
 };
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +75,8 @@ pub(crate) struct Engine<K: RowStore> {
     log_ids: LogIds,
     /// The write-ahead-log mark of the aggregated metrics.
     metrics_mark: MetricsMark,
+    /// Serialises the read-fold-write of issue rows (ingest and status changes).
+    issues_lock: Mutex<()>,
 }
 
 impl<K: RowStore> Engine<K> {
@@ -88,6 +93,7 @@ impl<K: RowStore> Engine<K> {
             flush_lock: Mutex::new(()),
             log_ids: LogIds::new(),
             metrics_mark,
+            issues_lock: Mutex::new(()),
         })
     }
 
@@ -147,6 +153,77 @@ impl<K: RowStore> Engine<K> {
 
     pub(crate) fn rum_session_seen(&self, session_id: &str) -> Result<bool> {
         crate::rum::session_seen(&self.store, session_id)
+    }
+
+    pub(crate) fn record_issue_occurrences(
+        &self,
+        seq: Option<u64>,
+        occurrences: Vec<IssueOccurrence>,
+        fold: &issues::IssueFold,
+    ) -> Result<()> {
+        let _guard = self.issues_lock.lock();
+        issues::record_occurrences(&self.store, seq, occurrences, fold)
+    }
+
+    pub(crate) fn update_issue(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(Issue) -> Issue,
+    ) -> Result<Option<Issue>> {
+        let _guard = self.issues_lock.lock();
+        issues::update_issue(&self.store, id, change)
+    }
+
+    pub(crate) fn get_issue(&self, id: &str) -> Result<Option<Issue>> {
+        issues::get_issue(&self.store, id)
+    }
+
+    pub(crate) fn query_issues(&self, query: &IssueQuery) -> Result<(Vec<Issue>, usize)> {
+        issues::query_issues(&self.store, query)
+    }
+
+    pub(crate) fn issue_events(
+        &self,
+        id: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<IssueOccurrence>> {
+        issues::issue_events(&self.store, id, offset, limit)
+    }
+
+    pub(crate) fn issue_minutes(
+        &self,
+        id: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(i64, u64)>> {
+        issues::issue_minutes(&self.store, id, start_ms, end_ms)
+    }
+
+    pub(crate) fn put_source_map(&self, record: &SourceMapRecord, map: &[u8]) -> Result<()> {
+        issues::put_source_map(&self.store, record, map)
+    }
+
+    pub(crate) fn source_map(
+        &self,
+        service: &str,
+        version: &str,
+        file: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        issues::source_map(&self.store, service, version, file)
+    }
+
+    pub(crate) fn list_source_maps(&self, service: Option<&str>) -> Result<Vec<SourceMapRecord>> {
+        issues::list_source_maps(&self.store, service)
+    }
+
+    pub(crate) fn delete_source_map(
+        &self,
+        service: &str,
+        version: &str,
+        file: &str,
+    ) -> Result<bool> {
+        issues::delete_source_map(&self.store, service, version, file)
     }
 
     pub(crate) fn applied_seqs(&self) -> Result<AppliedSeqs> {

@@ -9,6 +9,7 @@ mod alarms;
 mod applied;
 mod engine;
 mod error;
+mod issues;
 mod keys;
 mod mem_storage;
 mod model;
@@ -23,11 +24,12 @@ mod traffic;
 
 pub use applied::AppliedSeqs;
 pub use error::{Error, Result};
+pub use issues::{IssueFold, ISSUE_EVENTS_KEPT};
 pub use mem_storage::MemStorage;
 pub use model::{
-    AlarmEntityFilter, AlarmQuery, AlarmRecord, EndpointRecord, InstanceRecord, LogQuery,
-    RetentionPolicy, RumPage, RumQuery, ServiceRecord, StoredLog, TemplateRecord, TraceOrder,
-    TraceQuery, TraceState,
+    AlarmEntityFilter, AlarmQuery, AlarmRecord, EndpointRecord, InstanceRecord, IssueOrder,
+    IssueQuery, LogQuery, RetentionPolicy, RumPage, RumQuery, ServiceRecord, SourceMapRecord,
+    StoredLog, TemplateRecord, TraceOrder, TraceQuery, TraceState,
 };
 pub use records::{LOG_CONTENT_MAX_BYTES, LOG_TAGS_MAX, LOG_TRUNCATED_TAG};
 pub use rum::RUM_TOTAL_MAX;
@@ -37,8 +39,8 @@ pub use testsuite::{run_conformance_suite, ConformanceCheck, CONFORMANCE_CHECKS}
 
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    EndpointId, InstanceId, Layer, LogRecord, MetricDefinition, MetricEmission, MetricValue,
-    SegmentRecord, ServiceId, TimeBucket,
+    EndpointId, InstanceId, Issue, IssueOccurrence, Layer, LogRecord, MetricDefinition,
+    MetricEmission, MetricValue, SegmentRecord, ServiceId, TimeBucket,
 };
 
 /// The storage contract. Implementations aggregate writes in memory and persist them in batches
@@ -285,6 +287,83 @@ pub trait Storage: Send + Sync + 'static {
         let _ = session_id;
         Ok(false)
     }
+
+    /// Folds `occurrences` into their issues with `fold` and stores the issues, the latest
+    /// occurrences ([`ISSUE_EVENTS_KEPT`] per issue) and per-minute counts durably in one batch,
+    /// with `seq` as the issues mark when given (write-ahead-log replay skips what it covers).
+    ///
+    /// Backends without issue storage refuse with [`Error::Unsupported`].
+    fn record_issue_occurrences(
+        &self,
+        seq: Option<u64>,
+        occurrences: Vec<IssueOccurrence>,
+        fold: &IssueFold,
+    ) -> Result<()> {
+        let _ = (seq, occurrences, fold);
+        Err(Error::Unsupported("error issues"))
+    }
+
+    /// Durably replaces issue `id` with `change(issue)`, serialised with
+    /// [`Storage::record_issue_occurrences`]; `None` when there is no such issue.
+    fn update_issue(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(Issue) -> Issue,
+    ) -> Result<Option<Issue>> {
+        let _ = (id, change);
+        Err(Error::Unsupported("error issues"))
+    }
+
+    /// Issue `id`.
+    fn get_issue(&self, id: &str) -> Result<Option<Issue>> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// Issues matching `query`, sorted and paged, and how many matched in all.
+    fn query_issues(&self, query: &IssueQuery) -> Result<(Vec<Issue>, usize)> {
+        let _ = query;
+        Ok((Vec::new(), 0))
+    }
+
+    /// The kept occurrences of issue `id`, latest first, paged.
+    fn issue_events(&self, id: &str, offset: usize, limit: usize) -> Result<Vec<IssueOccurrence>> {
+        let _ = (id, offset, limit);
+        Ok(Vec::new())
+    }
+
+    /// `(minute start ms, occurrences)` of issue `id` within `[start_ms, end_ms]`, ascending;
+    /// minutes without occurrences are left out.
+    fn issue_minutes(&self, id: &str, start_ms: i64, end_ms: i64) -> Result<Vec<(i64, u64)>> {
+        let _ = (id, start_ms, end_ms);
+        Ok(Vec::new())
+    }
+
+    /// Stores a source map durably, replacing the one for the same service, version and file.
+    ///
+    /// Backends without source-map storage refuse with [`Error::Unsupported`].
+    fn put_source_map(&self, record: &SourceMapRecord, map: &[u8]) -> Result<()> {
+        let _ = (record, map);
+        Err(Error::Unsupported("source maps"))
+    }
+
+    /// The map stored for this service, version and generated file.
+    fn source_map(&self, service: &str, version: &str, file: &str) -> Result<Option<Vec<u8>>> {
+        let _ = (service, version, file);
+        Ok(None)
+    }
+
+    /// Stored maps (only `service`'s when given), newest upload first.
+    fn list_source_maps(&self, service: Option<&str>) -> Result<Vec<SourceMapRecord>> {
+        let _ = service;
+        Ok(Vec::new())
+    }
+
+    /// Removes a stored map; whether there was one.
+    fn delete_source_map(&self, service: &str, version: &str, file: &str) -> Result<bool> {
+        let _ = (service, version, file);
+        Ok(false)
+    }
 }
 
 /// Implements [`Storage`] for a type with an `engine` field by forwarding every method.
@@ -511,6 +590,75 @@ macro_rules! delegate_storage {
             }
             fn rum_session_seen(&self, session_id: &str) -> $crate::Result<bool> {
                 self.engine.rum_session_seen(session_id)
+            }
+            fn record_issue_occurrences(
+                &self,
+                seq: Option<u64>,
+                occurrences: Vec<skylark_core::IssueOccurrence>,
+                fold: &$crate::IssueFold,
+            ) -> $crate::Result<()> {
+                self.engine.record_issue_occurrences(seq, occurrences, fold)
+            }
+            fn update_issue(
+                &self,
+                id: &str,
+                change: &mut dyn FnMut(skylark_core::Issue) -> skylark_core::Issue,
+            ) -> $crate::Result<Option<skylark_core::Issue>> {
+                self.engine.update_issue(id, change)
+            }
+            fn get_issue(&self, id: &str) -> $crate::Result<Option<skylark_core::Issue>> {
+                self.engine.get_issue(id)
+            }
+            fn query_issues(
+                &self,
+                query: &$crate::IssueQuery,
+            ) -> $crate::Result<(Vec<skylark_core::Issue>, usize)> {
+                self.engine.query_issues(query)
+            }
+            fn issue_events(
+                &self,
+                id: &str,
+                offset: usize,
+                limit: usize,
+            ) -> $crate::Result<Vec<skylark_core::IssueOccurrence>> {
+                self.engine.issue_events(id, offset, limit)
+            }
+            fn issue_minutes(
+                &self,
+                id: &str,
+                start_ms: i64,
+                end_ms: i64,
+            ) -> $crate::Result<Vec<(i64, u64)>> {
+                self.engine.issue_minutes(id, start_ms, end_ms)
+            }
+            fn put_source_map(
+                &self,
+                record: &$crate::SourceMapRecord,
+                map: &[u8],
+            ) -> $crate::Result<()> {
+                self.engine.put_source_map(record, map)
+            }
+            fn source_map(
+                &self,
+                service: &str,
+                version: &str,
+                file: &str,
+            ) -> $crate::Result<Option<Vec<u8>>> {
+                self.engine.source_map(service, version, file)
+            }
+            fn list_source_maps(
+                &self,
+                service: Option<&str>,
+            ) -> $crate::Result<Vec<$crate::SourceMapRecord>> {
+                self.engine.list_source_maps(service)
+            }
+            fn delete_source_map(
+                &self,
+                service: &str,
+                version: &str,
+                file: &str,
+            ) -> $crate::Result<bool> {
+                self.engine.delete_source_map(service, version, file)
             }
         }
     };

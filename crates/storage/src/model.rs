@@ -336,3 +336,53 @@ pub struct RumPage {
     /// Matches in all (counting stops [`crate::RUM_TOTAL_MAX`] past the page).
     pub total: u64,
 }
+
+/// Which issues to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueQuery {
+    /// Only this service's.
+    pub service: Option<String>,
+    /// Only those in this status.
+    pub status: Option<skylark_core::IssueStatus>,
+    /// Only those seen in this version.
+    pub version: Option<String>,
+    /// Only those whose title or culprit contains this (case-insensitive).
+    pub keyword: Option<String>,
+    /// Only those seen at or after this (epoch ms)...
+    pub start_ms: i64,
+    /// ...and first seen at or before this.
+    pub end_ms: i64,
+    /// Sort order (always descending).
+    pub order: IssueOrder,
+    /// Issues skipped.
+    pub offset: usize,
+    /// Issues returned at most.
+    pub limit: usize,
+}
+
+/// How issues are sorted (descending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IssueOrder {
+    /// Latest occurrence first.
+    #[default]
+    LastSeen,
+    /// Most recently appeared first.
+    FirstSeen,
+    /// Most occurrences first.
+    Count,
+}
+
+/// A stored source map, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceMapRecord {
+    /// Service it belongs to.
+    pub service: String,
+    /// Application version it was built for.
+    pub version: String,
+    /// The generated file it maps (`app-service.js`).
+    pub file: String,
+    /// Its size.
+    pub bytes: u64,
+    /// When it was uploaded (epoch ms); the newest upload is the fallback for other versions.
+    pub uploaded_ms: i64,
+}

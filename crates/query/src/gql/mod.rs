@@ -1,6 +1,7 @@
 //! The GraphQL schema (SkyWalking query-protocol names) and its HTTP route.
 
 mod alarm;
+mod issues;
 mod logs;
 mod query;
 mod rum;
@@ -10,6 +11,7 @@ mod types;
 mod ui;
 
 pub use alarm::*;
+pub use issues::*;
 pub use logs::*;
 pub use query::{BootstrapQuery, MetadataQuery, MetricsQuery, Mutation, Query, VersionMutation};
 pub use rum::*;

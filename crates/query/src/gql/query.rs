@@ -410,11 +410,12 @@ pub struct Query(
     UiQuery,
     AlarmQueryRoot,
     RumQueryRoot,
+    super::issues::IssueQueryRoot,
 );
 
 /// The root `Mutation` type: `version` (common.graphqls) and the UI template mutations.
 #[derive(MergedObject, Default)]
-pub struct Mutation(VersionMutation, UiMutation);
+pub struct Mutation(VersionMutation, UiMutation, super::issues::IssueMutation);
 
 /// `Mutation.version`.
 #[derive(Default)]
