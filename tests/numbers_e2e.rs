@@ -672,7 +672,12 @@ async fn upstream_rules_keep_oaps_calls_per_export() {
     };
     let rules = reference.join("rules/otel-rules");
     let rules = rules.display().to_string();
-    let server = Server::start_with(&[("SW_OTEL_RULES_PATH", &rules)]).await;
+    // Upstream has no RUM rules: only its mini-program files are loaded.
+    let server = Server::start_with(&[
+        ("SW_OTEL_RULES_PATH", rules.as_str()),
+        ("SW_OTEL_RECEIVER_ENABLED_OTEL_METRICS_RULES", "miniprogram/*"),
+    ])
+    .await;
     let fixture = fixtures(&dir, "/v1/metrics")
         .into_iter()
         .find(|f| f.platform == "wechat" && f.encoding == "json")
