@@ -48,7 +48,7 @@ pub use segment::{
 
 /// Real-user-monitoring events (the Datadog/Flashcat RUM format).
 pub mod rum;
-pub use rum::{RumBatch, RumEvent, RumEventType};
+pub use rum::{RumBatch, RumEvent, RumEventType, RumSession, RumSessionPage};
 
 /// Self-metric names and the registry receivers and the server report into.
 pub mod telemetry;
