@@ -1033,6 +1033,11 @@ mod tests {
             DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
         assert_eq!((report.entries, report.applied), (1, 1), "{report:?}");
         assert_eq!(page(fresh.as_ref()), 2);
+        let session = fresh
+            .rum_session("s1")
+            .unwrap()
+            .expect("the session is rebuilt");
+        assert_eq!(session.error_count, 2);
         assert_eq!(stored_logs(fresh.as_ref()), ["error e1", "error e2"]);
         assert_eq!(error_count(&pipeline, now), 2);
         tokio::task::spawn_blocking(move || sink.shutdown())
