@@ -91,7 +91,9 @@ pub(crate) fn write_rum_events(
     for event in events {
         let tail = tail_of(&event);
         let key = keys::record_key(RUM, &tail);
-        let stored = if written.contains(&key) {
+        // Only views and events of a session need to know whether they are stored already.
+        let needs_stored = event.kind() == RumEventType::View || !event.session_id.is_empty();
+        let stored = if written.contains(&key) || !needs_stored {
             None
         } else {
             store.get(&key)?
