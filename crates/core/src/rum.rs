@@ -510,4 +510,86 @@ mod tests {
         }
         assert_eq!(RumEventType::from_name("session"), None);
     }
+
+    fn of(kind: RumEventType, id: &str, time_ms: i64, detail: RumDetail) -> RumEvent {
+        RumEvent {
+            event_type: Some(kind),
+            id: id.into(),
+            time_ms,
+            service: "shop".into(),
+            version: "1.0".into(),
+            session_id: "s".into(),
+            view: RumViewRef {
+                id: format!("v-{id}"),
+                name: format!("pages/{id}"),
+                ..RumViewRef::default()
+            },
+            detail,
+            ..RumEvent::default()
+        }
+    }
+
+    #[test]
+    fn a_session_sums_what_arrived_and_counts_nothing_twice() {
+        let crash = RumEvent {
+            attributes: vec![
+                ("error.is_crash".into(), "true".into()),
+                (
+                    "connectivity.interfaces".into(),
+                    "[\"wifi\",\"cellular\"]".into(),
+                ),
+                ("session.sampled".into(), "true".into()),
+                ("os.name".into(), "iOS".into()),
+                ("os.version".into(), "17.2".into()),
+            ],
+            ..of(RumEventType::Error, "e", 3_000, RumDetail::None)
+        };
+        let rage = of(
+            RumEventType::Action,
+            "a",
+            2_000,
+            RumDetail::Action(RumActionDetail {
+                action_type: "tap".into(),
+                frustrations: vec!["rage_click".into(), "error_click".into()],
+            }),
+        );
+        let second = of(RumEventType::View, "two", 5_000, RumDetail::None);
+        let first = of(RumEventType::View, "one", 1_000, RumDetail::None);
+        let mut s = RumSession::new(&second);
+        for e in [&second, &crash, &rage, &first] {
+            s.add(e, true);
+        }
+        // Seen again: times may move, counts do not.
+        s.add(&crash, false);
+        assert_eq!((s.view_count, s.error_count, s.crash_count), (2, 1, 1));
+        assert_eq!((s.action_count, s.frustration_count), (1, 2));
+        assert_eq!(
+            (s.start_ms, s.end_ms, s.duration_ms()),
+            (1_000, 5_000, 4_000)
+        );
+        let pages: Vec<&str> = s.pages.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(pages, ["pages/one", "pages/two"], "in the order visited");
+        assert_eq!(s.network, "wifi,cellular");
+        assert_eq!(s.os, "iOS 17.2");
+        assert_eq!(s.sampled, Some(true));
+        assert!(!s.failed_request);
+
+        // A request without an answer is a failed request; one answered 200 is not.
+        let mut ok = of(RumEventType::Resource, "r", 4_000, RumDetail::None);
+        ok.status = Some(200);
+        s.add(&ok, true);
+        assert!(!s.failed_request);
+        let unanswered = of(
+            RumEventType::Resource,
+            "r2",
+            4_500,
+            RumDetail::Resource(RumResourceDetail {
+                error_message: "request:fail timeout".into(),
+                ..RumResourceDetail::default()
+            }),
+        );
+        s.add(&unanswered, true);
+        assert!(s.failed_request);
+        assert_eq!(s.resource_count, 2);
+    }
 }
