@@ -166,6 +166,14 @@ pub struct Span {
     pub skip_analysis: bool,
 }
 
+/// The tag holding the OTLP span id (16 lowercase hex digits) of a span received over OTLP.
+pub const OTEL_SPAN_ID_TAG: &str = "otel.span_id";
+
+/// A ref whose parent segment id starts with this names the parent's OTLP span id instead
+/// (`otel:<16 hex>`): the OTLP receiver cannot know which segment holds a parent sent in another
+/// request, so the trace query resolves it among the trace's spans.
+pub const OTEL_PARENT_PREFIX: &str = "otel:";
+
 /// OAP's default `searchableTracesTags`: span tags that trace queries can filter on.
 pub const DEFAULT_SEARCHABLE_SPAN_TAG_KEYS: &[&str] = &[
     "http.method",
