@@ -1,7 +1,8 @@
 //! OTLP traces end to end: a mini-program request (a RUM resource carrying a trace id) and the
 //! OTLP spans of a two-service backend with that trace id (JSON over HTTP, protobuf over gRPC)
-//! → `queryTrace` shows the backend spans linked (a parent in another service as a ref, within a
-//! segment as `parentSpanId`) and `queryRumEvents(traceId)` finds the resource and its session;
+//! → `queryTrace` shows the request as the mini program's exit span at the root and the backend
+//! spans linked (a parent in another service as a ref, within a segment as `parentSpanId`), and
+//! `queryRumEvents(traceId)` finds the resource and its session;
 //! bad OTLP input gets clear errors and loses nothing else.
 mod common;
 
@@ -183,17 +184,12 @@ async fn a_mini_program_request_and_its_otlp_backend_spans_share_one_trace() {
     let answer = client.export(orders).await.expect("export").into_inner();
     assert!(answer.partial_success.is_none(), "{answer:?}");
 
-    let spans = eventually_spans(&server, &trace_hex(), 4).await;
-    assert_eq!(spans.len(), 4, "{spans:?}");
-    let gateway_server = by_endpoint(&spans, "POST /orders");
-    let gateway_server = if gateway_server["serviceCode"] == "gateway" {
-        gateway_server
-    } else {
-        spans
-            .iter()
-            .find(|s| s["endpointName"] == "POST /orders" && s["serviceCode"] == "gateway")
-            .unwrap()
-    };
+    let spans = eventually_spans(&server, &trace_hex(), 5).await;
+    assert_eq!(spans.len(), 5, "{spans:?}");
+    let gateway_server = spans
+        .iter()
+        .find(|s| s["endpointName"] == "POST /orders" && s["serviceCode"] == "gateway")
+        .unwrap();
     let gateway_client = by_endpoint(&spans, "POST orders");
     let orders_server = spans
         .iter()
@@ -232,15 +228,40 @@ async fn a_mini_program_request_and_its_otlp_backend_spans_share_one_trace() {
         .as_array()
         .unwrap()
         .contains(&json!({"key": "exception.message", "value": "deadlock found"})));
-    // The gateway's server span points at the mini program's request, not stored as a span.
+    // The mini program's request is the exit span at the root, and the gateway's entry span
+    // refers to it.
+    let request = &spans[0];
+    assert_eq!(request["serviceCode"], "shop-mp");
+    assert_eq!(request["type"], "Exit");
+    assert_eq!(request["endpointName"], "https://api.shop.example/orders");
+    assert_eq!(request["peer"], "api.shop.example");
+    assert_eq!(request["isError"], true, "answered 500");
+    assert!(request["refs"].as_array().unwrap().is_empty());
     let up = gateway_server["refs"].as_array().unwrap();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0]["parentSegmentId"], request["segmentId"]);
+    assert_eq!(up[0]["parentSpanId"], request["spanId"]);
+    // Trace order: the request, the gateway's entry, then its client span and the orders spans.
+    let order: Vec<String> = spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["serviceCode"].as_str().unwrap(),
+                s["endpointName"].as_str().unwrap()
+            )
+        })
+        .collect();
     assert_eq!(
-        up[0]["parentSegmentId"],
-        format!("otel:{RUM_SPAN:016x}").as_str()
+        order,
+        [
+            "shop-mp:https://api.shop.example/orders",
+            "gateway:POST /orders",
+            "gateway:POST orders",
+            "orders:POST /orders",
+            "orders:INSERT orders",
+        ]
     );
-    // Trace order: the gateway's entry first (a root), the orders spans under its client span.
-    assert_eq!(spans[0]["endpointName"], "POST /orders");
-    assert_eq!(spans[0]["serviceCode"], "gateway");
 
     // The trace list finds both services' segments by the trace id.
     let reply = server
@@ -253,7 +274,11 @@ async fn a_mini_program_request_and_its_otlp_backend_spans_share_one_trace() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(listed.len(), 2, "{reply}");
+    assert_eq!(
+        listed.len(),
+        3,
+        "the request's, the gateway's and the orders' segments: {reply}"
+    );
     assert!(
         listed
             .iter()

@@ -314,7 +314,13 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
             Input::Metrics(_) => seq > marks.metrics,
             Input::Logs(_) => seq > marks.metrics.min(marks.logs),
             Input::Segments(_) => seq > marks.metrics.min(marks.segments),
-            Input::Rum(_) => seq > marks.metrics.min(marks.logs).min(marks.rum),
+            Input::Rum(_) => {
+                seq > marks
+                    .metrics
+                    .min(marks.logs)
+                    .min(marks.segments)
+                    .min(marks.rum)
+            }
         };
         if !needed {
             return;
