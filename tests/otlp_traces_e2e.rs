@@ -383,3 +383,88 @@ async fn bad_otlp_traces_get_clear_errors_and_lose_nothing_else() {
     // Nothing else lost: the good span is still there.
     assert_eq!(spans_of(&server, &trace_hex()).await.len(), 1);
 }
+
+#[tokio::test]
+async fn resources_whose_trace_is_kept_elsewhere_link_out() {
+    let server = Server::start_with(&[(
+        "SW_TRACE_LINK_TEMPLATE",
+        "https://jaeger.example/trace/{traceId}",
+    )])
+    .await;
+    let now = chrono::Utc::now().timestamp_millis() as u64 - 60_000;
+    // Two traced requests; only the first one's backend reports to Skylark.
+    let line = |id: &str, trace: u64, span: u64| {
+        format!(
+            r#"{{"date":{now},"type":"resource","service":"shop-mp","version":"1.0","session":{{"id":"s-links"}},"view":{{"id":"v-1","name":"pages/cart/index"}},"resource":{{"id":"{id}","type":"xhr","method":"GET","url":"https://api.shop.example/cart","status_code":200,"duration":1000000}},"_dd":{{"trace_id":"{trace}","span_id":"{span}"}}}}"#
+        )
+    };
+    let body = [
+        line("r-here", TRACE_LOW, RUM_SPAN),
+        line("r-away", 0xabc, 0xdef),
+    ]
+    .join("\n");
+    let (status, text) = server
+        .post(
+            "/api/v2/rum?ddsource=miniapp&ddtags=env%3Atest&dd-request-id=links",
+            "text/plain;charset=UTF-8",
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202, "{text}");
+    let backend = request(
+        "gateway",
+        vec![otlp_span(
+            0xa1,
+            Some(RUM_SPAN),
+            "GET /cart",
+            span::SpanKind::Server,
+            now + 2,
+        )],
+    );
+    let (status, text) = server
+        .post(
+            "/v1/traces",
+            "application/x-protobuf",
+            backend.encode_to_vec(),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    eventually_spans(&server, &trace_hex(), 2).await;
+
+    let reply = server
+        .graphql(
+            "query ($c: RumEventCondition!) { r: queryRumEvents(condition: $c) { events { name traceId traceLink } } }",
+            json!({"c": {"sessionId": "s-links", "duration": window(30, "MINUTE"), "paging": {"pageNum": 1, "pageSize": 10}}}),
+        )
+        .await;
+    let events = reply["data"]["r"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(events.len(), 2, "{reply}");
+    for e in &events {
+        let trace = e["traceId"].as_str().unwrap();
+        if trace == trace_hex() {
+            assert!(e["traceLink"].is_null(), "held in Skylark: {e}");
+        } else {
+            assert_eq!(
+                e["traceLink"],
+                format!("https://jaeger.example/trace/{trace}").as_str()
+            );
+        }
+    }
+    let reply = server
+        .graphql(
+            "query { t: querySessionTimeline(sessionId: \"s-links\") { views { events { traceId traceLink } } } }",
+            json!({}),
+        )
+        .await;
+    let linked: Vec<&Value> = reply["data"]["t"]["views"][0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["traceLink"].is_string())
+        .collect();
+    assert_eq!(linked.len(), 1, "{reply}");
+    assert_eq!(linked[0]["traceId"], format!("{:032x}", 0xabc).as_str());
+}

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
 
 use skylark_core::rum::{RumDetail, RumErrorDetail, RumViewTimings};
-use skylark_core::segment::{Segment, Span, SpanLayer, SpanType, OTEL_SPAN_ID_TAG};
+use skylark_core::segment::{
+    Segment, Span, SpanLayer, SpanType, OTEL_SPAN_ID_TAG, RUM_SEGMENT_PREFIX,
+};
 use skylark_core::{
     LabelText, Labels, LogBody, LogData, RumEvent, RumEventType, Sample, SampleFamilies,
     SampleFamily,
@@ -325,7 +327,7 @@ impl Deriver {
         tags.retain(|(_, v)| !v.is_empty());
         Some(Segment {
             trace_id: event.trace_id.clone(),
-            segment_id: format!("rum.{}.{}", event.trace_id, event.span_id),
+            segment_id: format!("{RUM_SEGMENT_PREFIX}{}.{}", event.trace_id, event.span_id),
             service: event.service.clone(),
             service_instance: if event.version.is_empty() {
                 "-".to_owned()

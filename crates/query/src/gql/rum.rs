@@ -8,6 +8,7 @@ use super::types::*;
 use crate::Error;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 use skylark_core::rum::RumDetail;
+use skylark_core::segment::RUM_SEGMENT_PREFIX;
 use skylark_core::{RumEvent, RumEventType, RumSession};
 use skylark_storage::{RumQuery, SessionQuery};
 
@@ -155,6 +156,8 @@ pub struct TimelineEventObject {
     pub trace_id: Option<String>,
     /// Span id, 16 lowercase hex digits.
     pub span_id: Option<String>,
+    /// For a resource whose trace Skylark does not hold: `SW_TRACE_LINK_TEMPLATE` with its id.
+    pub trace_link: Option<String>,
 }
 
 impl From<RumEvent> for TimelineEventObject {
@@ -174,6 +177,7 @@ impl From<RumEvent> for TimelineEventObject {
             message: some(&e.message).or(message),
             trace_id: some(&e.trace_id),
             span_id: some(&e.span_id),
+            trace_link: None,
             name: e.name,
         }
     }
@@ -209,6 +213,49 @@ pub struct SessionTimelineObject {
     pub views: Vec<TimelineViewObject>,
     /// Whether the session had more events than one timeline returns (the earliest are shown).
     pub truncated: bool,
+}
+
+/// Links out for resource traces Skylark does not hold, each trace looked up once per answer.
+struct TraceLinks<'a> {
+    template: Option<&'a str>,
+    storage: &'a dyn skylark_storage::Storage,
+    known: std::collections::HashMap<String, Option<String>>,
+}
+
+impl<'a> TraceLinks<'a> {
+    fn new(ctx: &Context<'a>, storage: &'a dyn skylark_storage::Storage) -> Self {
+        TraceLinks {
+            template: ctx
+                .data_opt::<crate::UiContext>()
+                .and_then(|ui| ui.trace_link_template.as_deref()),
+            storage,
+            known: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The link for a resource's trace, `None` without a template, for other events, or when
+    /// Skylark holds backend spans of the trace.
+    fn link(&mut self, event_type: &str, trace_id: Option<&str>) -> Result<Option<String>> {
+        let (Some(template), Some(trace_id)) = (self.template, trace_id) else {
+            return Ok(None);
+        };
+        if event_type != RumEventType::Resource.as_str() {
+            return Ok(None);
+        }
+        if let Some(link) = self.known.get(trace_id) {
+            return Ok(link.clone());
+        }
+        // The request's own span (from the RUM resource) does not make the trace held here.
+        let held = self
+            .storage
+            .get_trace(trace_id)
+            .map_err(Error::from)?
+            .iter()
+            .any(|r| !r.segment_id.starts_with(RUM_SEGMENT_PREFIX));
+        let link = (!held).then(|| template.replace("{traceId}", trace_id));
+        self.known.insert(trace_id.to_owned(), link.clone());
+        Ok(link)
+    }
 }
 
 /// Groups a session's events (in time order) by view, views in start order.
@@ -295,6 +342,8 @@ pub struct RumEventObject {
     pub trace_id: Option<String>,
     /// Span id, 16 lowercase hex digits.
     pub span_id: Option<String>,
+    /// For a resource whose trace Skylark does not hold: `SW_TRACE_LINK_TEMPLATE` with its id.
+    pub trace_link: Option<String>,
     /// Error message.
     pub message: Option<String>,
     /// Error stack.
@@ -418,6 +467,7 @@ impl From<RumEvent> for RumEventObject {
             status: e.status,
             trace_id: some(&e.trace_id),
             span_id: some(&e.span_id),
+            trace_link: None,
             message: some(&e.message),
             stack: some(&e.stack),
             attributes,
@@ -479,9 +529,14 @@ impl RumQueryRoot {
         };
         let page = storage.query_rum_events(&query).map_err(Error::from)?;
         let truncated = page.total > page.events.len() as u64;
+        let mut views = timeline_views(page.events);
+        let mut links = TraceLinks::new(ctx, storage.as_ref());
+        for event in views.iter_mut().flat_map(|v| v.events.iter_mut()) {
+            event.trace_link = links.link(&event.event_type, event.trace_id.as_deref())?;
+        }
         Ok(Some(SessionTimelineObject {
             session: session.into(),
-            views: timeline_views(page.events),
+            views,
             truncated,
         }))
     }
@@ -518,12 +573,17 @@ impl RumQueryRoot {
             offset,
             limit: limit.min(PAGE_SIZE_MAX),
         };
-        let page = qctx(ctx)?
-            .storage
-            .query_rum_events(&query)
-            .map_err(Error::from)?;
+        let storage = qctx(ctx)?.storage.as_ref();
+        let page = storage.query_rum_events(&query).map_err(Error::from)?;
+        let mut links = TraceLinks::new(ctx, storage);
+        let mut events = Vec::with_capacity(page.events.len());
+        for event in page.events {
+            let mut event = RumEventObject::from(event);
+            event.trace_link = links.link(&event.event_type, event.trace_id.as_deref())?;
+            events.push(event);
+        }
         Ok(RumEventsObject {
-            events: page.events.into_iter().map(RumEventObject::from).collect(),
+            events,
             total: i64::try_from(page.total).unwrap_or(i64::MAX),
         })
     }
