@@ -468,3 +468,71 @@ async fn resources_whose_trace_is_kept_elsewhere_link_out() {
     assert_eq!(linked.len(), 1, "{reply}");
     assert_eq!(linked[0]["traceId"], format!("{:032x}", 0xabc).as_str());
 }
+
+#[tokio::test]
+async fn a_skyapm_request_and_its_sw8_linked_backend_segment_share_one_trace() {
+    let server = Server::start().await;
+    let now = chrono::Utc::now().timestamp_millis() - 60_000;
+    let trace = "b0860bd3-a9b6-4b2a-a730-df0f43fde66f";
+    // The SkyAPM mini-program SDK's exit span; its sw8 header carried the trace, this segment and
+    // span 0 to the backend, whose agent reports the link as a ref.
+    let mini_program = json!([{
+        "traceId": trace, "traceSegmentId": "mp-seg-1", "service": "mini-program-sim-wechat",
+        "serviceInstance": "sim-instance-1",
+        "spans": [{"operationName": "pages/search/index", "startTime": now, "endTime": now + 80,
+                   "spanId": 0, "parentSpanId": -1, "spanLayer": "Http", "spanType": "Exit",
+                   "isError": false, "componentId": 10002, "peer": "api.example.com",
+                   "tags": [{"key": "http.method", "value": "GET"},
+                            {"key": "url", "value": "https://api.example.com/checkout"}]}]
+    }]);
+    let backend = json!([{
+        "traceId": trace, "traceSegmentId": "api-seg-1", "service": "checkout-api",
+        "serviceInstance": "api-1",
+        "spans": [
+            {"operationName": "GET:/checkout", "startTime": now + 5, "endTime": now + 70,
+             "spanId": 0, "parentSpanId": -1, "spanLayer": "Http", "spanType": "Entry",
+             "isError": false, "componentId": 1, "peer": "",
+             "refs": [{"refType": "CrossProcess", "traceId": trace,
+                       "parentTraceSegmentId": "mp-seg-1", "parentSpanId": 0,
+                       "parentService": "mini-program-sim-wechat",
+                       "parentServiceInstance": "sim-instance-1",
+                       "parentEndpoint": "pages/search/index",
+                       "networkAddressUsedAtPeer": "api.example.com"}]},
+            {"operationName": "SELECT cart", "startTime": now + 10, "endTime": now + 30,
+             "spanId": 1, "parentSpanId": 0, "spanLayer": "Database", "spanType": "Exit",
+             "isError": false, "componentId": 5, "peer": "mysql:3306"}
+        ]
+    }]);
+    for body in [&backend, &mini_program] {
+        let (status, text) = server
+            .post(
+                "/v3/segments",
+                "application/json",
+                serde_json::to_vec(body).unwrap(),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let spans = eventually_spans(&server, trace, 3).await;
+    let order: Vec<String> = spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["serviceCode"].as_str().unwrap(),
+                s["endpointName"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "mini-program-sim-wechat:pages/search/index",
+            "checkout-api:GET:/checkout",
+            "checkout-api:SELECT cart",
+        ]
+    );
+    assert_eq!(spans[1]["refs"][0]["parentSegmentId"], "mp-seg-1");
+    assert_eq!(spans[1]["refs"][0]["parentSpanId"], 0);
+    assert_eq!(spans[2]["parentSpanId"], spans[1]["spanId"]);
+}
