@@ -675,7 +675,10 @@ async fn upstream_rules_keep_oaps_calls_per_export() {
     // Upstream has no RUM rules: only its mini-program files are loaded.
     let server = Server::start_with(&[
         ("SW_OTEL_RULES_PATH", rules.as_str()),
-        ("SW_OTEL_RECEIVER_ENABLED_OTEL_METRICS_RULES", "miniprogram/*"),
+        (
+            "SW_OTEL_RECEIVER_ENABLED_OTEL_METRICS_RULES",
+            "miniprogram/*",
+        ),
     ])
     .await;
     let fixture = fixtures(&dir, "/v1/metrics")

@@ -48,7 +48,7 @@ pub use segment::{
 
 /// Real-user-monitoring events (the Datadog/Flashcat RUM format).
 pub mod rum;
-pub use rum::{RumBatch, RumEvent, RumEventType};
+pub use rum::{RumBatch, RumEvent, RumEventType, RumSession, RumSessionPage};
 /// Error issues: occurrences grouped by fingerprint and their lifecycle state.
 pub mod issue;
 pub use issue::{Issue, IssueOccurrence, IssueStatus, IssueVersion};

@@ -245,6 +245,201 @@ pub struct RumBatch {
     pub events: Vec<RumEvent>,
 }
 
+/// Most pages a session keeps (the first ones visited); later visits still count as views.
+pub const SESSION_PAGES_MAX: usize = 500;
+
+/// Most distinct app versions a session keeps.
+const SESSION_VERSIONS_MAX: usize = 16;
+
+/// One page visit of a session.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RumSessionPage {
+    /// The view id.
+    pub view_id: String,
+    /// The page route.
+    pub name: String,
+    /// The view's start, epoch ms.
+    pub start_ms: i64,
+}
+
+/// What Skylark knows of one user session, summed from the RUM events received for it (the
+/// SDKs sample sessions, so counts are of what arrived).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RumSession {
+    /// `session.id`.
+    pub id: String,
+    /// The service (app) of its first event.
+    pub service: String,
+    /// App versions seen, in order of arrival.
+    pub versions: Vec<String>,
+    /// `usr.id` (the last one set).
+    pub user_id: String,
+    /// `usr.anonymous_id`.
+    pub anonymous_id: String,
+    /// `device.model` (or `device.name`), when sent.
+    pub device: String,
+    /// `os.name` and `os.version`, when sent.
+    pub os: String,
+    /// `connectivity.effective_type`, else `connectivity.interfaces`, else `connectivity.status`.
+    pub network: String,
+    /// The earliest event, epoch ms.
+    pub start_ms: i64,
+    /// The latest event (a view's start plus its time spent), epoch ms.
+    pub end_ms: i64,
+    /// Distinct views.
+    pub view_count: u64,
+    /// Actions.
+    pub action_count: u64,
+    /// Resources.
+    pub resource_count: u64,
+    /// Errors.
+    pub error_count: u64,
+    /// Errors flagged `error.is_crash`.
+    pub crash_count: u64,
+    /// Long tasks.
+    pub long_task_count: u64,
+    /// Custom events and vitals.
+    pub custom_count: u64,
+    /// Frustrations on actions.
+    pub frustration_count: u64,
+    /// Whether a request failed (a resource with status >= 400 or no answer, a network error).
+    pub failed_request: bool,
+    /// `session.sampled` / `_dd.session.sampled` when the SDK sent it.
+    pub sampled: Option<bool>,
+    /// Pages in the order visited (view start), at most [`SESSION_PAGES_MAX`].
+    pub pages: Vec<RumSessionPage>,
+}
+
+impl RumSession {
+    /// A session with nothing counted yet, started by `event`.
+    pub fn new(event: &RumEvent) -> Self {
+        RumSession {
+            id: event.session_id.clone(),
+            service: event.service.clone(),
+            start_ms: event.time_ms,
+            end_ms: event.time_ms,
+            ..RumSession::default()
+        }
+    }
+
+    /// The session's length in ms.
+    pub fn duration_ms(&self) -> i64 {
+        self.end_ms.saturating_sub(self.start_ms).max(0)
+    }
+
+    /// Adds `event`. `first_time` is false for an event already added (a re-sent view version,
+    /// a replayed batch): it then only moves times and fills fields, never counts again.
+    pub fn add(&mut self, event: &RumEvent, first_time: bool) {
+        self.start_ms = self.start_ms.min(event.time_ms);
+        let mut end = event.time_ms;
+        if event.kind() == RumEventType::View {
+            let spent = event
+                .view_timings()
+                .and_then(|t| t.time_spent_ms)
+                .or(event.duration_ms)
+                .unwrap_or(0.0);
+            if spent.is_finite() && spent > 0.0 && spent < 1e12 {
+                end = end.saturating_add(spent as i64);
+            }
+        }
+        self.end_ms = self.end_ms.max(end);
+        let fill = |slot: &mut String, value: &str| {
+            if !value.is_empty() {
+                value.clone_into(slot);
+            }
+        };
+        fill(&mut self.user_id, &event.user.id);
+        fill(&mut self.anonymous_id, &event.user.anonymous_id);
+        if self.service.is_empty() {
+            fill(&mut self.service, &event.service);
+        }
+        let attr = |key: &str| {
+            event
+                .attributes
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(device) = attr("device.model").or_else(|| attr("device.name")) {
+            fill(&mut self.device, device);
+        }
+        if let Some(os) = attr("os.name") {
+            let os = match attr("os.version") {
+                Some(v) => format!("{os} {v}"),
+                None => os.to_owned(),
+            };
+            self.os = os;
+        }
+        // Attributes hold non-strings as JSON text: `["wifi"]` reads as `wifi`.
+        let interfaces = attr("connectivity.interfaces").map(|v| {
+            v.split(',')
+                .map(|i| i.trim_matches(|c: char| c == '[' || c == ']' || c == '"' || c == ' '))
+                .filter(|i| !i.is_empty())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        if let Some(net) = attr("connectivity.effective_type")
+            .map(str::to_owned)
+            .or(interfaces.filter(|v| !v.is_empty()))
+            .or_else(|| attr("connectivity.status").map(str::to_owned))
+        {
+            fill(&mut self.network, &net);
+        }
+        if let Some(sampled) = attr("session.sampled").or_else(|| attr("_dd.session.sampled")) {
+            self.sampled = Some(sampled == "true");
+        }
+        if !event.version.is_empty()
+            && self.versions.len() < SESSION_VERSIONS_MAX
+            && !self.versions.contains(&event.version)
+        {
+            self.versions.push(event.version.clone());
+        }
+        if !first_time {
+            return;
+        }
+        match event.kind() {
+            RumEventType::View => {
+                self.view_count += 1;
+                if self.pages.len() < SESSION_PAGES_MAX {
+                    let page = RumSessionPage {
+                        view_id: event.view.id.clone(),
+                        name: event.view.name.clone(),
+                        start_ms: event.time_ms,
+                    };
+                    let at = self.pages.partition_point(|p| p.start_ms <= page.start_ms);
+                    self.pages.insert(at, page);
+                }
+            }
+            RumEventType::Action => {
+                self.action_count += 1;
+                if let RumDetail::Action(a) = &event.detail {
+                    self.frustration_count += a.frustrations.len() as u64;
+                }
+            }
+            RumEventType::Resource => {
+                self.resource_count += 1;
+                let unanswered = event.status.is_none()
+                    && matches!(&event.detail, RumDetail::Resource(r) if !r.error_message.is_empty());
+                if event.status.is_some_and(|s| s >= 400) || unanswered {
+                    self.failed_request = true;
+                }
+            }
+            RumEventType::Error => {
+                self.error_count += 1;
+                if attr("error.is_crash") == Some("true") {
+                    self.crash_count += 1;
+                }
+                if matches!(&event.detail, RumDetail::Error(e) if e.source == "network") {
+                    self.failed_request = true;
+                }
+            }
+            RumEventType::LongTask => self.long_task_count += 1,
+            RumEventType::Custom | RumEventType::Vital => self.custom_count += 1,
+        }
+    }
+}
+
 /// A trace id as sent by a RUM SDK (64-bit decimal, 16 or 32 hex digits) as 32 lowercase hex
 /// digits (the W3C form, high half zero for 64-bit ids); `None` when it is none of those.
 pub fn normalize_trace_id(id: &str) -> Option<String> {
@@ -314,5 +509,87 @@ mod tests {
             assert_eq!(RumEventType::from_name(t.as_str()), Some(t));
         }
         assert_eq!(RumEventType::from_name("session"), None);
+    }
+
+    fn of(kind: RumEventType, id: &str, time_ms: i64, detail: RumDetail) -> RumEvent {
+        RumEvent {
+            event_type: Some(kind),
+            id: id.into(),
+            time_ms,
+            service: "shop".into(),
+            version: "1.0".into(),
+            session_id: "s".into(),
+            view: RumViewRef {
+                id: format!("v-{id}"),
+                name: format!("pages/{id}"),
+                ..RumViewRef::default()
+            },
+            detail,
+            ..RumEvent::default()
+        }
+    }
+
+    #[test]
+    fn a_session_sums_what_arrived_and_counts_nothing_twice() {
+        let crash = RumEvent {
+            attributes: vec![
+                ("error.is_crash".into(), "true".into()),
+                (
+                    "connectivity.interfaces".into(),
+                    "[\"wifi\",\"cellular\"]".into(),
+                ),
+                ("session.sampled".into(), "true".into()),
+                ("os.name".into(), "iOS".into()),
+                ("os.version".into(), "17.2".into()),
+            ],
+            ..of(RumEventType::Error, "e", 3_000, RumDetail::None)
+        };
+        let rage = of(
+            RumEventType::Action,
+            "a",
+            2_000,
+            RumDetail::Action(RumActionDetail {
+                action_type: "tap".into(),
+                frustrations: vec!["rage_click".into(), "error_click".into()],
+            }),
+        );
+        let second = of(RumEventType::View, "two", 5_000, RumDetail::None);
+        let first = of(RumEventType::View, "one", 1_000, RumDetail::None);
+        let mut s = RumSession::new(&second);
+        for e in [&second, &crash, &rage, &first] {
+            s.add(e, true);
+        }
+        // Seen again: times may move, counts do not.
+        s.add(&crash, false);
+        assert_eq!((s.view_count, s.error_count, s.crash_count), (2, 1, 1));
+        assert_eq!((s.action_count, s.frustration_count), (1, 2));
+        assert_eq!(
+            (s.start_ms, s.end_ms, s.duration_ms()),
+            (1_000, 5_000, 4_000)
+        );
+        let pages: Vec<&str> = s.pages.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(pages, ["pages/one", "pages/two"], "in the order visited");
+        assert_eq!(s.network, "wifi,cellular");
+        assert_eq!(s.os, "iOS 17.2");
+        assert_eq!(s.sampled, Some(true));
+        assert!(!s.failed_request);
+
+        // A request without an answer is a failed request; one answered 200 is not.
+        let mut ok = of(RumEventType::Resource, "r", 4_000, RumDetail::None);
+        ok.status = Some(200);
+        s.add(&ok, true);
+        assert!(!s.failed_request);
+        let unanswered = of(
+            RumEventType::Resource,
+            "r2",
+            4_500,
+            RumDetail::Resource(RumResourceDetail {
+                error_message: "request:fail timeout".into(),
+                ..RumResourceDetail::default()
+            }),
+        );
+        s.add(&unanswered, true);
+        assert!(s.failed_request);
+        assert_eq!(s.resource_count, 2);
     }
 }

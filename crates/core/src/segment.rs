@@ -166,6 +166,18 @@ pub struct Span {
     pub skip_analysis: bool,
 }
 
+/// The tag holding the OTLP span id (16 lowercase hex digits) of a span received over OTLP.
+pub const OTEL_SPAN_ID_TAG: &str = "otel.span_id";
+
+/// A ref whose parent segment id starts with this names the parent's OTLP span id instead
+/// (`otel:<16 hex>`): the OTLP receiver cannot know which segment holds a parent sent in another
+/// request, so the trace query resolves it among the trace's spans.
+pub const OTEL_PARENT_PREFIX: &str = "otel:";
+
+/// The segment id prefix of a mini program's own request span made from a RUM resource
+/// (`rum.<trace id>.<span id>`): a trace holding only those has no backend spans in Skylark.
+pub const RUM_SEGMENT_PREFIX: &str = "rum.";
+
 /// OAP's default `searchableTracesTags`: span tags that trace queries can filter on.
 pub const DEFAULT_SEARCHABLE_SPAN_TAG_KEYS: &[&str] = &[
     "http.method",

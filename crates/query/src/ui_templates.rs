@@ -143,6 +143,9 @@ pub struct UiContext {
     /// OAP's `SW_ENABLE_UPDATE_UI_TEMPLATE` (default false): whether `addTemplate`,
     /// `changeTemplate` and `disableTemplate` may change anything.
     pub ui_template_editing: bool,
+    /// `SW_TRACE_LINK_TEMPLATE`: a URL with `{traceId}` where traces Skylark does not hold are
+    /// kept (`https://jaeger.example/trace/{traceId}`); RUM resources link there.
+    pub trace_link_template: Option<String>,
 }
 
 /// Builds the schema with the UI configuration fields served from `ui` (what the server should

@@ -442,6 +442,7 @@ fn schema_over(storage: Arc<MemStorage>, editing: bool) -> SkylarkSchema {
     let ui = UiContext {
         templates: Arc::new(UiTemplates::load(&our_dir()).unwrap()),
         ui_template_editing: editing,
+        trace_link_template: None,
     };
     schema_with_ui(ctx, ui)
 }

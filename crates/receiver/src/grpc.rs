@@ -12,6 +12,12 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -19,10 +25,10 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use skylark_core::RejectReason;
 
 use crate::ingest::{
-    admit, ingest_logs, ingest_metrics, ingest_segments, logs_response, metrics_response,
-    record_rejected, record_request,
+    admit, ingest_logs, ingest_metrics, ingest_otlp_traces, ingest_segments, logs_response,
+    metrics_response, record_rejected, record_request,
 };
-use crate::otlp::{convert_logs_request, convert_metrics_request};
+use crate::otlp::{convert_logs_request, convert_metrics_request, convert_traces_request};
 use crate::skywalking::{
     SwCommands, SwSegmentCollection, SwSegmentObject, TraceSegmentReportService,
     TraceSegmentReportServiceServer,
@@ -38,6 +44,7 @@ const STREAM_CHUNK_SEGMENTS: usize = 1_000;
 ///
 /// - `opentelemetry.proto.collector.metrics.v1.MetricsService/Export`
 /// - `opentelemetry.proto.collector.logs.v1.LogsService/Export`
+/// - `opentelemetry.proto.collector.trace.v1.TraceService/Export`
 /// - `skywalking.v3.TraceSegmentReportService/collect` (client stream) and `/collectInSync`
 ///
 /// Serve with `tonic::transport::Server::builder().add_routes(grpc_routes(state))`.
@@ -55,11 +62,20 @@ pub fn grpc_routes(state: ReceiverState) -> Routes {
     .accept_compressed(CompressionEncoding::Gzip)
     .send_compressed(CompressionEncoding::Gzip)
     .max_decoding_message_size(limit);
+    let traces = TraceServiceServer::new(OtlpTraceService {
+        state: state.clone(),
+    })
+    .accept_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Gzip)
+    .max_decoding_message_size(limit);
     let segments = TraceSegmentReportServiceServer::new(SegmentReportService { state })
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(limit);
-    Routes::new(metrics).add_service(logs).add_service(segments)
+    Routes::new(metrics)
+        .add_service(logs)
+        .add_service(traces)
+        .add_service(segments)
 }
 
 struct OtlpMetricsService {
@@ -103,6 +119,29 @@ impl LogsService for OtlpLogsService {
         record_request(&self.state, "grpc", "logs", &result);
         let report = result.map_err(|e| status_from_error(&e))?;
         Ok(Response::new(logs_response(&report)))
+    }
+}
+
+struct OtlpTraceService {
+    state: ReceiverState,
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpTraceService {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let result = async {
+            let _slot = admit(&self.state)?;
+            let max_spans = self.state.config.max_spans_per_segment;
+            let conversion = convert_traces_request(request.get_ref(), max_spans);
+            ingest_otlp_traces(&self.state, conversion, "grpc").await
+        }
+        .await;
+        record_request(&self.state, "grpc", "traces", &result);
+        let response = result.map_err(|e| status_from_error(&e))?;
+        Ok(Response::new(response))
     }
 }
 

@@ -12,13 +12,16 @@ use axum::Router;
 use flate2::read::MultiGzDecoder;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use skylark_core::{EncodedRequest, RejectReason};
 
 use crate::ingest::{
-    admit, ingest_logs, ingest_metrics, ingest_segments, logs_response, metrics_response,
-    record_rejected, record_request,
+    admit, ingest_logs, ingest_metrics, ingest_otlp_traces, ingest_segments, logs_response,
+    metrics_response, record_rejected, record_request,
 };
-use crate::otlp::{convert_logs_request, convert_metrics_request, OtlpEncoding};
+use crate::otlp::{
+    convert_logs_request, convert_metrics_request, convert_traces_request, OtlpEncoding,
+};
 use crate::{
     decode_segment_json, decode_segments_json, Error, ReceiverState, Result, SegmentBatch,
 };
@@ -27,7 +30,7 @@ use crate::{
 /// request cannot stall the async workers.
 const INLINE_DECODE_MAX_BYTES: usize = 64 * 1024;
 
-/// The REST routes: OTLP `POST /v1/metrics` and `POST /v1/logs` (protobuf or JSON), SkyWalking
+/// The REST routes: OTLP `POST /v1/metrics`, `/v1/logs` and `/v1/traces` (protobuf or JSON), SkyWalking
 /// `POST /v3/segments` (JSON array) and `POST /v3/segment` (one JSON object). Every route
 /// accepts gzip and enforces `config.max_body_bytes` on the body before and after decompression.
 ///
@@ -37,6 +40,7 @@ pub fn http_router(state: ReceiverState) -> Router {
     Router::new()
         .route("/v1/metrics", post(export_metrics))
         .route("/v1/logs", post(export_logs))
+        .route("/v1/traces", post(export_traces))
         .route("/v3/segments", post(report_segments))
         .route("/v3/segment", post(report_segment))
         .with_state(state)
@@ -95,6 +99,33 @@ async fn export_logs(
     record_request(&state, "http", "logs", &result);
     match result {
         Ok((encoding, report)) => success_response(encoding, &logs_response(&report)),
+        Err(e) => refusal(&e, unread, state.config.max_body_bytes).await,
+    }
+}
+
+async fn export_traces(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut unread = Some(body);
+    let result = async {
+        let encoding = otlp_encoding(&headers)?;
+        let _slot = admit(&state)?;
+        let body = unread.take().unwrap_or_default();
+        let max_spans = state.config.max_spans_per_segment;
+        let conversion = decode_body(&headers, body, state.config.max_body_bytes, move |bytes| {
+            let request: ExportTraceServiceRequest = encoding.decode(&bytes)?;
+            Ok(convert_traces_request(&request, max_spans))
+        })
+        .await?;
+        let response = ingest_otlp_traces(&state, conversion, "http").await?;
+        Ok((encoding, response))
+    }
+    .await;
+    record_request(&state, "http", "traces", &result);
+    match result {
+        Ok((encoding, response)) => success_response(encoding, &response),
         Err(e) => refusal(&e, unread, state.config.max_body_bytes).await,
     }
 }

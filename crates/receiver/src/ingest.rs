@@ -6,6 +6,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
 use skylark_core::segment::Segment;
 use skylark_core::telemetry::{
     Gauge, RECEIVER_BUSY_REJECTIONS_TOTAL, RECEIVER_INFLIGHT_REQUESTS, RECEIVER_ITEMS_TOTAL,
@@ -151,6 +154,37 @@ pub(crate) fn metrics_response(report: &IngestReport) -> ExportMetricsServiceRes
             }
         }),
     }
+}
+
+/// Converts an OTLP trace request, counts the spans it refused, hands its segments to the sink
+/// and builds the answer (HTTP and gRPC alike): refused spans and refused segments' spans are
+/// reported as a partial success naming the first reason.
+pub(crate) async fn ingest_otlp_traces(
+    state: &ReceiverState,
+    conversion: crate::otlp::TraceConversion,
+    protocol: &'static str,
+) -> Result<ExportTraceServiceResponse> {
+    if conversion.rejected_spans > 0 {
+        record_rejected(
+            state,
+            "traces",
+            RejectReason::Malformed,
+            conversion.rejected_spans,
+        );
+    }
+    let report = ingest_segments(state, conversion.segments, protocol).await?;
+    let mut rejected = i64::try_from(conversion.rejected_spans).unwrap_or(i64::MAX);
+    let mut messages: Vec<String> = conversion.first_problem.into_iter().collect();
+    if let Some((segments, message)) = partial_success(&report) {
+        rejected = rejected.saturating_add(segments);
+        messages.push(format!("segments {message}"));
+    }
+    Ok(ExportTraceServiceResponse {
+        partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: rejected,
+            error_message: messages.join("; "),
+        }),
+    })
 }
 
 /// The OTLP logs answer for a report (HTTP and gRPC alike).

@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
 
 use skylark_core::rum::{RumDetail, RumErrorDetail, RumViewTimings};
+use skylark_core::segment::{
+    Segment, Span, SpanLayer, SpanType, OTEL_SPAN_ID_TAG, RUM_SEGMENT_PREFIX,
+};
 use skylark_core::{
     LabelText, Labels, LogBody, LogData, RumEvent, RumEventType, Sample, SampleFamilies,
     SampleFamily,
@@ -275,6 +278,80 @@ impl Deriver {
     /// A deriver mapping sources to platforms with `platforms`.
     pub fn new(platforms: PlatformMapping) -> Self {
         Deriver { platforms }
+    }
+
+    /// The mini program's own side of a traced request: a segment of one exit span (the RUM
+    /// resource with its trace and span ids), so the trace shows the request at its root and a
+    /// backend span whose parent is that span id links to it. `None` for events that are not
+    /// resources or carry no trace or span id.
+    pub fn request_segment(&self, event: &RumEvent) -> Option<Segment> {
+        let RumDetail::Resource(resource) = &event.detail else {
+            return None;
+        };
+        if event.trace_id.len() != 32 || event.span_id.len() != 16 {
+            return None;
+        }
+        let duration = event
+            .duration_ms
+            .filter(|d| d.is_finite() && *d >= 0.0 && *d < 86_400_000.0)
+            .unwrap_or(0.0) as i64;
+        let url = if resource.url.is_empty() {
+            event.name.as_str()
+        } else {
+            resource.url.as_str()
+        };
+        let without_query = url.split(['?', '#']).next().unwrap_or(url);
+        let peer = without_query
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+            .unwrap_or_default();
+        let component_id = match self.platforms.platform(&event.source) {
+            "wechat" => 10002,
+            "alipay" => 10003,
+            _ => 10001,
+        };
+        let mut tags = vec![
+            ("http.method".to_owned(), resource.method.clone()),
+            ("url".to_owned(), url.to_owned()),
+            ("rum.session.id".to_owned(), event.session_id.clone()),
+            ("rum.view.id".to_owned(), event.view.id.clone()),
+            ("rum.view.name".to_owned(), event.view.name.clone()),
+            (OTEL_SPAN_ID_TAG.to_owned(), event.span_id.clone()),
+        ];
+        if let Some(status) = event.status {
+            tags.push(("http.status_code".to_owned(), status.to_string()));
+        }
+        if !resource.error_message.is_empty() {
+            tags.push(("error.message".to_owned(), resource.error_message.clone()));
+        }
+        tags.retain(|(_, v)| !v.is_empty());
+        Some(Segment {
+            trace_id: event.trace_id.clone(),
+            segment_id: format!("{RUM_SEGMENT_PREFIX}{}.{}", event.trace_id, event.span_id),
+            service: event.service.clone(),
+            service_instance: if event.version.is_empty() {
+                "-".to_owned()
+            } else {
+                event.version.clone()
+            },
+            spans: vec![Span {
+                span_id: 0,
+                parent_span_id: -1,
+                start_time_ms: event.time_ms,
+                end_time_ms: event.time_ms.saturating_add(duration),
+                refs: Vec::new(),
+                operation_name: without_query.to_owned(),
+                peer: peer.to_owned(),
+                span_type: SpanType::Exit,
+                span_layer: SpanLayer::Http,
+                component_id,
+                is_error: event.status.is_none_or(|s| s >= 400),
+                tags,
+                logs: Vec::new(),
+                skip_analysis: true,
+            }],
+            is_size_limited: false,
+        })
     }
 
     /// Derives one batch; `tracker` is updated so later batches do not count the same view or

@@ -42,6 +42,8 @@ pub struct RumConfig {
     pub client_tokens: String,
     /// `source:platform` pairs: which mini-program platform a RUM `source` is.
     pub platforms: String,
+    /// Where traces Skylark does not hold are kept: a URL with `{traceId}`; empty for none.
+    pub trace_link_template: String,
 }
 
 impl Default for RumConfig {
@@ -49,6 +51,7 @@ impl Default for RumConfig {
         RumConfig {
             client_tokens: String::new(),
             platforms: "miniprogram:wechat,miniapp:wechat".to_owned(),
+            trace_link_template: String::new(),
         }
     }
 }
@@ -102,6 +105,20 @@ impl RumConfig {
     /// The source → platform mapping.
     pub fn platforms(&self) -> skylark_rum::PlatformMapping {
         skylark_rum::PlatformMapping::parse(&self.platforms)
+    }
+
+    /// The trace link template, `None` when unset; one without `{traceId}` is refused.
+    pub fn trace_link_template(&self) -> anyhow::Result<Option<String>> {
+        let template = self.trace_link_template.trim();
+        if template.is_empty() {
+            return Ok(None);
+        }
+        if !template.contains("{traceId}") {
+            anyhow::bail!(
+                "SW_TRACE_LINK_TEMPLATE {template:?} has no {{traceId}} to put the trace id in"
+            );
+        }
+        Ok(Some(template.to_owned()))
     }
 }
 
@@ -597,9 +614,25 @@ mod tests {
             &env_of(&[
                 ("SW_RUM_CLIENT_TOKENS", "pub-a,pub-b:shop"),
                 ("SW_RUM_PLATFORMS", "miniprogram:alipay"),
+                (
+                    "SW_TRACE_LINK_TEMPLATE",
+                    "https://jaeger.example/trace/{traceId}",
+                ),
             ]),
         )
         .unwrap();
+        assert_eq!(
+            c.rum.trace_link_template().unwrap().as_deref(),
+            Some("https://jaeger.example/trace/{traceId}")
+        );
+        let bad = Config::parse(
+            "test",
+            EMBEDDED,
+            &env_of(&[("SW_TRACE_LINK_TEMPLATE", "https://jaeger.example/trace/")]),
+        )
+        .unwrap();
+        let error = bad.rum.trace_link_template().unwrap_err().to_string();
+        assert!(error.contains("{traceId}"), "{error}");
         let tokens = c.rum.intake().client_tokens;
         assert_eq!(
             tokens.find("pub-b").unwrap().service.as_deref(),
@@ -621,6 +654,7 @@ mod tests {
         );
         assert!(c.rum.intake().client_tokens.accepts_all());
         assert_eq!(c.rum.platforms().platform("miniapp"), "wechat");
+        assert_eq!(c.rum.trace_link_template().unwrap(), None);
         assert_eq!(c.storage.sled.path, PathBuf::from("./data"));
         assert_eq!(c.core.metrics_data_ttl, 7);
         assert_eq!(c.log_analyzer.lal_files, "miniprogram,default");

@@ -323,7 +323,13 @@ fn replay(pipeline: &Pipeline, wal: &Wal) -> anyhow::Result<(ReplayReport, u64)>
             Input::Metrics(_) => seq > marks.metrics,
             Input::Logs(_) => seq > marks.metrics.min(marks.logs).min(marks.issues),
             Input::Segments(_) => seq > marks.metrics.min(marks.segments),
-            Input::Rum(_) => seq > marks.metrics.min(marks.logs).min(marks.rum),
+            Input::Rum(_) => {
+                seq > marks
+                    .metrics
+                    .min(marks.logs)
+                    .min(marks.segments)
+                    .min(marks.rum)
+            }
         };
         if !needed {
             return;
@@ -1125,6 +1131,11 @@ mod tests {
             DurableSink::start(pipeline.clone(), &settings(dir.path(), Durability::Sync)).unwrap();
         assert_eq!((report.entries, report.applied), (1, 1), "{report:?}");
         assert_eq!(page(fresh.as_ref()), 2);
+        let session = fresh
+            .rum_session("s1")
+            .unwrap()
+            .expect("the session is rebuilt");
+        assert_eq!(session.error_count, 2);
         assert_eq!(stored_logs(fresh.as_ref()), ["error e1", "error e2"]);
         assert_eq!(error_count(&pipeline, now), 2);
         tokio::task::spawn_blocking(move || sink.shutdown())

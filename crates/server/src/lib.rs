@@ -106,6 +106,7 @@ pub async fn serve(
     let ui = skylark_query::UiContext {
         templates: Arc::new(templates),
         ui_template_editing: config.core.enable_update_ui_template,
+        trace_link_template: config.rum.trace_link_template()?,
     };
     let query_limits = config.query.graphql.limits();
     let issues_context = skylark_query::IssuesContext {

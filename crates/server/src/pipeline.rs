@@ -449,6 +449,13 @@ impl Pipeline {
         }
         // Error logs were checked with their events; they are not counted twice.
         self.run_lal(derived.logs, now_ms, &mut effects);
+        // A traced request is also the mini program's exit span at the root of its trace.
+        effects.segments = derived
+            .events
+            .iter()
+            .filter_map(|e| self.rum.request_segment(e))
+            .filter_map(|s| SegmentRecord::from_segment(&s))
+            .collect();
         effects.rum = derived.events;
         self.guard(&mut effects);
         (report, effects)

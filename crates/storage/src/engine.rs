@@ -72,6 +72,8 @@ pub(crate) struct Engine<K: RowStore> {
     traffic: RwLock<TrafficCache>,
     /// Serialises flushes and retention, which both read-modify-write stored rows.
     flush_lock: Mutex<()>,
+    /// Serialises RUM writes: each reads and rewrites the session summaries it touches.
+    rum_lock: Mutex<()>,
     log_ids: LogIds,
     /// The write-ahead-log mark of the aggregated metrics.
     metrics_mark: MetricsMark,
@@ -91,6 +93,7 @@ impl<K: RowStore> Engine<K> {
             in_flight: RwLock::new(Rows::default()),
             traffic: RwLock::new(traffic),
             flush_lock: Mutex::new(()),
+            rum_lock: Mutex::new(()),
             log_ids: LogIds::new(),
             metrics_mark,
             issues_lock: Mutex::new(()),
@@ -129,6 +132,7 @@ impl<K: RowStore> Engine<K> {
     }
 
     pub(crate) fn write_rum_events(&self, events: Vec<skylark_core::RumEvent>) -> Result<()> {
+        let _writing = self.rum_lock.lock();
         crate::rum::write_rum_events(&self.store, events, None)
     }
 
@@ -137,6 +141,7 @@ impl<K: RowStore> Engine<K> {
         seq: u64,
         events: Vec<skylark_core::RumEvent>,
     ) -> Result<()> {
+        let _writing = self.rum_lock.lock();
         crate::rum::write_rum_events(&self.store, events, Some(MarkKind::Rum.op(seq)))
     }
 
@@ -149,6 +154,17 @@ impl<K: RowStore> Engine<K> {
         view: &skylark_core::RumEvent,
     ) -> Result<Option<skylark_core::RumEvent>> {
         crate::rum::stored_view(&self.store, view)
+    }
+
+    pub(crate) fn rum_session(&self, id: &str) -> Result<Option<skylark_core::RumSession>> {
+        crate::rum::stored_session(&self.store, id)
+    }
+
+    pub(crate) fn query_rum_sessions(
+        &self,
+        query: &crate::SessionQuery,
+    ) -> Result<crate::SessionPage> {
+        crate::rum::query_sessions(&self.store, query)
     }
 
     pub(crate) fn rum_session_seen(&self, session_id: &str) -> Result<bool> {
@@ -542,7 +558,10 @@ impl<K: RowStore> Engine<K> {
             now_ms.saturating_sub(i64::from(policy.records_days).saturating_mul(DAY_MS));
         let records = records::remove_expired(&self.store, records_cutoff_ms)?
             + alarms::remove_expired_alarms(&self.store, records_cutoff_ms)?
-            + crate::rum::remove_expired_rum(&self.store, records_cutoff_ms)?;
+            + {
+                let _writing = self.rum_lock.lock();
+                crate::rum::remove_expired_rum(&self.store, records_cutoff_ms)?
+            };
         let metrics = self.remove_expired_metrics(policy, now_ms)?;
         tracing::info!(records, records_cutoff_ms, "expired records removed");
         Ok(records + metrics)

@@ -40,6 +40,10 @@ pub(crate) const ALARM_STATE: u8 = b'A';
 pub(crate) const RUM: u8 = b'r';
 /// RUM indexes: `R | index kind | len(value)(2, BE) | value | time(8) | event id`, no value.
 pub(crate) const RUM_INDEX: u8 = b'R';
+/// `x | session id` → a RUM session summary.
+pub(crate) const RUM_SESSION: u8 = b'x';
+/// `X | start time | session id` → empty: sessions by start.
+pub(crate) const RUM_SESSION_BY_START: u8 = b'X';
 
 /// Milliseconds per (UTC) day, the granularity of the tag autocomplete rows.
 pub(crate) const DAY_MS: i64 = 86_400_000;

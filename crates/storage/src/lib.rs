@@ -28,8 +28,8 @@ pub use issues::{IssueFold, ISSUE_EVENTS_KEPT};
 pub use mem_storage::MemStorage;
 pub use model::{
     AlarmEntityFilter, AlarmQuery, AlarmRecord, EndpointRecord, InstanceRecord, IssueOrder,
-    IssueQuery, LogQuery, RetentionPolicy, RumPage, RumQuery, ServiceRecord, SourceMapRecord,
-    StoredLog, TemplateRecord, TraceOrder, TraceQuery, TraceState,
+    IssueQuery, LogQuery, RetentionPolicy, RumPage, RumQuery, ServiceRecord, SessionPage,
+    SessionQuery, SourceMapRecord, StoredLog, TemplateRecord, TraceOrder, TraceQuery, TraceState,
 };
 pub use records::{LOG_CONTENT_MAX_BYTES, LOG_TAGS_MAX, LOG_TRUNCATED_TAG};
 pub use rum::RUM_TOTAL_MAX;
@@ -280,6 +280,18 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<skylark_core::RumEvent>> {
         let _ = view;
         Ok(None)
+    }
+
+    /// The summary of RUM session `id` (kept up to date by [`Storage::write_rum_events`]).
+    fn rum_session(&self, id: &str) -> Result<Option<skylark_core::RumSession>> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// RUM sessions started in the query's window matching it, newest first, paged.
+    fn query_rum_sessions(&self, query: &SessionQuery) -> Result<SessionPage> {
+        let _ = query;
+        Ok(SessionPage::default())
     }
 
     /// Whether any RUM event of `session_id` is stored.
@@ -587,6 +599,15 @@ macro_rules! delegate_storage {
                 view: &skylark_core::RumEvent,
             ) -> $crate::Result<Option<skylark_core::RumEvent>> {
                 self.engine.stored_rum_view(view)
+            }
+            fn rum_session(&self, id: &str) -> $crate::Result<Option<skylark_core::RumSession>> {
+                self.engine.rum_session(id)
+            }
+            fn query_rum_sessions(
+                &self,
+                query: &$crate::SessionQuery,
+            ) -> $crate::Result<$crate::SessionPage> {
+                self.engine.query_rum_sessions(query)
             }
             fn rum_session_seen(&self, session_id: &str) -> $crate::Result<bool> {
                 self.engine.rum_session_seen(session_id)

@@ -386,3 +386,35 @@ pub struct SourceMapRecord {
     /// When it was uploaded (epoch ms); the newest upload is the fallback for other versions.
     pub uploaded_ms: i64,
 }
+
+/// What `querySessions` asks for. Empty strings mean "no filter".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionQuery {
+    /// Service name.
+    pub service: Option<String>,
+    /// An app version the session used.
+    pub version: Option<String>,
+    /// User id or anonymous id.
+    pub user_id: Option<String>,
+    /// Only sessions with (true) or without (false) error events.
+    pub has_error: Option<bool>,
+    /// Only sessions at least this long.
+    pub min_duration_ms: Option<i64>,
+    /// Sessions started at or after this, epoch ms.
+    pub start_ms: i64,
+    /// Sessions started at or before this, epoch ms.
+    pub end_ms: i64,
+    /// Matches skipped before the page.
+    pub offset: usize,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// A page of sessions, newest start first, and how many matched.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionPage {
+    /// The page.
+    pub sessions: Vec<skylark_core::RumSession>,
+    /// Matches in all (counting stops [`crate::RUM_TOTAL_MAX`] past the page).
+    pub total: u64,
+}

@@ -1,14 +1,18 @@
 //! RUM event records. Each event is one row under its time and id (a view's id and start are
 //! the same in every version, so a newer version replaces the row in place), with index rows by
 //! service, session, view, user, anonymous id and trace (low 64 bits).
-use crate::keys::{self, RUM, RUM_INDEX};
-use crate::model::{RumPage, RumQuery};
+use crate::keys::{self, RUM, RUM_INDEX, RUM_SESSION, RUM_SESSION_BY_START};
+use crate::model::{RumPage, RumQuery, SessionPage, SessionQuery};
 use crate::rows::{self, RowOp, RowStore};
 use crate::Result;
-use skylark_core::{RumEvent, RumEventType};
+use skylark_core::{RumEvent, RumEventType, RumSession};
+use std::collections::{HashMap, HashSet};
 
 /// Deletions applied per batch while expiring.
 const EXPIRY_BATCH_OPS: usize = 10_000;
+
+/// Session index keys read per scan.
+const SESSION_SCAN_CHUNK: usize = 512;
 
 /// Matches counted beyond the page at most, so `total` of a huge window stays cheap; the
 /// answer's total is then a lower bound.
@@ -69,6 +73,9 @@ fn tail_of(event: &RumEvent) -> Vec<u8> {
 
 /// Stores `events` in one batch (with `mark`). A view replaces its stored row only when its
 /// `document_version` is higher; any other event with the same time and id replaces its row.
+/// Each event's session summary is updated in the same batch; an event whose row was already
+/// stored (a re-sent view, a replayed batch) moves the session's times but counts nothing again,
+/// so the summaries stay exact under write-ahead-log replay. The caller serialises writes.
 pub(crate) fn write_rum_events(
     store: &dyn RowStore,
     events: Vec<RumEvent>,
@@ -78,12 +85,37 @@ pub(crate) fn write_rum_events(
         return Ok(());
     }
     let mut ops: Vec<RowOp> = Vec::with_capacity(events.len() * 6);
+    // Sessions touched by this batch, loaded once, with their start as stored.
+    let mut sessions: HashMap<String, (Option<i64>, RumSession)> = HashMap::new();
+    let mut written: HashSet<Vec<u8>> = HashSet::new();
     for event in events {
         let tail = tail_of(&event);
         let key = keys::record_key(RUM, &tail);
+        // Only views and events of a session need to know whether they are stored already.
+        let needs_stored = event.kind() == RumEventType::View || !event.session_id.is_empty();
+        let stored = if written.contains(&key) || !needs_stored {
+            None
+        } else {
+            store.get(&key)?
+        };
+        let first_time = stored.is_none() && !written.contains(&key);
+        if !event.session_id.is_empty() {
+            let entry = match sessions.get_mut(&event.session_id) {
+                Some(entry) => entry,
+                None => {
+                    let loaded = stored_session(store, &event.session_id)?;
+                    let start = loaded.as_ref().map(|s| s.start_ms);
+                    let session = loaded.unwrap_or_else(|| RumSession::new(&event));
+                    sessions
+                        .entry(event.session_id.clone())
+                        .or_insert((start, session))
+                }
+            };
+            entry.1.add(&event, first_time);
+        }
         if event.kind() == RumEventType::View {
-            if let Some(bytes) = store.get(&key)? {
-                let stored: RumEvent = rows::decode(&key, &bytes)?;
+            if let Some(bytes) = &stored {
+                let stored: RumEvent = rows::decode(&key, bytes)?;
                 if stored.document_version.unwrap_or(0) >= event.document_version.unwrap_or(0) {
                     continue;
                 }
@@ -94,13 +126,112 @@ pub(crate) fn write_rum_events(
                 .into_iter()
                 .map(|k| (k, Some(Vec::new()))),
         );
+        written.insert(key.clone());
         ops.push((key, Some(rows::encode(&event)?)));
+    }
+    for (id, (stored_start, session)) in sessions {
+        if stored_start != Some(session.start_ms) {
+            if let Some(old) = stored_start {
+                ops.push((session_start_key(old, &id), None));
+            }
+            ops.push((session_start_key(session.start_ms, &id), Some(Vec::new())));
+        }
+        ops.push((session_key(&id), Some(rows::encode(&session)?)));
     }
     ops.extend(mark);
     if ops.is_empty() {
         return Ok(());
     }
     store.apply(ops)
+}
+
+fn session_key(id: &str) -> Vec<u8> {
+    keys::record_key(RUM_SESSION, id.as_bytes())
+}
+
+fn session_start_key(start_ms: i64, id: &str) -> Vec<u8> {
+    keys::record_key(
+        RUM_SESSION_BY_START,
+        &keys::record_tail(start_ms, id.as_bytes()),
+    )
+}
+
+/// The summary of session `id`, if any event of it is stored.
+pub(crate) fn stored_session(store: &dyn RowStore, id: &str) -> Result<Option<RumSession>> {
+    let key = session_key(id);
+    match store.get(&key)? {
+        Some(bytes) => Ok(Some(rows::decode(&key, &bytes)?)),
+        None => Ok(None),
+    }
+}
+
+fn session_matches(q: &SessionQuery, s: &RumSession) -> bool {
+    !(set(&q.service).is_some_and(|v| s.service != v)
+        || set(&q.version).is_some_and(|v| !s.versions.iter().any(|x| x == v))
+        || set(&q.user_id).is_some_and(|v| s.user_id != v && s.anonymous_id != v)
+        || q.has_error.is_some_and(|e| e != (s.error_count > 0))
+        || q.min_duration_ms.is_some_and(|d| s.duration_ms() < d))
+}
+
+/// Sessions started in the query's window matching it, newest start first, paged, with the
+/// number of matches (at most [`RUM_TOTAL_MAX`] beyond the page).
+pub(crate) fn query_sessions(store: &dyn RowStore, q: &SessionQuery) -> Result<SessionPage> {
+    let mut page = SessionPage::default();
+    let cap = (q.offset as u64)
+        .saturating_add(q.limit as u64)
+        .saturating_add(RUM_TOTAL_MAX);
+    let (start, mut end) =
+        keys::record_range(RUM_SESSION_BY_START, Some(q.start_ms), Some(q.end_ms));
+    // Index keys are read a chunk at a time so no summary is read while a scan is open.
+    loop {
+        let mut chunk: Vec<Vec<u8>> = Vec::new();
+        store.scan_range(&start, &end, true, &mut |key, _| {
+            chunk.push(key.to_vec());
+            Ok(chunk.len() < SESSION_SCAN_CHUNK)
+        })?;
+        for key in &chunk {
+            let id = String::from_utf8_lossy(key.get(9..).unwrap_or_default()).into_owned();
+            let Some(session) = stored_session(store, &id)?.filter(|s| session_matches(q, s))
+            else {
+                continue;
+            };
+            if page.total >= q.offset as u64 && page.sessions.len() < q.limit {
+                page.sessions.push(session);
+            }
+            page.total += 1;
+            if page.total >= cap {
+                return Ok(page);
+            }
+        }
+        match chunk.pop() {
+            Some(last) if chunk.len() + 1 == SESSION_SCAN_CHUNK => end = last,
+            _ => return Ok(page),
+        }
+    }
+}
+
+/// Deletes sessions whose last event is older than `cutoff_ms`; returns how many went.
+fn remove_expired_sessions(store: &dyn RowStore, cutoff_ms: i64) -> Result<u64> {
+    let (start, end) = keys::record_range(RUM_SESSION_BY_START, None, cutoff_ms.checked_sub(1));
+    let mut started: Vec<(Vec<u8>, String)> = Vec::new();
+    store.scan_range(&start, &end, false, &mut |key, _| {
+        let id = String::from_utf8_lossy(key.get(9..).unwrap_or_default()).into_owned();
+        started.push((key.to_vec(), id));
+        Ok(started.len() < EXPIRY_BATCH_OPS)
+    })?;
+    let mut ops: Vec<RowOp> = Vec::new();
+    for (index_key, id) in started {
+        let ended = stored_session(store, &id)?.is_none_or(|s| s.end_ms < cutoff_ms);
+        if ended {
+            ops.push((index_key, None));
+            ops.push((session_key(&id), None));
+        }
+    }
+    let removed = (ops.len() / 2) as u64;
+    if !ops.is_empty() {
+        store.apply(ops)?;
+    }
+    Ok(removed)
 }
 
 /// The stored version of `view` (same id and start time).
@@ -233,5 +364,5 @@ pub(crate) fn remove_expired_rum(store: &dyn RowStore, cutoff_ms: i64) -> Result
         store.apply(ops)?;
     }
     // A backlog larger than one batch is finished by the next sweeps.
-    Ok(removed)
+    Ok(removed + remove_expired_sessions(store, cutoff_ms)?)
 }

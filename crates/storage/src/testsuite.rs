@@ -90,6 +90,10 @@ pub const CONFORMANCE_CHECKS: &[ConformanceCheck] = &[
         rum::rum_events_by_index_and_view_upserts,
     ),
     (
+        "rum_sessions_count_each_event_once",
+        rum::rum_sessions_count_each_event_once,
+    ),
+    (
         "templates_round_trip_and_replace",
         templates::templates_round_trip_and_replace,
     ),

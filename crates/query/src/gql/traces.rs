@@ -4,6 +4,7 @@ use super::query::{given, qctx};
 use super::types::*;
 use crate::{Error, RecordWindow};
 use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, ID};
+use skylark_core::segment::{OTEL_PARENT_PREFIX, OTEL_SPAN_ID_TAG};
 use skylark_core::{component_name, EndpointId, InstanceId, SegmentRecord, ServiceId};
 use skylark_storage::{TraceOrder, TraceQuery, TraceState};
 use std::collections::{HashMap, HashSet};
@@ -405,9 +406,39 @@ fn trace_spans(ctx: &Context<'_>, trace_id: &str) -> Result<Vec<SpanObject>> {
         .storage
         .get_trace(trace_id)
         .map_err(Error::from)?;
-    Ok(sort_spans(
-        segments.iter().flat_map(segment_spans).collect(),
-    ))
+    let mut spans: Vec<SpanObject> = segments.iter().flat_map(segment_spans).collect();
+    resolve_otel_refs(&mut spans);
+    Ok(sort_spans(spans))
+}
+
+/// Points refs that name an OTLP parent span (`otel:<span id>`) at the segment and span holding
+/// it, when it is in the trace; others stay as stored.
+fn resolve_otel_refs(spans: &mut [SpanObject]) {
+    let mut by_otel_id: HashMap<String, (ID, i32)> = HashMap::new();
+    for s in spans.iter() {
+        if let Some(id) = s
+            .tags
+            .iter()
+            .find(|t| t.key == OTEL_SPAN_ID_TAG)
+            .and_then(|t| t.value.clone())
+        {
+            by_otel_id.insert(id, (s.segment_id.clone(), s.span_id));
+        }
+    }
+    if by_otel_id.is_empty() {
+        return;
+    }
+    for s in spans.iter_mut() {
+        for r in &mut s.refs {
+            let Some(otel_id) = r.parent_segment_id.0.strip_prefix(OTEL_PARENT_PREFIX) else {
+                continue;
+            };
+            if let Some((segment, span)) = by_otel_id.get(otel_id) {
+                r.parent_segment_id = segment.clone();
+                r.parent_span_id = *span;
+            }
+        }
+    }
 }
 
 /// A trace condition with entities already resolved to ids.

@@ -1,5 +1,5 @@
 //! Conformance checks for RUM event records.
-use crate::{RetentionPolicy, RumQuery, Storage};
+use crate::{RetentionPolicy, RumQuery, SessionQuery, Storage};
 use skylark_core::rum::{RumDetail, RumUser, RumViewRef, RumViewTimings};
 use skylark_core::{RumEvent, RumEventType};
 
@@ -143,4 +143,90 @@ pub(super) fn rum_events_by_index_and_view_upserts(store: &dyn Storage) {
         .0
         .is_empty());
     assert!(!store.rum_session_seen("s1").unwrap());
+}
+
+fn session_ids(store: &dyn Storage, f: &dyn Fn(&mut SessionQuery)) -> (Vec<String>, u64) {
+    let mut q = SessionQuery {
+        start_ms: T0 - DAY,
+        end_ms: T0 + DAY,
+        limit: 10,
+        ..SessionQuery::default()
+    };
+    f(&mut q);
+    let page = store.query_rum_sessions(&q).unwrap();
+    (
+        page.sessions.into_iter().map(|s| s.id).collect(),
+        page.total,
+    )
+}
+
+pub(super) fn rum_sessions_count_each_event_once(store: &dyn Storage) {
+    let mut failed = event(RumEventType::Resource, "r1", T0 + 1_000, "s1");
+    failed.status = Some(502);
+    let batch = vec![
+        view(1, 1000.0),
+        failed,
+        event(RumEventType::Error, "e1", T0 + 2_000, "s1"),
+        event(RumEventType::Action, "a2", T0 + 60_000, "s2"),
+    ];
+    store.write_rum_events(batch.clone()).unwrap();
+    // A replayed batch, a re-sent view and an event arriving late and out of order.
+    store.write_rum_events(batch).unwrap();
+    store.write_rum_events(vec![view(4, 9000.0)]).unwrap();
+    store
+        .write_rum_events(vec![event(RumEventType::Action, "a0", T0 - 500, "s1")])
+        .unwrap();
+    let s1 = store.rum_session("s1").unwrap().unwrap();
+    assert_eq!(
+        (
+            s1.view_count,
+            s1.action_count,
+            s1.resource_count,
+            s1.error_count
+        ),
+        (1, 1, 1, 1)
+    );
+    assert!(s1.failed_request);
+    assert_eq!((s1.start_ms, s1.end_ms), (T0 - 500, T0 + 9_000));
+    assert_eq!(s1.pages.len(), 1);
+    assert_eq!(s1.pages[0].name, "pages/index/index");
+
+    // Newest start first; the index follows a session's start when it moves earlier.
+    assert_eq!(
+        session_ids(store, &|_| {}),
+        (vec!["s2".into(), "s1".into()], 2)
+    );
+    assert_eq!(session_ids(store, &|q| q.has_error = Some(true)).0, ["s1"]);
+    assert_eq!(session_ids(store, &|q| q.has_error = Some(false)).0, ["s2"]);
+    assert_eq!(
+        session_ids(store, &|q| q.min_duration_ms = Some(5_000)).0,
+        ["s1"]
+    );
+    assert_eq!(
+        session_ids(store, &|q| q.user_id = Some("anon-s2".into())).0,
+        ["s2"]
+    );
+    assert_eq!(
+        session_ids(store, &|q| {
+            q.start_ms = T0 - 1_000;
+            q.end_ms = T0;
+        })
+        .0,
+        ["s1"]
+    );
+    assert_eq!(
+        session_ids(store, &|q| {
+            q.offset = 1;
+            q.limit = 1;
+        }),
+        (vec!["s1".into()], 2)
+    );
+
+    let policy = RetentionPolicy {
+        metrics_days: 7,
+        records_days: 1,
+    };
+    store.remove_expired(&policy, T0 + 2 * DAY).unwrap();
+    assert!(store.rum_session("s1").unwrap().is_none());
+    assert_eq!(session_ids(store, &|_| {}).1, 0);
 }
