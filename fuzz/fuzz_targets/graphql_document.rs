@@ -76,6 +76,7 @@ fn harness() -> &'static Harness {
             UiContext {
                 templates: Arc::new(templates),
                 ui_template_editing: false,
+                trace_link_template: None,
             },
         );
         let runtime = tokio::runtime::Builder::new_current_thread()
