@@ -34,7 +34,7 @@ fmt-check: ## Check formatting
 
 bench: ## Ingest benchmark against a running release server (figures in one run)
 	$(CARGO) build --release --bin skylark --bin skylark-bench
-	./target/release/skylark-bench --server ./target/release/skylark --fixtures $(SHARED)/fixtures/sdk
+	./target/release/skylark-bench --server ./target/release/skylark --fixtures $(SHARED)/fixtures/sdk --rum-fixtures $(SHARED)/fixtures/rum
 
 check-rules: ## Validate the shipped rule files
 	$(CARGO) run --release --bin skylark -- check-rules otel-rules/*/*.yaml config/alarm-settings.yml

@@ -37,5 +37,8 @@ pub use otlp::{
     convert_logs_request, convert_metrics_request, decode_logs, decode_metrics,
     java_double_to_string, LogBatch,
 };
-pub use rum::{rum_router, ClientToken, ClientTokens, RumError, RumIntakeConfig, RUM_INTAKE_PATH};
+pub use rum::{
+    decode_rum_ndjson, rum_router, ClientToken, ClientTokens, RumError, RumIntakeConfig,
+    RUM_INTAKE_PATH,
+};
 pub use skywalking::{decode_segment_json, decode_segments_json, SegmentBatch};

@@ -110,6 +110,16 @@ pub fn rum_router(state: ReceiverState, config: RumIntakeConfig) -> Router {
         .with_state(state)
 }
 
+/// Decodes an uncompressed NDJSON body exactly as the intake does for a request with these
+/// `ddsource` and `ddtags` parameters, and returns how many events it held (bad lines are
+/// skipped). Only the decode: no token, idempotency or storage step, so `skylark-bench` can set
+/// it against the whole path.
+pub fn decode_rum_ndjson(body: &[u8], ddsource: &str, ddtags: &str) -> usize {
+    decode_ndjson(body, &BatchContext::new(ddsource, ddtags))
+        .events
+        .len()
+}
+
 /// The query parameters of an intake request.
 #[derive(Debug, Default, serde::Deserialize)]
 struct RumParams {
@@ -509,6 +519,19 @@ mod tests {
             let err = forwarded_params(bad).unwrap_err();
             assert_eq!(err.code(), ErrorCode::BadRequest, "{bad}");
         }
+    }
+
+    #[test]
+    fn decode_only_counts_the_good_lines() {
+        let now = 1_796_524_911_531_i64;
+        let body = format!(
+            "{{\"date\":{now},\"type\":\"view\",\"view\":{{\"id\":\"v1\"}}}}\n\nnot json\n{{\"date\":{now},\"type\":\"action\",\"action\":{{\"id\":\"a1\"}}}}\n"
+        );
+        assert_eq!(
+            decode_rum_ndjson(body.as_bytes(), "miniapp", "service:shop"),
+            2
+        );
+        assert_eq!(decode_rum_ndjson(b"", "miniapp", ""), 0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `make bench`: ingest through the whole path against decode-only of the same bodies, measured
-//! in one run, for each signal: OTLP metrics (protobuf), OTLP logs (protobuf) and SkyWalking
-//! segments (JSON); plus an in-process metrics stage (no HTTP), the server's RSS, and the
-//! end-to-end stages again with `SW_CORE_DURABILITY=relaxed` to show what `sync` costs.
+//! in one run, for each signal: OTLP metrics (protobuf), OTLP logs (protobuf), SkyWalking
+//! segments (JSON) and RUM events (the Flashcat SDK's NDJSON requests, when `--rum-fixtures`
+//! holds them); plus an in-process metrics stage (no HTTP), the server's RSS, and the end-to-end
+//! stages again with `SW_CORE_DURABILITY=relaxed` to show what `sync` costs.
 //!
 //! usage: see `USAGE` (`--help`).
 use anyhow::{bail, Context, Result};
@@ -22,11 +23,12 @@ use std::time::{Duration, Instant};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const USAGE: &str =
-    "usage: skylark-bench [--server PATH] [--fixtures DIR] [--seconds N] [--concurrency N]";
+    "usage: skylark-bench [--server PATH] [--fixtures DIR] [--rum-fixtures DIR] [--seconds N] [--concurrency N]";
 
 struct Args {
     server: PathBuf,
     fixtures: PathBuf,
+    rum_fixtures: PathBuf,
     seconds: u64,
     concurrency: usize,
 }
@@ -35,6 +37,7 @@ fn parse_args() -> Result<Args> {
     let mut a = Args {
         server: "target/release/skylark".into(),
         fixtures: "../shared/fixtures/sdk".into(),
+        rum_fixtures: "../shared/fixtures/rum".into(),
         seconds: 10,
         concurrency: 32,
     };
@@ -44,7 +47,15 @@ fn parse_args() -> Result<Args> {
             println!("{USAGE}");
             std::process::exit(0);
         }
-        if !["--server", "--fixtures", "--seconds", "--concurrency"].contains(&k.as_str()) {
+        if ![
+            "--server",
+            "--fixtures",
+            "--rum-fixtures",
+            "--seconds",
+            "--concurrency",
+        ]
+        .contains(&k.as_str())
+        {
             bail!("unknown argument {k}\n{USAGE}");
         }
         let v = it
@@ -53,6 +64,7 @@ fn parse_args() -> Result<Args> {
         match k.as_str() {
             "--server" => a.server = v.into(),
             "--fixtures" => a.fixtures = v.into(),
+            "--rum-fixtures" => a.rum_fixtures = v.into(),
             "--seconds" => a.seconds = v.parse()?,
             "--concurrency" => a.concurrency = v.parse()?,
             _ => bail!("unknown argument {k}\n{USAGE}"),
@@ -67,6 +79,7 @@ enum Signal {
     Metrics,
     Logs,
     Segments,
+    Rum,
 }
 
 impl Signal {
@@ -75,12 +88,15 @@ impl Signal {
             Signal::Metrics => "/v1/metrics",
             Signal::Logs => "/v1/logs",
             Signal::Segments => "/v3/segments",
+            Signal::Rum => skylark_receiver::RUM_INTAKE_PATH,
         }
     }
     fn content_type(self) -> &'static str {
         match self {
             Signal::Metrics | Signal::Logs => "application/x-protobuf",
             Signal::Segments => "application/json",
+            // What the Flashcat SDK sends (the recorded requests' header).
+            Signal::Rum => "text/plain;charset=UTF-8",
         }
     }
     fn unit(self) -> &'static str {
@@ -88,10 +104,12 @@ impl Signal {
             Signal::Metrics => "data points",
             Signal::Logs => "records",
             Signal::Segments => "segments",
+            Signal::Rum => "events",
         }
     }
-    /// Decodes a body the way the receiver does (decode + conversion to model types).
-    fn decode(self, body: &[u8]) -> Result<()> {
+    /// Decodes a body the way the receiver does (decode + conversion to model types); `rum`
+    /// is the body's request parameters, for RUM.
+    fn decode(self, body: &[u8], rum: Option<&RumRequest>) -> Result<()> {
         match self {
             Signal::Metrics => {
                 std::hint::black_box(skylark_receiver::decode_metrics(self.content_type(), body)?);
@@ -102,6 +120,14 @@ impl Signal {
             Signal::Segments => {
                 std::hint::black_box(skylark_receiver::decode_segments_json(body, 10_000)?);
             }
+            Signal::Rum => {
+                let rum = rum.context("a RUM body without its request parameters")?;
+                let events = skylark_receiver::decode_rum_ndjson(body, &rum.ddsource, &rum.ddtags);
+                if events == 0 {
+                    bail!("a RUM fixture body decoded to no event");
+                }
+                std::hint::black_box(events);
+            }
         }
         Ok(())
     }
@@ -111,6 +137,17 @@ impl Signal {
 struct Workload {
     signal: Signal,
     bodies: Vec<(Vec<u8>, u64)>,
+    /// For RUM, each body's request (same order as `bodies`); empty for the other signals.
+    rum: Vec<RumRequest>,
+}
+
+/// The parts of a recorded RUM request besides its body.
+struct RumRequest {
+    /// Path and query string as the SDK sent them (`/?ddforward=…` or `/api/v2/rum?…`),
+    /// re-timed and without `dd-request-id`.
+    target: String,
+    ddsource: String,
+    ddtags: String,
 }
 
 fn manifest_files(dir: &Path, path: &str, encoding: &str) -> Result<Vec<PathBuf>> {
@@ -255,13 +292,100 @@ fn segment_bodies(dir: &Path) -> Result<Vec<(Vec<u8>, u64)>> {
     Ok(out)
 }
 
+/// Adds `delta` to every number that follows `marker` in `text` (event `date`s, `batch_time`).
+fn shift_numbers(text: &str, marker: &str, delta: i64) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        let (head, tail) = rest.split_at(at + marker.len());
+        out.push_str(head);
+        let digits = tail.chars().take_while(|c| c.is_ascii_digit()).count();
+        let n: i64 = tail[..digits]
+            .parse()
+            .with_context(|| format!("no number after {marker}"))?;
+        out.push_str(&(n + delta).to_string());
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `text` without `marker` and the request id (hex digits and dashes) that follows it.
+fn without_request_id(text: &str, marker: &str) -> String {
+    match text.find(marker) {
+        Some(at) => {
+            let tail = &text[at + marker.len()..];
+            let id = tail
+                .chars()
+                .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+                .count();
+            format!("{}{}", &text[..at], &tail[id..])
+        }
+        None => text.to_owned(),
+    }
+}
+
+/// The recorded Flashcat RUM requests (bodies, targets, parameters), re-timed so the latest
+/// event is one minute old, or `None` when `dir` has no manifest. `dd-request-id` is dropped:
+/// the intake answers a repeated id from its idempotency cache without decoding, and the bench
+/// replays each body many times.
+fn rum_workload(dir: &Path) -> Result<Option<Workload>> {
+    let Ok(manifest) = std::fs::read(dir.join("manifest.json")) else {
+        return Ok(None);
+    };
+    let manifest: Value = serde_json::from_slice(&manifest)?;
+    let files = manifest["files"].as_array().context("manifest files")?;
+    let mut recorded = Vec::new();
+    for f in files {
+        let file = f["file"].as_str().context("manifest file name")?;
+        let body = std::fs::read_to_string(dir.join(file))?;
+        let params = &f["query_params"];
+        let text = |k: &str| params[k].as_str().unwrap_or_default().to_owned();
+        let request = RumRequest {
+            target: f["request_target"]
+                .as_str()
+                .context("manifest request_target")?
+                .to_owned(),
+            ddsource: text("ddsource"),
+            ddtags: text("ddtags"),
+        };
+        recorded.push((body, request));
+    }
+    let latest = recorded
+        .iter()
+        .flat_map(|(body, _)| body.lines())
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok()?["date"].as_i64())
+        .max()
+        .context("no RUM event has a date")?;
+    let delta = now_ms() - 60_000 - latest;
+    let mut bodies = Vec::new();
+    let mut rum = Vec::new();
+    for (body, mut request) in recorded {
+        let events = body.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+        bodies.push((
+            shift_numbers(&body, "\"date\":", delta)?.into_bytes(),
+            events,
+        ));
+        let target = shift_numbers(&request.target, "batch_time%3D", delta)?;
+        let target = shift_numbers(&target, "batch_time=", delta)?;
+        let target = without_request_id(&target, "%26dd-request-id%3D");
+        request.target = without_request_id(&target, "&dd-request-id=");
+        rum.push(request);
+    }
+    Ok(Some(Workload {
+        signal: Signal::Rum,
+        bodies,
+        rum,
+    }))
+}
+
 /// (requests/s, items/s) of decoding every body on one thread for ~2 s.
 fn decode_rate(w: &Workload) -> Result<(f64, f64)> {
     let start = Instant::now();
     let (mut reqs, mut items) = (0u64, 0u64);
     while start.elapsed() < Duration::from_secs(2) {
-        for (b, n) in &w.bodies {
-            w.signal.decode(b)?;
+        for (i, (b, n)) in w.bodies.iter().enumerate() {
+            w.signal.decode(b, w.rum.get(i))?;
             reqs += 1;
             items += n;
         }
@@ -425,10 +549,11 @@ async fn end_to_end(
     let requests: Arc<Vec<(Vec<u8>, u64)>> = Arc::new(
         w.bodies
             .iter()
-            .map(|(body, n)| {
+            .enumerate()
+            .map(|(i, (body, n))| {
+                let target = w.rum.get(i).map_or(w.signal.path(), |r| r.target.as_str());
                 let mut r = format!(
-                    "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
-                    w.signal.path(),
+                    "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
                     w.signal.content_type(),
                     body.len()
                 )
@@ -562,20 +687,31 @@ fn print_durability_cost(workloads: &[Workload], sync: &[Stage], relaxed: &[Stag
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let workloads = [
+    let mut workloads = vec![
         Workload {
             signal: Signal::Metrics,
             bodies: metric_bodies(&args.fixtures)?,
+            rum: Vec::new(),
         },
         Workload {
             signal: Signal::Logs,
             bodies: log_bodies(&args.fixtures)?,
+            rum: Vec::new(),
         },
         Workload {
             signal: Signal::Segments,
             bodies: segment_bodies(&args.fixtures)?,
+            rum: Vec::new(),
         },
     ];
+    match rum_workload(&args.rum_fixtures)? {
+        Some(rum) => workloads.push(rum),
+        None => println!(
+            "{}: skipped, {} has no manifest.json (the RUM fixtures)",
+            Signal::Rum.path(),
+            args.rum_fixtures.display()
+        ),
+    }
     for w in &workloads {
         if w.bodies.is_empty() {
             bail!("no fixtures for {}", w.signal.path());
