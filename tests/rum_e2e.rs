@@ -7,72 +7,9 @@ use common::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const SERVICE: &str = "shop-miniprogram";
-
-fn rum_dir() -> Option<PathBuf> {
-    let dir = repo_root().join("../shared/fixtures/rum");
-    if dir.join("manifest.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: {} is absent", dir.display());
-        None
-    }
-}
-
-/// One recorded request: its wire target, the headers as received, the body.
-struct Recorded {
-    file: String,
-    run: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-fn recorded(dir: &std::path::Path) -> Vec<Recorded> {
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let file = f["file"].as_str().unwrap().to_owned();
-            let headers = f["wire_headers"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "host" | "content-length" | "connection"))
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            Recorded {
-                body: std::fs::read_to_string(dir.join(&file)).unwrap(),
-                file,
-                run: f["run"].as_str().unwrap().to_owned(),
-                target: f["request_target"].as_str().unwrap().to_owned(),
-                headers,
-            }
-        })
-        .collect()
-}
-
-/// Adds `delta` to every number following `marker` in `text` (event `date`s, `batch_time`).
-fn shift_numbers(text: &str, marker: &str, delta: i64) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(marker) {
-        let (head, tail) = rest.split_at(at + marker.len());
-        out.push_str(head);
-        let digits = tail.chars().take_while(|c| c.is_ascii_digit()).count();
-        let n: i64 = tail[..digits].parse().unwrap();
-        out.push_str(&(n + delta).to_string());
-        rest = &tail[digits..];
-    }
-    out.push_str(rest);
-    out
-}
 
 /// Every event of every fixture, as JSON.
 fn events(all: &[Recorded]) -> Vec<Value> {

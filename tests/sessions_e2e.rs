@@ -6,61 +6,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn rum_dir() -> Option<PathBuf> {
-    let dir = repo_root().join("../shared/fixtures/rum");
-    if dir.join("manifest.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: {} is absent", dir.display());
-        None
-    }
-}
-
-/// One recorded request: wire target, headers as received, body.
-type Recorded = (String, Vec<(String, String)>, String);
-
-fn recorded(dir: &std::path::Path) -> Vec<Recorded> {
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let headers = f["wire_headers"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "host" | "content-length" | "connection"))
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            (
-                f["request_target"].as_str().unwrap().to_owned(),
-                headers,
-                std::fs::read_to_string(dir.join(f["file"].as_str().unwrap())).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Adds `delta` to every number following `marker` in `text`.
-fn shift_numbers(text: &str, marker: &str, delta: i64) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(marker) {
-        let (head, tail) = rest.split_at(at + marker.len());
-        out.push_str(head);
-        let digits = tail.chars().take_while(|c| c.is_ascii_digit()).count();
-        let n: i64 = tail[..digits].parse().unwrap();
-        out.push_str(&(n + delta).to_string());
-        rest = &tail[digits..];
-    }
-    out.push_str(rest);
-    out
-}
 
 async fn post(server: &Server, target: &str, headers: &[(String, String)], body: String) {
     let mut request = reqwest::Client::new()
@@ -137,7 +83,7 @@ async fn fixture_sessions_are_listed_with_their_counts_and_timelines() {
     let all = recorded(&dir);
     let lines: Vec<Value> = all
         .iter()
-        .flat_map(|(_, _, body)| body.split('\n'))
+        .flat_map(|r| r.body.split('\n'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let first = lines
@@ -188,7 +134,13 @@ async fn fixture_sessions_are_listed_with_their_counts_and_timelines() {
     assert!(expected.len() >= 2, "the fixtures hold several sessions");
 
     let server = Server::start().await;
-    for (target, headers, body) in &all {
+    for Recorded {
+        target,
+        headers,
+        body,
+        ..
+    } in &all
+    {
         let body = shift_numbers(body, "\"date\":", delta);
         let target = shift_numbers(
             &shift_numbers(target, "batch_time%3D", delta),
@@ -198,7 +150,13 @@ async fn fixture_sessions_are_listed_with_their_counts_and_timelines() {
         post(&server, &target, headers, body).await;
     }
     // Replaying every request again (a client retrying) counts nothing twice.
-    for (target, headers, body) in &all {
+    for Recorded {
+        target,
+        headers,
+        body,
+        ..
+    } in &all
+    {
         let body = shift_numbers(body, "\"date\":", delta);
         let target = shift_numbers(
             &shift_numbers(target, "batch_time%3D", delta),
