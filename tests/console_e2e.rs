@@ -273,7 +273,9 @@ fn shots_dir() -> PathBuf {
 
 async fn shot(page: &Page, name: &str) {
     let path = shots_dir().join(format!("{name}.png"));
-    page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), &path)
+    // A full-page capture resets the device metrics, so phone-sized pages are shot as seen.
+    let full = !name.contains("phone");
+    page.save_screenshot(ScreenshotParams::builder().full_page(full).build(), &path)
         .await
         .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
 }
@@ -371,7 +373,7 @@ async fn every_console_page_shows_the_graphql_numbers_in_chromium() {
     let (Some(chrome), Some(rum), Some(sdk)) = (chromium(), rum_dir(), fixtures_dir()) else {
         return;
     };
-    let server = Server::start().await;
+    let server = Server::start_with(&[("SW_ENABLE_UPDATE_ISSUE_STATUS", "true")]).await;
     replay(&server, &rum, &sdk).await;
     post_500_event_session(&server).await;
     let window = window(60, "MINUTE");
@@ -635,11 +637,15 @@ async fn every_console_page_shows_the_graphql_numbers_in_chromium() {
     let issues = server
         .graphql(
             "query ($c: IssueCondition!) { r: queryIssues(condition: $c) { total issues { id count } } }",
-            json!({"c": {"duration": window, "paging": {"pageNum": 1, "pageSize": 20}}}),
+            json!({"c": {"serviceName": SERVICE, "duration": window, "paging": {"pageNum": 1, "pageSize": 20}}}),
         )
         .await;
     let issue_list = issues["data"]["r"]["issues"].as_array().cloned().unwrap();
-    open(&page, &format!("{base}/console/issues?range=1h")).await;
+    open(
+        &page,
+        &format!("{base}/console/issues?service={SERVICE}&range=1h"),
+    )
+    .await;
     let issue_ids: Vec<String> = issue_list
         .iter()
         .map(|i| i["id"].as_str().unwrap().to_owned())
@@ -661,7 +667,7 @@ async fn every_console_page_shows_the_graphql_numbers_in_chromium() {
     click(&page, &format!("tr[data-issue=\"{first}\"] a.issue-link")).await;
     let detail = server
         .graphql(
-            "query ($id: String!) { i: getIssue(id: $id) { count events(paging: {pageNum: 1, pageSize: 20}) { time } } }",
+            "query ($id: String!) { i: getIssue(id: $id) { count events(paging: {pageNum: 1, pageSize: 20}) { time sessionId } } }",
             json!({"id": first}),
         )
         .await;
@@ -676,6 +682,33 @@ async fn every_console_page_shows_the_graphql_numbers_in_chromium() {
             .to_owned()]
     );
     clean!("issue");
+    // Resolving by clicking (the server allows it here): the page shows the new status, and
+    // so does GraphQL.
+    let at: String = eval(&page, "location.href").await;
+    click(&page, ".status-controls button").await;
+    let status = server
+        .graphql(
+            "query ($id: String!) { i: getIssue(id: $id) { status } }",
+            json!({"id": first}),
+        )
+        .await;
+    assert_eq!(status["data"]["i"]["status"], "RESOLVED", "{status}");
+    assert_eq!(texts(&page, ".facts .badge").await, vec!["resolved"]);
+    assert_eq!(eval::<String>(&page, "location.href").await, at);
+    problems.take();
+    // An occurrence leads to its session.
+    let occurrence_session = detail["data"]["i"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["sessionId"].as_str().map(str::to_owned))
+        .expect("a RUM issue's occurrences name their sessions");
+    let at = click(&page, "table.occurrences a.session-link").await;
+    assert!(
+        at.contains(&format!("/console/sessions/{occurrence_session}")),
+        "{at}"
+    );
+    problems.take();
 
     // Empty states and visible GraphQL errors.
     open(

@@ -18,13 +18,13 @@ const Charts = (() => {
 
   /** Bars over time: points are {time (epoch ms), value}; labelled y max and first/last time. */
   function bars(points, opts = {}) {
-    const w = opts.width || 720;
-    const h = opts.height || 160;
-    const pad = { l: 40, r: 8, t: 10, b: 22 };
+    const w = opts.width || 1000;
+    const h = opts.height || 200;
+    const pad = { l: 48, r: 8, t: 10, b: 22 };
     const max = Math.max(1, ...points.map((p) => p.value));
     const n = Math.max(1, points.length);
     const bw = (w - pad.l - pad.r) / n;
-    let out = `<svg class="chart" viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" role="img" aria-label="${esc(opts.label || 'chart')}">`;
+    let out = `<svg class="chart" viewBox="0 0 ${w} ${h}" role="img" aria-label="${esc(opts.label || 'chart')}">`;
     out += `<line class="axis" x1="${pad.l}" y1="${h - pad.b}" x2="${w - pad.r}" y2="${h - pad.b}"/>`;
     out += `<text class="tick" x="${pad.l - 4}" y="${pad.t + 8}" text-anchor="end">${esc(SK.fmtNum(max))}</text>`;
     out += `<text class="tick" x="${pad.l - 4}" y="${h - pad.b}" text-anchor="end">0</text>`;
@@ -42,15 +42,15 @@ const Charts = (() => {
 
   /** Lines: series are {name, cls, values: [number|null]} sharing `labels` (x positions). */
   function lines(series, labels, opts = {}) {
-    const w = opts.width || 720;
-    const h = opts.height || 160;
-    const pad = { l: 48, r: 8, t: 10, b: 22 };
+    const w = opts.width || 1000;
+    const h = opts.height || 200;
+    const pad = { l: 64, r: 8, t: 10, b: 22 };
     const all = series.flatMap((s) => s.values).filter((v) => v !== null);
     const max = Math.max(1, ...all);
     const n = Math.max(2, labels.length);
     const x = (i) => pad.l + (i * (w - pad.l - pad.r)) / (n - 1);
     const y = (v) => h - pad.b - ((h - pad.t - pad.b) * v) / max;
-    let out = `<svg class="chart" viewBox="0 0 ${w} ${h}" preserveAspectRatio="none" role="img" aria-label="${esc(opts.label || 'chart')}">`;
+    let out = `<svg class="chart" viewBox="0 0 ${w} ${h}" role="img" aria-label="${esc(opts.label || 'chart')}">`;
     out += `<line class="axis" x1="${pad.l}" y1="${h - pad.b}" x2="${w - pad.r}" y2="${h - pad.b}"/>`;
     out += `<text class="tick" x="${pad.l - 4}" y="${pad.t + 8}" text-anchor="end">${esc(SK.fmtNum(max))}${esc(opts.unit || '')}</text>`;
     for (const s of series) {
@@ -60,6 +60,12 @@ const Charts = (() => {
         d += `${d && s.values[i - 1] !== null ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
       });
       out += `<path class="line ${esc(s.cls)}" d="${d}"><title>${esc(s.name)}</title></path>`;
+      // A point with no neighbour draws no line: mark it.
+      s.values.forEach((v, i) => {
+        if (v !== null && (s.values[i - 1] ?? null) === null && (s.values[i + 1] ?? null) === null) {
+          out += `<circle class="dot ${esc(s.cls)}" cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3"><title>${esc(s.name)} ${esc(labels[i] || '')}: ${esc(SK.fmtNum(v))}</title></circle>`;
+        }
+      });
     }
     if (labels.length) {
       out += `<text class="tick" x="${pad.l}" y="${h - 6}">${esc(labels[0])}</text>`;

@@ -101,7 +101,7 @@ SK.page('session', async (app) => {
         what = [e.name || '', e.durationMs ? ` · ${SK.fmtMs(e.durationMs)}` : ''];
       }
       return h('li', { class: `ev-${e.type}` }, h('span', { class: 'when' }, `+${SK.fmtMs(e.time - v.start)}`),
-        h('span', { class: `type ${e.type}` }, e.type), h('span', { class: 'what' }, what));
+        h('span', { class: `type t-${e.type}` }, e.type), h('span', { class: 'what' }, what));
     });
     list.append(h('section', { class: 'view-block', id: `view-${i}`, 'data-events': v.events.length },
       h('h3', {}, v.name, ' ', h('small', {}, `${SK.fmtClock(v.start)} · ${SK.fmtMs(v.durationMs)}${v.loadingType ? ' · ' + v.loadingType : ''}`)),
