@@ -274,7 +274,7 @@ fn shots_dir() -> PathBuf {
 async fn shot(page: &Page, name: &str) {
     let path = shots_dir().join(format!("{name}.png"));
     // A full-page capture resets the device metrics, so phone-sized pages are shot as seen.
-    let full = !name.contains("phone");
+    let full = !name.contains("phone") && !name.ends_with("-top");
     page.save_screenshot(ScreenshotParams::builder().full_page(full).build(), &path)
         .await
         .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
@@ -604,6 +604,7 @@ async fn every_console_page_shows_the_graphql_numbers_in_chromium() {
         traced_session["viewCount"].as_i64().unwrap()
     );
     clean!("session");
+    shot(&page, "session-top").await;
     let link = format!("a.trace-link[data-trace=\"{trace_id}\"]");
     let at = click(&page, &link).await;
     assert!(at.contains(&format!("/console/traces/{trace_id}")), "{at}");
