@@ -565,6 +565,32 @@ async fn every_console_page_shows_the_graphql_numbers_in_chromium() {
         );
     }
     clean!("overview");
+    // One app version: page views from the per-version rule, sessions of that version.
+    open(
+        &page,
+        &format!("{base}/console/?service={SERVICE}&version=1.4.2&range=1h"),
+    )
+    .await;
+    let reply = server
+        .graphql(
+            "query ($d: Duration!) { r: execExpression(expression: \"sum(meter_wechat_mp_rum_instance_page_views)\", entity: {serviceName: \"shop-miniprogram\", serviceInstanceName: \"1.4.2\", normal: true}, duration: $d) { error results { values { value } } } }",
+            json!({"d": window}),
+        )
+        .await;
+    let version_views: f64 = reply["data"]["r"]["results"][0]["values"][0]["value"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{reply}"));
+    assert_eq!(version_views, page_views, "every fixture view is of 1.4.2");
+    assert_eq!(
+        texts(&page, &card("pageViews")).await,
+        vec![en_us(version_views)]
+    );
+    assert_eq!(
+        texts(&page, &card("sessions")).await,
+        vec![en_us(session_total as f64)]
+    );
+    clean!("overview-version");
 
     // Sessions: the rows are querySessions' page, in its order.
     open(
