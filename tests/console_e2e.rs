@@ -663,7 +663,7 @@ async fn every_console_page_shows_the_graphql_numbers_in_chromium() {
     // Issues: list in queryIssues' order, then an issue's occurrences.
     let issues = server
         .graphql(
-            "query ($c: IssueCondition!) { r: queryIssues(condition: $c) { total issues { id count } } }",
+            "query ($c: IssueCondition!) { r: queryIssues(condition: $c) { total issues { id count versions sessionCount } } }",
             json!({"c": {"serviceName": SERVICE, "duration": window, "paging": {"pageNum": 1, "pageSize": 20}}}),
         )
         .await;
@@ -688,6 +688,15 @@ async fn every_console_page_shows_the_graphql_numbers_in_chromium() {
     assert_eq!(
         attrs(&page, "table.issues tbody tr", "data-count").await,
         counts
+    );
+    // RUM errors' issues know their app version and their sessions.
+    for i in &issue_list {
+        assert_eq!(i["versions"], json!(["1.4.2"]), "{i}");
+        assert!(i["sessionCount"].as_i64().unwrap() >= 1, "{i}");
+    }
+    assert_eq!(
+        texts(&page, "table.issues tbody tr td:nth-child(8)").await,
+        vec!["1.4.2"; issue_list.len()]
     );
     clean!("issues");
     let first = &issue_ids[0];
