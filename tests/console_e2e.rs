@@ -591,6 +591,29 @@ async fn every_console_page_shows_the_graphql_numbers_in_chromium() {
         vec![en_us(session_total as f64)]
     );
     clean!("overview-version");
+    // Every service's overview draws without an error, SDK-only and RUM-only ones too.
+    let services = server
+        .graphql(
+            "query { w: listServices(layer: \"WECHAT_MINI_PROGRAM\") { name } a: listServices(layer: \"ALIPAY_MINI_PROGRAM\") { name } }",
+            json!({}),
+        )
+        .await;
+    let names: Vec<String> = ["w", "a"]
+        .iter()
+        .flat_map(|k| services["data"][k].as_array().cloned().unwrap_or_default())
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.len() >= 3, "{services}");
+    for name in &names {
+        open(&page, &format!("{base}/console/?service={name}&range=1h")).await;
+        assert_eq!(texts(&page, ".error").await, Vec::<String>::new(), "{name}");
+        assert_eq!(texts(&page, ".cards .card").await.len(), 7, "{name}");
+        let found = problems.take();
+        assert!(found.is_empty(), "{name}: {found:#?}");
+        if name.contains("alipay") {
+            shot(&page, "overview-alipay").await;
+        }
+    }
 
     // Sessions: the rows are querySessions' page, in its order.
     open(

@@ -52,7 +52,7 @@ const Charts = (() => {
     const y = (v) => h - pad.b - ((h - pad.t - pad.b) * v) / max;
     let out = `<svg class="chart" viewBox="0 0 ${w} ${h}" role="img" aria-label="${esc(opts.label || 'chart')}">`;
     out += `<line class="axis" x1="${pad.l}" y1="${h - pad.b}" x2="${w - pad.r}" y2="${h - pad.b}"/>`;
-    out += `<text class="tick" x="${pad.l - 4}" y="${pad.t + 8}" text-anchor="end">${esc(SK.fmtNum(max))}${esc(opts.unit || '')}</text>`;
+    out += `<text class="tick" x="${pad.l - 4}" y="${pad.t + 8}" text-anchor="end">${esc(opts.fmt ? opts.fmt(max) : SK.fmtNum(max))}</text>`;
     for (const s of series) {
       let d = '';
       s.values.forEach((v, i) => {

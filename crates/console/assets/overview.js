@@ -42,6 +42,9 @@ SK.page('overview', async (app) => {
     viewsSeries: `${rum}_page_views`,
     slowest: `top_n(meter_${p}_mp_endpoint_first_render_duration, 10, des)`,
   };
+  // RUM intake metrics exist for WeChat only (otel-rules/rum/).
+  const hasRum = p === 'wechat';
+  if (!hasRum) for (const k of ['pageViews', 'errors', 'viewsSeries']) delete exprs[k];
   const rd = await SK.recordDuration(win);
   const sessionCondition = (extra) => Object.assign({ serviceName: svc.name, duration: rd, paging: { pageNum: 1, pageSize: 1 } }, version ? { version } : {}, extra);
   const issueCondition = Object.assign({ serviceName: svc.name, duration: rd, paging: { pageNum: 1, pageSize: 5 }, orderBy: 'COUNT' }, version ? { version } : {});
@@ -58,6 +61,7 @@ SK.page('overview', async (app) => {
   const problems = Object.keys(exprs).filter((k) => data[k].error).map((k) => `${exprs[k]}: ${data[k].error}`);
   if (problems.length) app.append(SK.errorBox(new SK.GraphqlError(problems.join('; '))));
   const single = (k) => {
+    if (!data[k]) return null;
     const v = data[k].results[0] && data[k].results[0].values[0] && data[k].results[0].values[0].value;
     return v === null || v === undefined ? null : Number(v);
   };
@@ -84,10 +88,10 @@ SK.page('overview', async (app) => {
   const pv = single('pageViews');
   const failed = single('failedPct');
   app.append(h('div', { class: 'cards' },
-    card('pageViews', 'Page views', SK.fmtNum(pv ?? 0)),
+    card('pageViews', 'Page views', hasRum ? SK.fmtNum(pv ?? 0) : '—', hasRum ? null : 'RUM metrics are WeChat only'),
     card('sessions', 'Sessions', SK.fmtNum(sessions)),
     card('errorRate', 'Sessions with errors', sessions ? `${SK.fmtNum((errorSessions * 100) / sessions)} %` : '—', `${SK.fmtNum(errorSessions)} of ${SK.fmtNum(sessions)}`),
-    card('errors', 'Errors', SK.fmtNum(single('errors') ?? 0)),
+    card('errors', 'Errors', hasRum ? SK.fmtNum(single('errors') ?? 0) : '—', hasRum ? null : 'see Issues'),
     card('failedRequests', 'Failed requests', failed === null ? '—' : `${SK.fmtNum(failed)} %`, `of ${SK.fmtNum(single('requests') ?? 0)} requests`),
     card('p50', 'Request P50', avgOf('50') === null ? '—' : SK.fmtMs(avgOf('50')), `mean of the ${d.step.toLowerCase()} P50s`),
     card('p95', 'Request P95', avgOf('95') === null ? '—' : SK.fmtMs(avgOf('95')), `mean of the ${d.step.toLowerCase()} P95s`)));
@@ -100,15 +104,16 @@ SK.page('overview', async (app) => {
   const lat = byLabel('latency');
   const labels = (lat['50'] || lat['95'] || []).map((v) => SK.fmtTime(Number(v.id)));
   const num = (v) => (v.value === null || v.value === undefined ? null : Number(v.value));
-  const views = (data.viewsSeries.results[0] || { values: [] }).values;
+  const views = data.viewsSeries ? (data.viewsSeries.results[0] || { values: [] }).values : [];
   app.append(h('div', { class: 'grid2' },
     h('section', {}, h('h3', {}, `Request latency per ${d.step.toLowerCase()}`),
       h('p', { class: 'legend' }, h('span', { class: 'k p50' }, 'P50'), h('span', { class: 'k p95' }, 'P95')),
       Charts.node(Charts.lines([
         { name: 'P50', cls: 'p50', values: (lat['50'] || []).map(num) },
-        { name: 'P95', cls: 'p95', values: (lat['95'] || []).map(num) }], labels, { unit: ' ms', label: 'request latency' }))),
+        { name: 'P95', cls: 'p95', values: (lat['95'] || []).map(num) }], labels, { fmt: SK.fmtMs, label: 'request latency', width: 600, height: 200 }))),
     h('section', {}, h('h3', {}, `Page views per ${d.step.toLowerCase()}`),
-      Charts.node(Charts.bars(views.map((v) => ({ time: Number(v.id), value: num(v) || 0 })), { label: 'page views' })))));
+      hasRum ? Charts.node(Charts.bars(views.map((v) => ({ time: Number(v.id), value: num(v) || 0 })), { label: 'page views', width: 600, height: 200 }))
+        : SK.empty('Page views come from the RUM intake, which has WeChat metrics only.'))));
 
   // Slowest pages and top issues.
   const slow = ((data.slowest.results[0] || { values: [] }).values || []).filter((v) => v.value !== null);
