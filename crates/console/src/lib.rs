@@ -267,6 +267,28 @@ mod tests {
         assert!(body.contains("href=\"/console/sessions\""));
     }
 
+    #[tokio::test]
+    async fn the_bare_mount_point_redirects_to_the_overview() {
+        let response = router::<()>()
+            .oneshot(Request::get("/console").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(response.headers()[header::LOCATION], "/console/");
+    }
+
+    #[tokio::test]
+    async fn pages_allow_only_this_origin() {
+        let response = router::<()>()
+            .oneshot(Request::get("/console/issues").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"));
+    }
+
     #[test]
     fn assets_stay_small() {
         // The page-weight goal is 150 KB per page; the largest page loads the shell, the css,
