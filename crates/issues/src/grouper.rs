@@ -21,6 +21,8 @@ pub mod tags {
     pub const ERROR_FINGERPRINT: &str = "error.fingerprint";
     /// The RUM session.
     pub const SESSION_ID: &str = "session.id";
+    /// The RUM session as the RUM intake tags its error logs.
+    pub const RUM_SESSION_ID: &str = "rum.session.id";
     /// The user.
     pub const USER_ID: &str = "user.id";
     /// HTTP method of a failed request (`http.request.method`, or LAL's `http.method`).
@@ -210,7 +212,9 @@ impl Grouper {
             page: page.to_string(),
             message: message.to_string(),
             stack: cut(stack, STACK_KEPT_MAX_BYTES),
-            session_id: tag(record, source_attributes, tags::SESSION_ID).map(str::to_string),
+            session_id: tag(record, source_attributes, tags::SESSION_ID)
+                .or_else(|| tag(record, source_attributes, tags::RUM_SESSION_ID))
+                .map(str::to_string),
             user_id: tag(record, source_attributes, tags::USER_ID).map(str::to_string),
             trace_id: record.trace_id.clone(),
         })

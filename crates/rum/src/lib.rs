@@ -654,6 +654,9 @@ fn error_log(event: &RumEvent, platform: &str) -> LogData {
         source_attributes: vec![
             ("service.name".to_owned(), event.service.clone()),
             ("service.instance.id".to_owned(), event.version.clone()),
+            // Where the issues grouper reads the version (as the SkyAPM SDK sends it), so a
+            // RUM error's issue knows its versions and finds that version's source maps.
+            ("service.version".to_owned(), event.version.clone()),
             ("miniprogram.platform".to_owned(), platform.to_owned()),
             ("telemetry.sdk.name".to_owned(), event.source.clone()),
         ],

@@ -162,7 +162,8 @@ pub async fn serve(
             config.rum.intake(),
         ))
         .merge(query_routes)
-        .merge(sourcemaps);
+        .merge(sourcemaps)
+        .merge(skylark_console::router());
 
     let rest_addr: SocketAddr = format!("{}:{}", config.core.rest.host, config.core.rest.port)
         .parse()

@@ -303,13 +303,22 @@ impl IssueObject {
             .collect())
     }
 
-    /// Occurrences per minute in `duration` (minutes without any are 0).
+    /// Occurrences per `stepMinutes` (default 1, at most 7 days) in `duration`, each point at
+    /// its first minute; steps without any are 0. A larger step keeps a long window's answer
+    /// small (the console's sparklines ask for a few dozen points).
     async fn trend(
         &self,
         ctx: &Context<'_>,
         duration: DurationInput,
+        step_minutes: Option<i32>,
     ) -> Result<Vec<IssueTrendPoint>> {
         let w = duration.record_window()?;
+        let step = i64::from(step_minutes.unwrap_or(1));
+        if !(1..=TREND_MINUTES_MAX).contains(&step) {
+            return Err(async_graphql::Error::new(format!(
+                "stepMinutes must be between 1 and {TREND_MINUTES_MAX}"
+            )));
+        }
         let start = w.start_ms - w.start_ms.rem_euclid(60_000);
         if (w.end_ms - start) / 60_000 > TREND_MINUTES_MAX {
             return Err(async_graphql::Error::new(format!(
@@ -320,29 +329,39 @@ impl IssueObject {
             .storage
             .issue_minutes(&self.0.id, start, w.end_ms)
             .map_err(Error::from)?;
-        let mut counts = counts.into_iter().peekable();
-        let mut points = Vec::new();
-        let mut minute = start;
-        while minute <= w.end_ms {
-            let mut count = 0;
-            while let Some((m, c)) = counts.peek() {
-                if *m < minute {
-                    counts.next();
-                } else {
-                    if *m == minute {
-                        count = *c as i64;
-                    }
-                    break;
-                }
-            }
-            points.push(IssueTrendPoint {
-                time: Long(minute),
-                count: Long(count),
-            });
-            minute += 60_000;
-        }
-        Ok(points)
+        Ok(trend_points(start, w.end_ms, step * 60_000, counts))
     }
+}
+
+/// Sums per-minute counts (in time order) into points of `step_ms` from `start` to `end`.
+fn trend_points(
+    start: i64,
+    end: i64,
+    step_ms: i64,
+    counts: impl IntoIterator<Item = (i64, u64)>,
+) -> Vec<IssueTrendPoint> {
+    let mut counts = counts.into_iter().peekable();
+    let mut points = Vec::new();
+    let mut at = start;
+    while at <= end {
+        let mut count = 0i64;
+        while let Some((m, c)) = counts.peek() {
+            if *m < at {
+                counts.next();
+            } else if *m < at + step_ms {
+                count += *c as i64;
+                counts.next();
+            } else {
+                break;
+            }
+        }
+        points.push(IssueTrendPoint {
+            time: Long(at),
+            count: Long(count),
+        });
+        at += step_ms;
+    }
+    points
 }
 
 fn event_object(issues: &IssuesContext, e: skylark_core::IssueOccurrence) -> IssueEventObject {
@@ -517,5 +536,39 @@ impl IssueMutation {
             },
             None => refused(&format!("no issue with id {id}")),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trend_points;
+
+    fn counts(points: &[super::IssueTrendPoint]) -> Vec<(i64, i64)> {
+        points.iter().map(|p| (p.time.0, p.count.0)).collect()
+    }
+
+    #[test]
+    fn minute_steps_keep_every_minute_and_larger_steps_sum_them() {
+        let minutes = vec![(0, 2), (60_000, 1), (180_000, 4), (300_000, 1)];
+        assert_eq!(
+            counts(&trend_points(0, 300_000, 60_000, minutes.clone())),
+            vec![
+                (0, 2),
+                (60_000, 1),
+                (120_000, 0),
+                (180_000, 4),
+                (240_000, 0),
+                (300_000, 1)
+            ]
+        );
+        assert_eq!(
+            counts(&trend_points(0, 300_000, 180_000, minutes.clone())),
+            vec![(0, 3), (180_000, 5)]
+        );
+        // Counts before the window are skipped, not added to its first point.
+        assert_eq!(
+            counts(&trend_points(60_000, 120_000, 120_000, minutes)),
+            vec![(60_000, 1)]
+        );
     }
 }
