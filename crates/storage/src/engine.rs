@@ -12,7 +12,7 @@ use crate::model::{IssueQuery, SourceMapRecord};
 use crate::records::{self, LogIds};
 use crate::rows::{self, RowOp, RowStore};
 use crate::templates;
-use crate::traffic::TrafficCache;
+use crate::traffic::{TakenTraffic, TrafficCache};
 use crate::Result;
 use parking_lot::{Mutex, RwLock};
 use skylark_core::traffic::Traffic;
@@ -52,6 +52,14 @@ fn merge_into(rows: &mut Rows, key: Vec<u8>, function: MetricFunction, state: &M
     }
 }
 
+/// Rows per storage batch of a flush. sled applies a batch under a lock that every reader and
+/// writer of the database waits for, so one batch of a whole flush (100k+ rows at scale) held
+/// queries and log writes off for seconds; a chunk of this size lands in milliseconds.
+const FLUSH_CHUNK_ROWS: usize = 1024;
+
+/// Deletions per batch while expiring metric rows, for the same reason.
+const EXPIRY_CHUNK_ROWS: usize = 4096;
+
 fn rows_with_prefix<'a>(rows: &'a Rows, prefix: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
     rows.keys()
         .map(|k| k.as_slice())
@@ -66,7 +74,9 @@ pub(crate) struct Engine<K: RowStore> {
     /// `pending.len()` as of its last change, readable without the lock: every request asks
     /// (backpressure) while the applier holds the lock to aggregate.
     pending_len: AtomicUsize,
-    /// Rows a running flush took from `pending`, visible to reads until they are stored.
+    /// Rows a running flush took from `pending` and has not stored yet, visible to reads. A
+    /// chunk's rows leave it in the same write-locked step that stores them, so a reader sees
+    /// each row either stored or in flight, never both; the lock is held for one chunk only.
     /// Lock order: `in_flight` before `pending`.
     in_flight: RwLock<Rows>,
     traffic: RwLock<TrafficCache>,
@@ -108,7 +118,17 @@ impl<K: RowStore> Engine<K> {
         emissions: Vec<MetricEmission>,
     ) -> Result<()> {
         let mut pending = self.pending.lock();
-        self.aggregate(&mut pending, emissions);
+        if seq <= self.metrics_mark.recovery_horizon() {
+            // A replay of an entry a cut-short flush may have stored in some rows already.
+            self.aggregate(&mut pending, emissions, |key| {
+                Ok(match self.store.get(key)? {
+                    Some(bytes) => rows::decode_metric(key, &bytes)?.through < seq,
+                    None => true,
+                })
+            })?;
+        } else {
+            self.aggregate(&mut pending, emissions, |_| Ok(true))?;
+        }
         self.pending_len.store(pending.len(), Ordering::Relaxed);
         self.metrics_mark.advance(seq);
         Ok(())
@@ -248,12 +268,19 @@ impl<K: RowStore> Engine<K> {
 
     pub(crate) fn write_metrics(&self, emissions: Vec<MetricEmission>) -> Result<()> {
         let mut pending = self.pending.lock();
-        self.aggregate(&mut pending, emissions);
+        self.aggregate(&mut pending, emissions, |_| Ok(true))?;
         self.pending_len.store(pending.len(), Ordering::Relaxed);
         Ok(())
     }
 
-    fn aggregate(&self, pending: &mut Rows, emissions: Vec<MetricEmission>) {
+    /// Combines `emissions` into their minute, hour and day rows, each row only when `wanted`
+    /// says so for its key.
+    fn aggregate(
+        &self,
+        pending: &mut Rows,
+        emissions: Vec<MetricEmission>,
+        mut wanted: impl FnMut(&[u8]) -> Result<bool>,
+    ) -> Result<()> {
         let mut key = Vec::new();
         for emission in &emissions {
             let function = emission.metric.function;
@@ -270,6 +297,7 @@ impl<K: RowStore> Engine<K> {
             for step in METRIC_STEPS.into_iter().filter(|s| *s >= base.step) {
                 let bucket = base.to_step(step);
                 match keys::write_metric_key(&mut key, &emission.metric.name, &entity_id, bucket) {
+                    Some(()) if !wanted(&key)? => {}
                     // Most rows are already pending: combine without allocating a key.
                     Some(()) => match pending.get_mut(key.as_slice()) {
                         Some(row) => row.state.combine(function, &state),
@@ -282,6 +310,7 @@ impl<K: RowStore> Engine<K> {
                 }
             }
         }
+        Ok(())
     }
 
     pub(crate) fn write_traffic(&self, traffic: Vec<Traffic>, now_ms: i64) -> Result<()> {
@@ -293,6 +322,13 @@ impl<K: RowStore> Engine<K> {
         self.pending_len.load(Ordering::Relaxed)
     }
 
+    /// Stores every pending row in chunks of [`FLUSH_CHUNK_ROWS`], each row with the flush's
+    /// mark, and the mark itself (with the entity traffic) in the last chunk.
+    ///
+    /// A chunk is atomic but the flush is not: after a crash between chunks the stored mark is
+    /// below what some rows hold. The "started" mark, stored with the first chunk, tells the
+    /// next start to replay the entries up to it row by row (`write_metrics_through`), adding
+    /// an entry only to rows whose own mark is below it, so nothing counts twice.
     pub(crate) fn flush(&self) -> Result<()> {
         let _flushing = self.flush_lock.lock();
         let started = Instant::now();
@@ -303,61 +339,95 @@ impl<K: RowStore> Engine<K> {
             self.pending_len.store(pending.len(), Ordering::Relaxed);
             self.metrics_mark.take()
         };
-        // Traffic is taken after the swap: a writer records traffic before the emissions it
-        // marks, so everything the mark covers is in this batch.
-        let mut ops: Vec<RowOp> = Vec::new();
-        ops.extend(self.metrics_mark.op(mark));
-        let taken = self.traffic.write().take_dirty(&mut ops)?;
-        let result = self.write_in_flight(ops);
-        match &result {
-            Ok(rows) => {
+        let mut keys: Vec<Vec<u8>> = self.in_flight.read().keys().cloned().collect();
+        // Key order: a chunk touches neighbouring tree leaves.
+        keys.sort_unstable();
+        let result = self.write_in_flight(&keys, mark);
+        match result {
+            Ok(()) => {
                 self.metrics_mark.stored(mark);
                 tracing::debug!(
-                    rows = *rows,
+                    rows = keys.len(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "storage flushed"
-                )
+                );
+                Ok(())
             }
-            Err(error) => {
+            Err((taken, error)) => {
                 tracing::error!(%error, "storage flush failed, rows kept in memory for the next one");
                 self.restore_in_flight();
-                self.traffic.write().restore_dirty(taken);
+                if let Some(taken) = taken {
+                    self.traffic.write().restore_dirty(taken);
+                }
+                Err(error)
             }
         }
-        result.map(|_| ())
     }
 
-    /// Reads, combines and writes every in-flight row in one batch together with `ops`.
-    fn write_in_flight(&self, mut ops: Vec<RowOp>) -> Result<usize> {
-        let in_flight = self.in_flight.read();
-        ops.reserve(in_flight.len());
-        for (key, row) in in_flight.iter() {
-            let state = match self.store.get(key)? {
-                Some(bytes) => {
-                    let mut stored = rows::decode_metric(key, &bytes)?;
-                    stored.combine(row.function, &row.state);
-                    stored
+    /// Reads, combines and writes the in-flight rows under `keys`, chunk by chunk, each row
+    /// leaving `in_flight` as its chunk lands; the last chunk also stores `mark` and the dirty
+    /// traffic. On failure, hands back the traffic it took.
+    fn write_in_flight(
+        &self,
+        keys: &[Vec<u8>],
+        mark: u64,
+    ) -> std::result::Result<(), (Option<TakenTraffic>, crate::Error)> {
+        let chunks: Vec<&[Vec<u8>]> = if keys.is_empty() {
+            vec![&[]]
+        } else {
+            keys.chunks(FLUSH_CHUNK_ROWS).collect()
+        };
+        let last = chunks.len() - 1;
+        for (index, chunk) in chunks.into_iter().enumerate() {
+            let fail = |error| (None, error);
+            let mut ops: Vec<RowOp> = Vec::with_capacity(chunk.len() + 2);
+            if index == 0 && !chunk.is_empty() {
+                ops.push(MarkKind::MetricsStarted.op(mark));
+            }
+            {
+                let in_flight = self.in_flight.read();
+                for key in chunk {
+                    let Some(row) = in_flight.get(key) else {
+                        continue;
+                    };
+                    let state = match self.store.get(key).map_err(fail)? {
+                        Some(bytes) => {
+                            let mut stored = rows::decode_metric(key, &bytes).map_err(fail)?.state;
+                            stored.combine(row.function, &row.state);
+                            stored
+                        }
+                        None => row.state.clone(),
+                    };
+                    let value = rows::encode_metric(row.function, &state, mark).map_err(fail)?;
+                    ops.push((key.clone(), Some(value)));
                 }
-                None => row.state.clone(),
+            }
+            let mut taken = None;
+            if index == last {
+                ops.extend(self.metrics_mark.op(mark));
+                taken = Some(self.traffic.write().take_dirty(&mut ops).map_err(fail)?);
+            }
+            if ops.is_empty() {
+                continue;
+            }
+            let mut in_flight = self.in_flight.write();
+            let applied = if index == last {
+                self.store.apply(ops)
+            } else {
+                self.store.apply_unsynced(ops)
             };
-            ops.push((
-                key.clone(),
-                Some(rows::encode_metric(row.function, &state)?),
-            ));
+            if let Err(error) = applied {
+                return Err((taken, error));
+            }
+            for key in chunk {
+                in_flight.remove(key);
+            }
         }
-        let count = ops.len();
-        drop(in_flight);
-        if ops.is_empty() {
-            return Ok(0);
-        }
-        // Readers are held off while the batch lands, so none sees a row both stored and in flight.
-        let mut in_flight = self.in_flight.write();
-        self.store.apply(ops)?;
-        in_flight.clear();
-        Ok(count)
+        Ok(())
     }
 
-    /// Puts in-flight rows back in front of anything written since the flush began.
+    /// Puts the rows still in flight (those of chunks that did not land) back in front of
+    /// anything written since the flush began.
     fn restore_in_flight(&self) {
         let mut in_flight = self.in_flight.write();
         let mut pending = self.pending.lock();
@@ -385,7 +455,7 @@ impl<K: RowStore> Engine<K> {
                 continue;
             };
             let mut state = match self.store.get(&key)? {
-                Some(bytes) => Some(rows::decode_metric(&key, &bytes)?),
+                Some(bytes) => Some(rows::decode_metric(&key, &bytes)?.state),
                 None => None,
             };
             let newer = [
@@ -611,8 +681,10 @@ impl<K: RowStore> Engine<K> {
         let metric_rows = ops.len();
         self.traffic.write().remove_older_than(cutoff_ms, &mut ops);
         let removed = ops.len() as u64;
-        if !ops.is_empty() {
-            self.store.apply(ops)?;
+        // Deleting is idempotent: chunks keep each batch short without any mark.
+        while !ops.is_empty() {
+            let rest = ops.split_off(ops.len().saturating_sub(EXPIRY_CHUNK_ROWS));
+            self.store.apply(rest)?;
         }
         tracing::info!(
             metric_rows,
@@ -630,5 +702,237 @@ impl<K: RowStore> Drop for Engine<K> {
         if let Err(error) = self.flush() {
             tracing::error!(%error, "final storage flush failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::{RangeVisitor, RowVisitor};
+    use skylark_core::{Layer, MeterEntity, MeterValue, Scope};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    /// Rows shared between engines (one "data folder" across a crash), failing every write once
+    /// `writes_left` runs out, as a process killed between two batches would.
+    #[derive(Clone)]
+    struct SharedRows {
+        rows: Arc<parking_lot::RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>,
+        writes_left: Arc<AtomicUsize>,
+    }
+
+    impl SharedRows {
+        fn new() -> Self {
+            SharedRows {
+                rows: Arc::default(),
+                writes_left: Arc::new(AtomicUsize::new(usize::MAX)),
+            }
+        }
+
+        fn metric_rows(&self) -> usize {
+            self.rows
+                .read()
+                .keys()
+                .filter(|k| k.first() == Some(&b'm'))
+                .count()
+        }
+    }
+
+    impl RowStore for SharedRows {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(self.rows.read().get(key).cloned())
+        }
+
+        fn scan_prefix(&self, prefix: &[u8], visit: &mut RowVisitor<'_>) -> Result<()> {
+            for (key, value) in self.rows.read().range(prefix.to_vec()..) {
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                visit(key, value)?;
+            }
+            Ok(())
+        }
+
+        fn scan_range(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            _reverse: bool,
+            visit: &mut RangeVisitor<'_>,
+        ) -> Result<()> {
+            if start < end {
+                for (key, value) in self.rows.read().range(start.to_vec()..end.to_vec()) {
+                    if !visit(key, value)? {
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
+            let mut keys = Vec::new();
+            self.scan_range(start, end, false, &mut |k, _| {
+                keys.push(k.to_vec());
+                Ok(true)
+            })?;
+            Ok(keys)
+        }
+
+        fn apply(&self, ops: Vec<RowOp>) -> Result<()> {
+            let left = self.writes_left.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(crate::Error::Unsupported(
+                    "writes after the simulated crash",
+                ));
+            }
+            self.writes_left.store(left - 1, Ordering::SeqCst);
+            let mut rows = self.rows.write();
+            for (key, value) in ops {
+                match value {
+                    Some(value) => rows.insert(key, value),
+                    None => rows.remove(&key),
+                };
+            }
+            Ok(())
+        }
+    }
+
+    const MINUTE: i64 = 202612061005;
+
+    fn metric() -> Arc<MetricDefinition> {
+        Arc::new(MetricDefinition {
+            name: "meter_wechat_mp_app_launch_duration".to_string(),
+            scope: Scope::Service,
+            function: MetricFunction::Avg,
+            percentile_ranks: Vec::new(),
+        })
+    }
+
+    /// One emission per service for `services` services: with its hour and day rows, three
+    /// rows each, so a flush of them spans several chunks.
+    fn entry(services: usize, value: i64) -> Vec<MetricEmission> {
+        (0..services)
+            .map(|i| MetricEmission {
+                metric: metric(),
+                entity: MeterEntity::service(format!("mp-{i:05}"), Layer::WECHAT_MINI_PROGRAM),
+                minute: TimeBucket {
+                    step: Step::Minute,
+                    value: MINUTE,
+                },
+                value: MeterValue::Single(value),
+            })
+            .collect()
+    }
+
+    /// Every stored (minute, hour, day) value of every service.
+    fn values(engine: &Engine<SharedRows>, services: usize) -> Vec<Option<MetricValue>> {
+        let minute = TimeBucket {
+            step: Step::Minute,
+            value: MINUTE,
+        };
+        let buckets = [
+            minute,
+            minute.to_step(Step::Hour),
+            minute.to_step(Step::Day),
+        ];
+        let metric = metric();
+        (0..services)
+            .flat_map(|i| {
+                let entity = MeterEntity::service(format!("mp-{i:05}"), Layer::WECHAT_MINI_PROGRAM);
+                engine.read_metric(&metric, &entity.id(), &buckets).unwrap()
+            })
+            .collect()
+    }
+
+    const SERVICES: usize = 2000;
+
+    #[test]
+    fn a_flush_spans_chunks_and_reads_the_same_as_one_batch() {
+        let rows = SharedRows::new();
+        let engine = Engine::new(rows.clone()).unwrap();
+        engine
+            .write_metrics_through(1, entry(SERVICES, 100))
+            .unwrap();
+        engine
+            .write_metrics_through(2, entry(SERVICES, 300))
+            .unwrap();
+        let before = values(&engine, SERVICES);
+        let writes_before = rows.writes_left.load(Ordering::SeqCst);
+        engine.flush().unwrap();
+        let batches = writes_before - rows.writes_left.load(Ordering::SeqCst);
+        assert_eq!(batches, (3 * SERVICES).div_ceil(FLUSH_CHUNK_ROWS));
+        assert_eq!(values(&engine, SERVICES), before);
+        assert!(before.iter().all(|v| *v == Some(MetricValue::Single(200))));
+        assert_eq!(engine.applied_seqs().unwrap().metrics, 2);
+    }
+
+    #[test]
+    fn a_flush_cut_short_between_chunks_counts_nothing_twice_after_replay() {
+        let entries = [(1, entry(SERVICES, 100)), (2, entry(SERVICES, 300))];
+        let reference = Engine::new(SharedRows::new()).unwrap();
+        for (seq, emissions) in entries.clone() {
+            reference.write_metrics_through(seq, emissions).unwrap();
+        }
+        reference.flush().unwrap();
+        // A third entry arrives after the flush began: it was never stored.
+        reference
+            .write_metrics_through(3, entry(10, 1_000))
+            .unwrap();
+        reference.flush().unwrap();
+
+        let rows = SharedRows::new();
+        let crashed = Engine::new(rows.clone()).unwrap();
+        for (seq, emissions) in entries.clone() {
+            crashed.write_metrics_through(seq, emissions).unwrap();
+        }
+        // Two chunks land, then the process dies.
+        rows.writes_left.store(2, Ordering::SeqCst);
+        assert!(crashed.flush().is_err());
+        // No final flush: a killed process runs no destructor.
+        std::mem::forget(crashed);
+        assert_eq!(rows.metric_rows(), 2 * FLUSH_CHUNK_ROWS);
+
+        rows.writes_left.store(usize::MAX, Ordering::SeqCst);
+        let restarted = Engine::new(rows.clone()).unwrap();
+        let from = restarted.applied_seqs().unwrap().metrics;
+        assert_eq!(from, 0, "the mark is stored with the last chunk only");
+        for (seq, emissions) in entries.into_iter().filter(|(seq, _)| *seq > from) {
+            restarted.write_metrics_through(seq, emissions).unwrap();
+        }
+        restarted
+            .write_metrics_through(3, entry(10, 1_000))
+            .unwrap();
+        restarted.flush().unwrap();
+        let (got, want) = (values(&restarted, SERVICES), values(&reference, SERVICES));
+        let wrong = got.iter().zip(&want).filter(|(g, w)| g != w).count();
+        assert_eq!(
+            wrong,
+            0,
+            "{wrong} of {} values differ, e.g. {:?} vs {:?}",
+            got.len(),
+            got.iter().zip(&want).find(|(g, w)| g != w),
+            want.first()
+        );
+        assert_eq!(restarted.applied_seqs().unwrap().metrics, 3);
+    }
+
+    #[test]
+    fn a_failed_chunk_keeps_its_rows_for_the_next_flush() {
+        let rows = SharedRows::new();
+        let engine = Engine::new(rows.clone()).unwrap();
+        engine
+            .write_metrics_through(1, entry(SERVICES, 100))
+            .unwrap();
+        let expected = values(&engine, SERVICES);
+        rows.writes_left.store(1, Ordering::SeqCst);
+        assert!(engine.flush().is_err());
+        // Nothing is lost or doubled while the store is down, nor once it is back.
+        assert_eq!(values(&engine, SERVICES), expected);
+        rows.writes_left.store(usize::MAX, Ordering::SeqCst);
+        engine.flush().unwrap();
+        assert_eq!(values(&engine, SERVICES), expected);
+        assert_eq!(engine.pending_rows(), 0);
     }
 }

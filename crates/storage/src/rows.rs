@@ -35,6 +35,13 @@ pub(crate) trait RowStore: Send + Sync + 'static {
 
     /// Applies every op atomically (one sled `Batch`) and makes it durable.
     fn apply(&self, ops: Vec<RowOp>) -> Result<()>;
+
+    /// Applies every op atomically, durable only with the next [`RowStore::apply`]: for the
+    /// leading chunks of a flush, whose mark lands with the last one. A crash may lose such a
+    /// batch, never a part of one, and never one that an `apply` after it made durable.
+    fn apply_unsynced(&self, ops: Vec<RowOp>) -> Result<()> {
+        self.apply(ops)
+    }
 }
 
 /// `MetricState` as stored: JSON objects cannot have label maps as keys, so tables become lists.
@@ -54,6 +61,20 @@ struct StoredMetricRow {
     /// Kept so a row stays readable by hand and a redefinition can be spotted.
     function: MetricFunction,
     state: StoredState,
+    /// The metrics mark of the flush that last wrote the row: the row holds every emission of
+    /// write-ahead-log entries up to it. Flushes land in chunks, so this, not the global mark,
+    /// tells a reader or a replay whether an entry is already in the row. Rows written before
+    /// chunked flushes have none (0): they were stored whole, with the global mark.
+    #[serde(default)]
+    through: u64,
+}
+
+/// A decoded metric row.
+#[derive(Debug)]
+pub(crate) struct MetricRow {
+    /// See `StoredMetricRow::through`.
+    pub(crate) through: u64,
+    pub(crate) state: MetricState,
 }
 
 impl From<&MetricState> for StoredState {
@@ -102,19 +123,27 @@ fn corrupt(key: &[u8], source: serde_json::Error) -> Error {
     }
 }
 
-/// Encodes a metric row.
-pub(crate) fn encode_metric(function: MetricFunction, state: &MetricState) -> Result<Vec<u8>> {
+/// Encodes a metric row written by the flush holding mark `through`.
+pub(crate) fn encode_metric(
+    function: MetricFunction,
+    state: &MetricState,
+    through: u64,
+) -> Result<Vec<u8>> {
     serde_json::to_vec(&StoredMetricRow {
         function,
         state: state.into(),
+        through,
     })
     .map_err(Error::Encode)
 }
 
 /// Decodes a metric row stored under `key`.
-pub(crate) fn decode_metric(key: &[u8], bytes: &[u8]) -> Result<MetricState> {
+pub(crate) fn decode_metric(key: &[u8], bytes: &[u8]) -> Result<MetricRow> {
     let row: StoredMetricRow = serde_json::from_slice(bytes).map_err(|e| corrupt(key, e))?;
-    Ok(row.state.into())
+    Ok(MetricRow {
+        through: row.through,
+        state: row.state.into(),
+    })
 }
 
 /// A service-in-layer row.
@@ -145,8 +174,17 @@ mod tests {
         let mut t = BTreeMap::new();
         t.insert(labels, (7, 2));
         let state = MetricState::AvgTable(t);
-        let bytes = encode_metric(MetricFunction::AvgHistogramPercentile, &state).unwrap();
-        assert_eq!(decode_metric(b"k", &bytes).unwrap(), state);
+        let bytes = encode_metric(MetricFunction::AvgHistogramPercentile, &state, 42).unwrap();
+        let row = decode_metric(b"k", &bytes).unwrap();
+        assert_eq!(row.state, state);
+        assert_eq!(row.through, 42);
+    }
+
+    #[test]
+    fn rows_stored_before_chunked_flushes_read_as_through_zero() {
+        let row = decode_metric(b"k", br#"{"function":"Sum","state":{"Sum":7}}"#).unwrap();
+        assert_eq!(row.state, MetricState::Sum(7));
+        assert_eq!(row.through, 0);
     }
 
     #[test]
