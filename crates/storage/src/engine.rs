@@ -94,6 +94,7 @@ pub(crate) struct Engine<K: RowStore> {
 impl<K: RowStore> Engine<K> {
     /// An engine over `store`, with the traffic mirror loaded from it.
     pub(crate) fn new(store: K) -> Result<Self> {
+        migrate_format(&store)?;
         let traffic = TrafficCache::load(&store)?;
         let metrics_mark = MetricsMark::load(&store)?;
         Ok(Engine {
@@ -696,6 +697,83 @@ impl<K: RowStore> Engine<K> {
     }
 }
 
+/// The storage format this build writes: 2 = binary metric rows carrying their persist's mark.
+pub(crate) const CURRENT_FORMAT: u32 = 2;
+
+/// Rows rewritten per batch while migrating.
+const MIGRATION_CHUNK_ROWS: usize = 4096;
+
+/// Brings a data folder to [`CURRENT_FORMAT`] before anything reads it, or refuses a newer one.
+///
+/// Format 1 (folders written before formats were numbered) stored metric rows as JSON; they are
+/// rewritten in the binary format chunk by chunk, then the format row is written. A migration
+/// cut short is simply done again: both encodings decode, and a rewritten row is skipped.
+fn migrate_format(store: &dyn RowStore) -> Result<()> {
+    let found = match store.get(&[keys::FORMAT])? {
+        Some(bytes) => {
+            let bytes =
+                <[u8; 4]>::try_from(bytes.as_slice()).map_err(|_| crate::Error::CorruptFormat)?;
+            u32::from_be_bytes(bytes)
+        }
+        None => 1,
+    };
+    if found > CURRENT_FORMAT {
+        return Err(crate::Error::NewerFormat {
+            found,
+            supported: CURRENT_FORMAT,
+        });
+    }
+    if found == CURRENT_FORMAT {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut migrated = 0usize;
+    let mut from = vec![keys::METRIC];
+    let end = vec![keys::METRIC + 1];
+    loop {
+        let mut ops: Vec<RowOp> = Vec::new();
+        let mut last: Option<Vec<u8>> = None;
+        store.scan_range(&from, &end, false, &mut |key, value| {
+            if rows::is_json_metric(value) {
+                let row = rows::decode_metric(key, value)?;
+                ops.push((
+                    key.to_vec(),
+                    Some(rows::encode_metric(row.function, &row.state, row.through)?),
+                ));
+            }
+            last = Some(key.to_vec());
+            Ok(ops.len() < MIGRATION_CHUNK_ROWS)
+        })?;
+        migrated += ops.len();
+        let done = ops.len() < MIGRATION_CHUNK_ROWS;
+        if !ops.is_empty() {
+            store.apply(ops)?;
+        }
+        match last {
+            Some(mut key) if !done => {
+                // The next scan starts just after the last key seen.
+                key.push(0);
+                from = key;
+            }
+            _ => break,
+        }
+    }
+    store.apply(vec![(
+        vec![keys::FORMAT],
+        Some(CURRENT_FORMAT.to_be_bytes().to_vec()),
+    )])?;
+    if migrated > 0 {
+        tracing::info!(
+            from = found,
+            to = CURRENT_FORMAT,
+            metric_rows = migrated,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "data folder migrated"
+        );
+    }
+    Ok(())
+}
+
 impl<K: RowStore> Drop for Engine<K> {
     fn drop(&mut self) {
         // Closing must not lose the last few seconds of aggregation.
@@ -709,7 +787,7 @@ impl<K: RowStore> Drop for Engine<K> {
 mod tests {
     use super::*;
     use crate::rows::{RangeVisitor, RowVisitor};
-    use skylark_core::{Layer, MeterEntity, MeterValue, Scope};
+    use skylark_core::{Layer, MeterEntity, MeterValue, MetricState, Scope};
     use std::collections::BTreeMap;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
@@ -916,6 +994,67 @@ mod tests {
             want.first()
         );
         assert_eq!(restarted.applied_seqs().unwrap().metrics, 3);
+    }
+
+    #[test]
+    fn a_format_1_folder_is_migrated_at_start_and_reads_the_same() {
+        // Written as format 1 did: JSON rows, no format row.
+        let rows = SharedRows::new();
+        let legacy = Engine::new(SharedRows::new()).unwrap();
+        legacy.write_metrics(entry(3_000, 120)).unwrap();
+        legacy.flush().unwrap();
+        let expected = values(&legacy, 3_000);
+        {
+            let mut stored = rows.rows.write();
+            for (key, value) in legacy.store.rows.read().iter() {
+                let value = if key.first() == Some(&keys::METRIC) {
+                    let row = rows::decode_metric(key, value).unwrap();
+                    let state = match row.state {
+                        MetricState::Avg { summation, count } => {
+                            format!(r#"{{"Avg":{{"summation":{summation},"count":{count}}}}}"#)
+                        }
+                        other => panic!("unexpected state {other:?}"),
+                    };
+                    format!(r#"{{"function":"Avg","state":{state}}}"#).into_bytes()
+                } else {
+                    value.clone()
+                };
+                if key.as_slice() != [keys::FORMAT] {
+                    stored.insert(key.clone(), value);
+                }
+            }
+        }
+        assert!(rows.rows.read().values().any(|v| v.first() == Some(&b'{')));
+
+        let migrated = Engine::new(rows.clone()).unwrap();
+        assert_eq!(values(&migrated, 3_000), expected);
+        let stored = rows.rows.read();
+        let metric_rows: Vec<&Vec<u8>> = stored
+            .iter()
+            .filter(|(k, _)| k.first() == Some(&keys::METRIC))
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(metric_rows.len(), 9_000);
+        assert!(metric_rows.iter().all(|v| !rows::is_json_metric(v)));
+        assert_eq!(
+            stored.get(&vec![keys::FORMAT]),
+            Some(&CURRENT_FORMAT.to_be_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn a_folder_from_a_newer_skylark_is_refused_untouched() {
+        let rows = SharedRows::new();
+        rows.rows
+            .write()
+            .insert(vec![keys::FORMAT], 3u32.to_be_bytes().to_vec());
+        let error = Engine::new(rows.clone()).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "the data folder is in storage format 3, newer than this Skylark reads (format 2): \
+             run the Skylark that wrote it, or start from an empty folder"
+        );
+        assert_eq!(rows.rows.read().len(), 1);
     }
 
     #[test]
