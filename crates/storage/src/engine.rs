@@ -37,10 +37,40 @@ struct PendingRow {
 /// byte; the prefix scans of queries and retention are rare and walk the few thousand rows.
 type Rows = foldhash::HashMap<Vec<u8>, PendingRow>;
 
-fn merge_into(rows: &mut Rows, key: Vec<u8>, function: MetricFunction, state: &MetricState) {
+/// Memory of one pending row apart from its key bytes and table entries: the map slot (key
+/// `Vec` header, `PendingRow`), hash-table control bytes and load factor, the key's allocation
+/// rounding.
+const ROW_OVERHEAD_BYTES: usize = 96;
+
+/// Memory of one labeled-table entry: its B-tree slot and node share, and the label set it
+/// keys (shared `Arc`s of shared text, counted once per row that holds them).
+const TABLE_ENTRY_BYTES: usize = 104;
+
+/// Estimated memory of a pending row under `key`.
+fn row_bytes(key: &[u8], state: &MetricState) -> usize {
+    ROW_OVERHEAD_BYTES + key.len() + state.table_len() * TABLE_ENTRY_BYTES
+}
+
+/// Estimated memory of every row of `rows`.
+fn rows_bytes(rows: &Rows) -> usize {
+    rows.iter().map(|(k, row)| row_bytes(k, &row.state)).sum()
+}
+
+/// Combines `state` into the row under `key`; returns how many bytes the row grew by.
+fn merge_into(
+    rows: &mut Rows,
+    key: Vec<u8>,
+    function: MetricFunction,
+    state: &MetricState,
+) -> usize {
     match rows.get_mut(&key) {
-        Some(row) => row.state.combine(function, state),
+        Some(row) => {
+            let before = row.state.table_len();
+            row.state.combine(function, state);
+            row.state.table_len().saturating_sub(before) * TABLE_ENTRY_BYTES
+        }
         None => {
+            let bytes = row_bytes(&key, state);
             rows.insert(
                 key,
                 PendingRow {
@@ -48,6 +78,7 @@ fn merge_into(rows: &mut Rows, key: Vec<u8>, function: MetricFunction, state: &M
                     state: state.clone(),
                 },
             );
+            bytes
         }
     }
 }
@@ -74,6 +105,10 @@ pub(crate) struct Engine<K: RowStore> {
     /// `pending.len()` as of its last change, readable without the lock: every request asks
     /// (backpressure) while the applier holds the lock to aggregate.
     pending_len: AtomicUsize,
+    /// Estimated memory of `pending`, kept with `pending_len`.
+    pending_bytes: AtomicUsize,
+    /// Estimated memory of `in_flight`, shrinking as its chunks land.
+    in_flight_bytes: AtomicUsize,
     /// Rows a running flush took from `pending` and has not stored yet, visible to reads. A
     /// chunk's rows leave it in the same write-locked step that stores them, so a reader sees
     /// each row either stored or in flight, never both; the lock is held for one chunk only.
@@ -101,6 +136,8 @@ impl<K: RowStore> Engine<K> {
             store,
             pending: Mutex::new(Rows::default()),
             pending_len: AtomicUsize::new(0),
+            pending_bytes: AtomicUsize::new(0),
+            in_flight_bytes: AtomicUsize::new(0),
             in_flight: RwLock::new(Rows::default()),
             traffic: RwLock::new(traffic),
             flush_lock: Mutex::new(()),
@@ -283,6 +320,7 @@ impl<K: RowStore> Engine<K> {
         mut wanted: impl FnMut(&[u8]) -> Result<bool>,
     ) -> Result<()> {
         let mut key = Vec::new();
+        let mut grown = 0usize;
         for emission in &emissions {
             let function = emission.metric.function;
             let state = MetricState::from_emission(function, &emission.value);
@@ -301,8 +339,13 @@ impl<K: RowStore> Engine<K> {
                     Some(()) if !wanted(&key)? => {}
                     // Most rows are already pending: combine without allocating a key.
                     Some(()) => match pending.get_mut(key.as_slice()) {
-                        Some(row) => row.state.combine(function, &state),
-                        None => merge_into(pending, key.clone(), function, &state),
+                        Some(row) => {
+                            let before = row.state.table_len();
+                            row.state.combine(function, &state);
+                            grown +=
+                                row.state.table_len().saturating_sub(before) * TABLE_ENTRY_BYTES;
+                        }
+                        None => grown += merge_into(pending, key.clone(), function, &state),
                     },
                     None => tracing::warn!(
                         metric = %emission.metric.name,
@@ -311,6 +354,7 @@ impl<K: RowStore> Engine<K> {
                 }
             }
         }
+        self.pending_bytes.fetch_add(grown, Ordering::Relaxed);
         Ok(())
     }
 
@@ -321,6 +365,10 @@ impl<K: RowStore> Engine<K> {
 
     pub(crate) fn pending_rows(&self) -> usize {
         self.pending_len.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.pending_bytes.load(Ordering::Relaxed) + self.in_flight_bytes.load(Ordering::Relaxed)
     }
 
     /// Stores every pending row in chunks of [`FLUSH_CHUNK_ROWS`], each row with the flush's
@@ -338,6 +386,8 @@ impl<K: RowStore> Engine<K> {
             let mut pending = self.pending.lock();
             std::mem::swap(&mut *in_flight, &mut *pending);
             self.pending_len.store(pending.len(), Ordering::Relaxed);
+            let bytes = self.pending_bytes.swap(0, Ordering::Relaxed);
+            self.in_flight_bytes.store(bytes, Ordering::Relaxed);
             self.metrics_mark.take()
         };
         let mut keys: Vec<Vec<u8>> = self.in_flight.read().keys().cloned().collect();
@@ -420,9 +470,18 @@ impl<K: RowStore> Engine<K> {
             if let Err(error) = applied {
                 return Err((taken, error));
             }
+            let mut freed = 0;
             for key in chunk {
-                in_flight.remove(key);
+                if let Some(row) = in_flight.remove(key) {
+                    freed += row_bytes(key, &row.state);
+                }
             }
+            // Estimates of rows that grew while pending can exceed the sum: never wrap.
+            let left = self
+                .in_flight_bytes
+                .load(Ordering::Relaxed)
+                .saturating_sub(freed);
+            self.in_flight_bytes.store(left, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -439,6 +498,9 @@ impl<K: RowStore> Engine<K> {
         }
         *pending = restored;
         self.pending_len.store(pending.len(), Ordering::Relaxed);
+        self.pending_bytes
+            .store(rows_bytes(&pending), Ordering::Relaxed);
+        self.in_flight_bytes.store(0, Ordering::Relaxed);
     }
 
     pub(crate) fn read_metric(
@@ -677,6 +739,8 @@ impl<K: RowStore> Engine<K> {
                 }
             }
             self.pending_len.store(pending.len(), Ordering::Relaxed);
+            self.pending_bytes
+                .store(rows_bytes(&pending), Ordering::Relaxed);
         }
         let mut ops: Vec<RowOp> = doomed.into_iter().map(|k| (k, None)).collect();
         let metric_rows = ops.len();
