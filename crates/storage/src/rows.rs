@@ -179,6 +179,34 @@ pub(crate) fn encode<T: serde::Serialize>(row: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(row).map_err(Error::Encode)
 }
 
+/// The first byte of a record row (log, segment) in the binary format (format 2). Format-1
+/// rows are JSON objects, so they start with `{`.
+const BINARY_RECORD_ROW: u8 = 2;
+
+/// Encodes a log or segment row: a tag byte, then postcard. Only for types whose serde shape
+/// is positional (no skipped fields, no self-describing values): postcard has no field names.
+pub(crate) fn encode_record<T: serde::Serialize>(row: &T) -> Result<Vec<u8>> {
+    postcard::to_extend(row, vec![BINARY_RECORD_ROW]).map_err(Error::EncodeRow)
+}
+
+/// Whether a log or segment row is in the binary format.
+pub(crate) fn is_binary_record(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&BINARY_RECORD_ROW)
+}
+
+/// Decodes a log or segment row in either format.
+pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    match bytes.split_first() {
+        Some((&BINARY_RECORD_ROW, rest)) => {
+            postcard::from_bytes(rest).map_err(|source| Error::CorruptRow {
+                key: String::from_utf8_lossy(key).into_owned(),
+                source,
+            })
+        }
+        _ => decode(key, bytes),
+    }
+}
+
 /// Decodes a row of any type stored under `key`.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(key, e))
