@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_SHORT_SECONDS ?= 15
 FUZZ_JOBS ?= 2
 
-.PHONY: help run build test test-crash lint fmt fmt-check bench check-rules fuzz fuzz-short
+.PHONY: help run build test test-crash lint fmt fmt-check bench bench-scale check-rules fuzz fuzz-short
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,16 @@ fmt-check: ## Check formatting
 bench: ## Ingest benchmark against a running release server (figures in one run)
 	$(CARGO) build --release --bin skylark --bin skylark-bench
 	./target/release/skylark-bench --server ./target/release/skylark --fixtures $(SHARED)/fixtures/sdk --rum-fixtures $(SHARED)/fixtures/rum
+
+BENCH_VENV ?= target/bench-venv
+SCALE_ARGS ?=
+
+bench-scale: ## Scale benchmark: 1,000 services of SDK metrics (RSS, disk per point, dashboard latency, start-up)
+	$(CARGO) build --release --bin skylark
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -c 'import google.protobuf, opentelemetry.proto' 2>/dev/null || \
+		$(BENCH_VENV)/bin/pip install --quiet protobuf opentelemetry-proto
+	$(BENCH_VENV)/bin/python bench/scale.py ./target/release/skylark $(SHARED) --out target/bench-scale/result.json $(SCALE_ARGS)
 
 check-rules: ## Validate the shipped rule files
 	$(CARGO) run --release --bin skylark -- check-rules otel-rules/*/*.yaml config/alarm-settings.yml

@@ -551,6 +551,15 @@ impl MetricState {
         }
     }
 
+    /// Entries of a labeled table (0 for a single value): what memory estimates count.
+    pub fn table_len(&self) -> usize {
+        match self {
+            MetricState::AvgTable(t) => t.len(),
+            MetricState::Table(t) => t.len(),
+            _ => 0,
+        }
+    }
+
     /// The value a query reads from this state, for a bucket of `step`.
     pub fn value(&self, function: MetricFunction, ranks: &[u32], step: Step) -> MetricValue {
         use MetricFunction as F;

@@ -33,8 +33,10 @@ pub const RECEIVER_INFLIGHT_REQUESTS: &str = "skylark_receiver_inflight_requests
 pub const RECEIVER_INFLIGHT_REQUESTS_LIMIT: &str = "skylark_receiver_inflight_requests_limit";
 /// Metric rows aggregated in memory and waiting for the next flush (the ingest queue depth).
 pub const STORAGE_PENDING_ROWS: &str = "skylark_storage_pending_rows";
-/// Pending rows beyond which ingestion answers busy (from the memory budget).
-pub const STORAGE_PENDING_ROWS_LIMIT: &str = "skylark_storage_pending_rows_limit";
+/// Estimated memory of the metric rows waiting to be persisted (pending and in flight), bytes.
+pub const STORAGE_PENDING_BYTES: &str = "skylark_storage_pending_bytes";
+/// Pending bytes beyond which ingestion answers busy (`SW_CORE_MAX_MEMORY_MB`).
+pub const STORAGE_PENDING_BYTES_LIMIT: &str = "skylark_storage_pending_bytes_limit";
 /// How long persisting the aggregated rows took.
 pub const STORAGE_FLUSH_DURATION_SECONDS: &str = "skylark_storage_flush_duration_seconds";
 /// Flushes, `{trigger, outcome}`: trigger `period` or `pressure`, outcome `ok` or `error`.
@@ -127,9 +129,14 @@ pub const METRICS: &[(&str, MetricKind, &str)] = &[
         "Metric rows aggregated in memory, waiting for the next flush.",
     ),
     (
-        STORAGE_PENDING_ROWS_LIMIT,
+        STORAGE_PENDING_BYTES,
         MetricKind::Gauge,
-        "Pending rows beyond which ingestion answers busy.",
+        "Estimated memory of the metric rows waiting to be persisted, in bytes.",
+    ),
+    (
+        STORAGE_PENDING_BYTES_LIMIT,
+        MetricKind::Gauge,
+        "Pending bytes beyond which ingestion answers busy.",
     ),
     (
         STORAGE_FLUSH_DURATION_SECONDS,

@@ -3,12 +3,13 @@
 //! - [`CardinalityGuard`] caps instances and endpoints per service and label values per metric
 //!   on what the rules produced, before storage; past a cap a new value becomes
 //!   [`OVERFLOW_VALUE`] (`fold`) or is dropped (`reject`). MAL and storage stay generic.
-//! - [`MemoryBudget`] bounds the metric rows aggregated in memory between flushes: over half the
-//!   budget it asks the flusher for an early flush, over the whole budget receivers answer busy
-//!   until a flush brings it back under.
+//! - [`MemoryBudget`] bounds the memory of the metric rows aggregated between persists (the
+//!   storage's estimate in bytes, rows of a running persist included): over half the budget it
+//!   asks the flusher for an early flush, over the whole budget receivers answer busy until
+//!   persisting brings it back under.
 use skylark_core::telemetry::{
-    Counter, Gauge, Telemetry, CARDINALITY_OVERFLOWS_TOTAL, STORAGE_PENDING_ROWS,
-    STORAGE_PENDING_ROWS_LIMIT,
+    Counter, Gauge, Telemetry, CARDINALITY_OVERFLOWS_TOTAL, STORAGE_PENDING_BYTES,
+    STORAGE_PENDING_BYTES_LIMIT, STORAGE_PENDING_ROWS,
 };
 use skylark_core::traffic::Traffic;
 use skylark_core::{MeterValue, MetricEmission};
@@ -25,10 +26,6 @@ pub const OVERFLOW_VALUE: &str = "_other";
 /// At most one overflow warning per kind in this period; the next one says how many were not
 /// logged.
 const WARNING_PERIOD: Duration = Duration::from_secs(60);
-
-/// Rough memory one pending metric row takes (key of ~100 bytes, state, map node); the memory
-/// budget is turned into a row count with it.
-pub const ESTIMATED_BYTES_PER_PENDING_ROW: usize = 512;
 
 /// What happens to a value past its cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,31 +339,33 @@ impl CardinalityGuard {
 /// The bound on metric rows aggregated in memory (see the module docs).
 pub struct MemoryBudget {
     storage: Arc<dyn Storage>,
-    max_pending_rows: usize,
+    max_pending_bytes: usize,
     flush_requested: Notify,
     pending_rows: Gauge,
+    pending_bytes: Gauge,
 }
 
 impl MemoryBudget {
-    /// A budget of `max_memory_mb` MiB for the pending rows of `storage`.
+    /// A budget of `max_memory_mb` MiB for the rows `storage` has not persisted yet.
     pub fn new(storage: Arc<dyn Storage>, max_memory_mb: u64, telemetry: Arc<Telemetry>) -> Self {
-        let bytes =
-            usize::try_from(max_memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-        let max_pending_rows = (bytes / ESTIMATED_BYTES_PER_PENDING_ROW).max(1);
+        let max_pending_bytes = usize::try_from(max_memory_mb.saturating_mul(1024 * 1024))
+            .unwrap_or(usize::MAX)
+            .max(1);
         telemetry
-            .gauge(STORAGE_PENDING_ROWS_LIMIT, &[])
-            .set(i64::try_from(max_pending_rows).unwrap_or(i64::MAX));
+            .gauge(STORAGE_PENDING_BYTES_LIMIT, &[])
+            .set(i64::try_from(max_pending_bytes).unwrap_or(i64::MAX));
         MemoryBudget {
             storage,
-            max_pending_rows,
+            max_pending_bytes,
             flush_requested: Notify::new(),
             pending_rows: telemetry.gauge(STORAGE_PENDING_ROWS, &[]),
+            pending_bytes: telemetry.gauge(STORAGE_PENDING_BYTES, &[]),
         }
     }
 
-    /// Pending rows past which receivers answer busy.
-    pub fn max_pending_rows(&self) -> usize {
-        self.max_pending_rows
+    /// Pending bytes past which receivers answer busy.
+    pub fn max_pending_bytes(&self) -> usize {
+        self.max_pending_bytes
     }
 
     /// Resolves when an early flush was asked for.
@@ -377,17 +376,21 @@ impl MemoryBudget {
 
 impl Backpressure for MemoryBudget {
     fn overloaded(&self) -> Option<Overload> {
-        let pending = self.storage.pending_rows();
+        let rows = self.storage.pending_rows();
+        let pending = self.storage.pending_bytes();
         self.pending_rows
+            .set(i64::try_from(rows).unwrap_or(i64::MAX));
+        self.pending_bytes
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
-        if pending >= self.max_pending_rows / 2 {
+        if pending >= self.max_pending_bytes / 2 {
             self.flush_requested.notify_one();
         }
-        (pending >= self.max_pending_rows).then(|| Overload {
+        (pending >= self.max_pending_bytes).then(|| Overload {
             reason: "memory",
             detail: format!(
-                "{pending} metric rows are waiting to be persisted (limit {})",
-                self.max_pending_rows
+                "{rows} metric rows (~{} MiB) are waiting to be persisted (limit {} MiB)",
+                pending >> 20,
+                self.max_pending_bytes >> 20
             ),
         })
     }
@@ -573,19 +576,21 @@ mod tests {
     fn memory_budget_asks_for_a_flush_at_half_and_refuses_when_full() {
         let storage = Arc::new(skylark_storage::MemStorage::new());
         let t = Arc::new(Telemetry::new());
-        // 1 MiB / 512 B = 2048 rows.
         let budget = MemoryBudget::new(storage.clone(), 1, t.clone());
-        assert_eq!(budget.max_pending_rows(), 2048);
+        assert_eq!(budget.max_pending_bytes(), 1 << 20);
         assert!(budget.overloaded().is_none());
-        let emissions: Vec<MetricEmission> = (0..700)
+        // Minute, hour and day rows: 9,000 pending rows of ~150 bytes each.
+        let emissions: Vec<MetricEmission> = (0..3000)
             .map(|i| instance_emission("svc", &format!("i{i}")))
             .collect();
-        // Minute, hour and day rows: 2,100 pending rows.
         storage.write_metrics(emissions).unwrap();
         let overload = budget.overloaded().expect("over budget");
         assert_eq!(overload.reason, "memory");
-        assert_eq!(t.gauge(STORAGE_PENDING_ROWS, &[]).get(), 2100);
+        assert_eq!(t.gauge(STORAGE_PENDING_ROWS, &[]).get(), 9000);
+        let bytes = t.gauge(STORAGE_PENDING_BYTES, &[]).get();
+        assert!((1 << 20..2 << 20).contains(&bytes), "{bytes} bytes");
         storage.flush().unwrap();
         assert!(budget.overloaded().is_none());
+        assert_eq!(storage.pending_bytes(), 0);
     }
 }

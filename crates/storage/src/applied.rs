@@ -28,6 +28,9 @@ pub struct AppliedSeqs {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum MarkKind {
     Metrics,
+    /// The mark of the last metrics flush that began storing rows: above `Metrics` while a flush
+    /// is under way (or was cut short), so rows up to it may already hold entries above `Metrics`.
+    MetricsStarted,
     Logs,
     Segments,
     Rum,
@@ -38,6 +41,7 @@ impl MarkKind {
     fn key(self) -> Vec<u8> {
         let name: &[u8] = match self {
             MarkKind::Metrics => b"metrics",
+            MarkKind::MetricsStarted => b"metrics-started",
             MarkKind::Logs => b"logs",
             MarkKind::Segments => b"segments",
             MarkKind::Rum => b"rum",
@@ -88,16 +92,27 @@ pub(crate) struct MetricsMark {
     aggregated: AtomicU64,
     /// The mark last stored.
     stored: AtomicU64,
+    /// Entries up to this may already be in some stored rows though the stored mark is below
+    /// them (a chunked flush was cut short by a crash): a replay checks each row's own mark.
+    /// 0 when the last flush finished.
+    recovery_horizon: u64,
 }
 
 impl MetricsMark {
     /// Starts from the stored mark.
     pub(crate) fn load(store: &dyn RowStore) -> Result<Self> {
         let stored = MarkKind::Metrics.read(store)?;
+        let started = MarkKind::MetricsStarted.read(store)?;
         Ok(MetricsMark {
             aggregated: AtomicU64::new(stored),
             stored: AtomicU64::new(stored),
+            recovery_horizon: if started > stored { started } else { 0 },
         })
+    }
+
+    /// See `recovery_horizon`: entries at or below it need the per-row check.
+    pub(crate) fn recovery_horizon(&self) -> u64 {
+        self.recovery_horizon
     }
 
     /// Records that emissions up to `seq` were aggregated; the caller holds the `pending` lock.

@@ -12,7 +12,7 @@ use crate::model::{IssueQuery, SourceMapRecord};
 use crate::records::{self, LogIds};
 use crate::rows::{self, RowOp, RowStore};
 use crate::templates;
-use crate::traffic::TrafficCache;
+use crate::traffic::{TakenTraffic, TrafficCache};
 use crate::Result;
 use parking_lot::{Mutex, RwLock};
 use skylark_core::traffic::Traffic;
@@ -37,10 +37,40 @@ struct PendingRow {
 /// byte; the prefix scans of queries and retention are rare and walk the few thousand rows.
 type Rows = foldhash::HashMap<Vec<u8>, PendingRow>;
 
-fn merge_into(rows: &mut Rows, key: Vec<u8>, function: MetricFunction, state: &MetricState) {
+/// Memory of one pending row apart from its key bytes and table entries: the map slot (key
+/// `Vec` header, `PendingRow`), hash-table control bytes and load factor, the key's allocation
+/// rounding.
+const ROW_OVERHEAD_BYTES: usize = 96;
+
+/// Memory of one labeled-table entry: its B-tree slot and node share, and the label set it
+/// keys (shared `Arc`s of shared text, counted once per row that holds them).
+const TABLE_ENTRY_BYTES: usize = 104;
+
+/// Estimated memory of a pending row under `key`.
+fn row_bytes(key: &[u8], state: &MetricState) -> usize {
+    ROW_OVERHEAD_BYTES + key.len() + state.table_len() * TABLE_ENTRY_BYTES
+}
+
+/// Estimated memory of every row of `rows`.
+fn rows_bytes(rows: &Rows) -> usize {
+    rows.iter().map(|(k, row)| row_bytes(k, &row.state)).sum()
+}
+
+/// Combines `state` into the row under `key`; returns how many bytes the row grew by.
+fn merge_into(
+    rows: &mut Rows,
+    key: Vec<u8>,
+    function: MetricFunction,
+    state: &MetricState,
+) -> usize {
     match rows.get_mut(&key) {
-        Some(row) => row.state.combine(function, state),
+        Some(row) => {
+            let before = row.state.table_len();
+            row.state.combine(function, state);
+            row.state.table_len().saturating_sub(before) * TABLE_ENTRY_BYTES
+        }
         None => {
+            let bytes = row_bytes(&key, state);
             rows.insert(
                 key,
                 PendingRow {
@@ -48,9 +78,18 @@ fn merge_into(rows: &mut Rows, key: Vec<u8>, function: MetricFunction, state: &M
                     state: state.clone(),
                 },
             );
+            bytes
         }
     }
 }
+
+/// Rows per storage batch of a flush. sled applies a batch under a lock that every reader and
+/// writer of the database waits for, so one batch of a whole flush (100k+ rows at scale) held
+/// queries and log writes off for seconds; a chunk of this size lands in milliseconds.
+const FLUSH_CHUNK_ROWS: usize = 1024;
+
+/// Deletions per batch while expiring metric rows, for the same reason.
+const EXPIRY_CHUNK_ROWS: usize = 4096;
 
 fn rows_with_prefix<'a>(rows: &'a Rows, prefix: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
     rows.keys()
@@ -66,7 +105,13 @@ pub(crate) struct Engine<K: RowStore> {
     /// `pending.len()` as of its last change, readable without the lock: every request asks
     /// (backpressure) while the applier holds the lock to aggregate.
     pending_len: AtomicUsize,
-    /// Rows a running flush took from `pending`, visible to reads until they are stored.
+    /// Estimated memory of `pending`, kept with `pending_len`.
+    pending_bytes: AtomicUsize,
+    /// Estimated memory of `in_flight`, shrinking as its chunks land.
+    in_flight_bytes: AtomicUsize,
+    /// Rows a running flush took from `pending` and has not stored yet, visible to reads. A
+    /// chunk's rows leave it in the same write-locked step that stores them, so a reader sees
+    /// each row either stored or in flight, never both; the lock is held for one chunk only.
     /// Lock order: `in_flight` before `pending`.
     in_flight: RwLock<Rows>,
     traffic: RwLock<TrafficCache>,
@@ -84,12 +129,15 @@ pub(crate) struct Engine<K: RowStore> {
 impl<K: RowStore> Engine<K> {
     /// An engine over `store`, with the traffic mirror loaded from it.
     pub(crate) fn new(store: K) -> Result<Self> {
+        migrate_format(&store)?;
         let traffic = TrafficCache::load(&store)?;
         let metrics_mark = MetricsMark::load(&store)?;
         Ok(Engine {
             store,
             pending: Mutex::new(Rows::default()),
             pending_len: AtomicUsize::new(0),
+            pending_bytes: AtomicUsize::new(0),
+            in_flight_bytes: AtomicUsize::new(0),
             in_flight: RwLock::new(Rows::default()),
             traffic: RwLock::new(traffic),
             flush_lock: Mutex::new(()),
@@ -108,7 +156,17 @@ impl<K: RowStore> Engine<K> {
         emissions: Vec<MetricEmission>,
     ) -> Result<()> {
         let mut pending = self.pending.lock();
-        self.aggregate(&mut pending, emissions);
+        if seq <= self.metrics_mark.recovery_horizon() {
+            // A replay of an entry a cut-short flush may have stored in some rows already.
+            self.aggregate(&mut pending, emissions, |key| {
+                Ok(match self.store.get(key)? {
+                    Some(bytes) => rows::decode_metric(key, &bytes)?.through < seq,
+                    None => true,
+                })
+            })?;
+        } else {
+            self.aggregate(&mut pending, emissions, |_| Ok(true))?;
+        }
         self.pending_len.store(pending.len(), Ordering::Relaxed);
         self.metrics_mark.advance(seq);
         Ok(())
@@ -248,13 +306,21 @@ impl<K: RowStore> Engine<K> {
 
     pub(crate) fn write_metrics(&self, emissions: Vec<MetricEmission>) -> Result<()> {
         let mut pending = self.pending.lock();
-        self.aggregate(&mut pending, emissions);
+        self.aggregate(&mut pending, emissions, |_| Ok(true))?;
         self.pending_len.store(pending.len(), Ordering::Relaxed);
         Ok(())
     }
 
-    fn aggregate(&self, pending: &mut Rows, emissions: Vec<MetricEmission>) {
+    /// Combines `emissions` into their minute, hour and day rows, each row only when `wanted`
+    /// says so for its key.
+    fn aggregate(
+        &self,
+        pending: &mut Rows,
+        emissions: Vec<MetricEmission>,
+        mut wanted: impl FnMut(&[u8]) -> Result<bool>,
+    ) -> Result<()> {
         let mut key = Vec::new();
+        let mut grown = 0usize;
         for emission in &emissions {
             let function = emission.metric.function;
             let state = MetricState::from_emission(function, &emission.value);
@@ -270,10 +336,16 @@ impl<K: RowStore> Engine<K> {
             for step in METRIC_STEPS.into_iter().filter(|s| *s >= base.step) {
                 let bucket = base.to_step(step);
                 match keys::write_metric_key(&mut key, &emission.metric.name, &entity_id, bucket) {
+                    Some(()) if !wanted(&key)? => {}
                     // Most rows are already pending: combine without allocating a key.
                     Some(()) => match pending.get_mut(key.as_slice()) {
-                        Some(row) => row.state.combine(function, &state),
-                        None => merge_into(pending, key.clone(), function, &state),
+                        Some(row) => {
+                            let before = row.state.table_len();
+                            row.state.combine(function, &state);
+                            grown +=
+                                row.state.table_len().saturating_sub(before) * TABLE_ENTRY_BYTES;
+                        }
+                        None => grown += merge_into(pending, key.clone(), function, &state),
                     },
                     None => tracing::warn!(
                         metric = %emission.metric.name,
@@ -282,6 +354,8 @@ impl<K: RowStore> Engine<K> {
                 }
             }
         }
+        self.pending_bytes.fetch_add(grown, Ordering::Relaxed);
+        Ok(())
     }
 
     pub(crate) fn write_traffic(&self, traffic: Vec<Traffic>, now_ms: i64) -> Result<()> {
@@ -293,6 +367,17 @@ impl<K: RowStore> Engine<K> {
         self.pending_len.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.pending_bytes.load(Ordering::Relaxed) + self.in_flight_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Stores every pending row in chunks of [`FLUSH_CHUNK_ROWS`], each row with the flush's
+    /// mark, and the mark itself (with the entity traffic) in the last chunk.
+    ///
+    /// A chunk is atomic but the flush is not: after a crash between chunks the stored mark is
+    /// below what some rows hold. The "started" mark, stored with the first chunk, tells the
+    /// next start to replay the entries up to it row by row (`write_metrics_through`), adding
+    /// an entry only to rows whose own mark is below it, so nothing counts twice.
     pub(crate) fn flush(&self) -> Result<()> {
         let _flushing = self.flush_lock.lock();
         let started = Instant::now();
@@ -301,63 +386,108 @@ impl<K: RowStore> Engine<K> {
             let mut pending = self.pending.lock();
             std::mem::swap(&mut *in_flight, &mut *pending);
             self.pending_len.store(pending.len(), Ordering::Relaxed);
+            let bytes = self.pending_bytes.swap(0, Ordering::Relaxed);
+            self.in_flight_bytes.store(bytes, Ordering::Relaxed);
             self.metrics_mark.take()
         };
-        // Traffic is taken after the swap: a writer records traffic before the emissions it
-        // marks, so everything the mark covers is in this batch.
-        let mut ops: Vec<RowOp> = Vec::new();
-        ops.extend(self.metrics_mark.op(mark));
-        let taken = self.traffic.write().take_dirty(&mut ops)?;
-        let result = self.write_in_flight(ops);
-        match &result {
-            Ok(rows) => {
+        let mut keys: Vec<Vec<u8>> = self.in_flight.read().keys().cloned().collect();
+        // Key order: a chunk touches neighbouring tree leaves.
+        keys.sort_unstable();
+        let result = self.write_in_flight(&keys, mark);
+        match result {
+            Ok(()) => {
                 self.metrics_mark.stored(mark);
                 tracing::debug!(
-                    rows = *rows,
+                    rows = keys.len(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "storage flushed"
-                )
+                );
+                Ok(())
             }
-            Err(error) => {
+            Err((taken, error)) => {
                 tracing::error!(%error, "storage flush failed, rows kept in memory for the next one");
                 self.restore_in_flight();
-                self.traffic.write().restore_dirty(taken);
+                if let Some(taken) = taken {
+                    self.traffic.write().restore_dirty(taken);
+                }
+                Err(error)
             }
         }
-        result.map(|_| ())
     }
 
-    /// Reads, combines and writes every in-flight row in one batch together with `ops`.
-    fn write_in_flight(&self, mut ops: Vec<RowOp>) -> Result<usize> {
-        let in_flight = self.in_flight.read();
-        ops.reserve(in_flight.len());
-        for (key, row) in in_flight.iter() {
-            let state = match self.store.get(key)? {
-                Some(bytes) => {
-                    let mut stored = rows::decode_metric(key, &bytes)?;
-                    stored.combine(row.function, &row.state);
-                    stored
+    /// Reads, combines and writes the in-flight rows under `keys`, chunk by chunk, each row
+    /// leaving `in_flight` as its chunk lands; the last chunk also stores `mark` and the dirty
+    /// traffic. On failure, hands back the traffic it took.
+    fn write_in_flight(
+        &self,
+        keys: &[Vec<u8>],
+        mark: u64,
+    ) -> std::result::Result<(), (Option<TakenTraffic>, crate::Error)> {
+        let chunks: Vec<&[Vec<u8>]> = if keys.is_empty() {
+            vec![&[]]
+        } else {
+            keys.chunks(FLUSH_CHUNK_ROWS).collect()
+        };
+        let last = chunks.len() - 1;
+        for (index, chunk) in chunks.into_iter().enumerate() {
+            let fail = |error| (None, error);
+            let mut ops: Vec<RowOp> = Vec::with_capacity(chunk.len() + 2);
+            if index == 0 && !chunk.is_empty() {
+                ops.push(MarkKind::MetricsStarted.op(mark));
+            }
+            {
+                let in_flight = self.in_flight.read();
+                for key in chunk {
+                    let Some(row) = in_flight.get(key) else {
+                        continue;
+                    };
+                    let state = match self.store.get(key).map_err(fail)? {
+                        Some(bytes) => {
+                            let mut stored = rows::decode_metric(key, &bytes).map_err(fail)?.state;
+                            stored.combine(row.function, &row.state);
+                            stored
+                        }
+                        None => row.state.clone(),
+                    };
+                    let value = rows::encode_metric(row.function, &state, mark).map_err(fail)?;
+                    ops.push((key.clone(), Some(value)));
                 }
-                None => row.state.clone(),
+            }
+            let mut taken = None;
+            if index == last {
+                ops.extend(self.metrics_mark.op(mark));
+                taken = Some(self.traffic.write().take_dirty(&mut ops).map_err(fail)?);
+            }
+            if ops.is_empty() {
+                continue;
+            }
+            let mut in_flight = self.in_flight.write();
+            let applied = if index == last {
+                self.store.apply(ops)
+            } else {
+                self.store.apply_unsynced(ops)
             };
-            ops.push((
-                key.clone(),
-                Some(rows::encode_metric(row.function, &state)?),
-            ));
+            if let Err(error) = applied {
+                return Err((taken, error));
+            }
+            let mut freed = 0;
+            for key in chunk {
+                if let Some(row) = in_flight.remove(key) {
+                    freed += row_bytes(key, &row.state);
+                }
+            }
+            // Estimates of rows that grew while pending can exceed the sum: never wrap.
+            let left = self
+                .in_flight_bytes
+                .load(Ordering::Relaxed)
+                .saturating_sub(freed);
+            self.in_flight_bytes.store(left, Ordering::Relaxed);
         }
-        let count = ops.len();
-        drop(in_flight);
-        if ops.is_empty() {
-            return Ok(0);
-        }
-        // Readers are held off while the batch lands, so none sees a row both stored and in flight.
-        let mut in_flight = self.in_flight.write();
-        self.store.apply(ops)?;
-        in_flight.clear();
-        Ok(count)
+        Ok(())
     }
 
-    /// Puts in-flight rows back in front of anything written since the flush began.
+    /// Puts the rows still in flight (those of chunks that did not land) back in front of
+    /// anything written since the flush began.
     fn restore_in_flight(&self) {
         let mut in_flight = self.in_flight.write();
         let mut pending = self.pending.lock();
@@ -368,6 +498,9 @@ impl<K: RowStore> Engine<K> {
         }
         *pending = restored;
         self.pending_len.store(pending.len(), Ordering::Relaxed);
+        self.pending_bytes
+            .store(rows_bytes(&pending), Ordering::Relaxed);
+        self.in_flight_bytes.store(0, Ordering::Relaxed);
     }
 
     pub(crate) fn read_metric(
@@ -385,7 +518,7 @@ impl<K: RowStore> Engine<K> {
                 continue;
             };
             let mut state = match self.store.get(&key)? {
-                Some(bytes) => Some(rows::decode_metric(&key, &bytes)?),
+                Some(bytes) => Some(rows::decode_metric(&key, &bytes)?.state),
                 None => None,
             };
             let newer = [
@@ -606,13 +739,17 @@ impl<K: RowStore> Engine<K> {
                 }
             }
             self.pending_len.store(pending.len(), Ordering::Relaxed);
+            self.pending_bytes
+                .store(rows_bytes(&pending), Ordering::Relaxed);
         }
         let mut ops: Vec<RowOp> = doomed.into_iter().map(|k| (k, None)).collect();
         let metric_rows = ops.len();
         self.traffic.write().remove_older_than(cutoff_ms, &mut ops);
         let removed = ops.len() as u64;
-        if !ops.is_empty() {
-            self.store.apply(ops)?;
+        // Deleting is idempotent: chunks keep each batch short without any mark.
+        while !ops.is_empty() {
+            let rest = ops.split_off(ops.len().saturating_sub(EXPIRY_CHUNK_ROWS));
+            self.store.apply(rest)?;
         }
         tracing::info!(
             metric_rows,
@@ -624,11 +761,381 @@ impl<K: RowStore> Engine<K> {
     }
 }
 
+/// The storage format this build writes: 2 = binary metric rows carrying their persist's mark.
+pub(crate) const CURRENT_FORMAT: u32 = 2;
+
+/// Rows rewritten per batch while migrating.
+const MIGRATION_CHUNK_ROWS: usize = 4096;
+
+/// Brings a data folder to [`CURRENT_FORMAT`] before anything reads it, or refuses a newer one.
+///
+/// Format 1 (folders written before formats were numbered) stored metric rows as JSON; they are
+/// rewritten in the binary format chunk by chunk, then the format row is written. A migration
+/// cut short is simply done again: both encodings decode, and a rewritten row is skipped.
+fn migrate_format(store: &dyn RowStore) -> Result<()> {
+    let found = match store.get(&[keys::FORMAT])? {
+        Some(bytes) => {
+            let bytes =
+                <[u8; 4]>::try_from(bytes.as_slice()).map_err(|_| crate::Error::CorruptFormat)?;
+            u32::from_be_bytes(bytes)
+        }
+        None => 1,
+    };
+    if found > CURRENT_FORMAT {
+        return Err(crate::Error::NewerFormat {
+            found,
+            supported: CURRENT_FORMAT,
+        });
+    }
+    if found == CURRENT_FORMAT {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut migrated = 0usize;
+    let mut from = vec![keys::METRIC];
+    let end = vec![keys::METRIC + 1];
+    loop {
+        let mut ops: Vec<RowOp> = Vec::new();
+        let mut last: Option<Vec<u8>> = None;
+        store.scan_range(&from, &end, false, &mut |key, value| {
+            if rows::is_json_metric(value) {
+                let row = rows::decode_metric(key, value)?;
+                ops.push((
+                    key.to_vec(),
+                    Some(rows::encode_metric(row.function, &row.state, row.through)?),
+                ));
+            }
+            last = Some(key.to_vec());
+            Ok(ops.len() < MIGRATION_CHUNK_ROWS)
+        })?;
+        migrated += ops.len();
+        let done = ops.len() < MIGRATION_CHUNK_ROWS;
+        if !ops.is_empty() {
+            store.apply(ops)?;
+        }
+        match last {
+            Some(mut key) if !done => {
+                // The next scan starts just after the last key seen.
+                key.push(0);
+                from = key;
+            }
+            _ => break,
+        }
+    }
+    store.apply(vec![(
+        vec![keys::FORMAT],
+        Some(CURRENT_FORMAT.to_be_bytes().to_vec()),
+    )])?;
+    if migrated > 0 {
+        tracing::info!(
+            from = found,
+            to = CURRENT_FORMAT,
+            metric_rows = migrated,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "data folder migrated"
+        );
+    }
+    Ok(())
+}
+
 impl<K: RowStore> Drop for Engine<K> {
     fn drop(&mut self) {
         // Closing must not lose the last few seconds of aggregation.
         if let Err(error) = self.flush() {
             tracing::error!(%error, "final storage flush failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::{RangeVisitor, RowVisitor};
+    use skylark_core::{Layer, MeterEntity, MeterValue, MetricState, Scope};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    /// Rows shared between engines (one "data folder" across a crash), failing every write once
+    /// `writes_left` runs out, as a process killed between two batches would.
+    #[derive(Clone)]
+    struct SharedRows {
+        rows: Arc<parking_lot::RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>,
+        writes_left: Arc<AtomicUsize>,
+    }
+
+    impl SharedRows {
+        fn new() -> Self {
+            SharedRows {
+                rows: Arc::default(),
+                writes_left: Arc::new(AtomicUsize::new(usize::MAX)),
+            }
+        }
+
+        fn metric_rows(&self) -> usize {
+            self.rows
+                .read()
+                .keys()
+                .filter(|k| k.first() == Some(&b'm'))
+                .count()
+        }
+    }
+
+    impl RowStore for SharedRows {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            Ok(self.rows.read().get(key).cloned())
+        }
+
+        fn scan_prefix(&self, prefix: &[u8], visit: &mut RowVisitor<'_>) -> Result<()> {
+            for (key, value) in self.rows.read().range(prefix.to_vec()..) {
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                visit(key, value)?;
+            }
+            Ok(())
+        }
+
+        fn scan_range(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            _reverse: bool,
+            visit: &mut RangeVisitor<'_>,
+        ) -> Result<()> {
+            if start < end {
+                for (key, value) in self.rows.read().range(start.to_vec()..end.to_vec()) {
+                    if !visit(key, value)? {
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
+            let mut keys = Vec::new();
+            self.scan_range(start, end, false, &mut |k, _| {
+                keys.push(k.to_vec());
+                Ok(true)
+            })?;
+            Ok(keys)
+        }
+
+        fn apply(&self, ops: Vec<RowOp>) -> Result<()> {
+            let left = self.writes_left.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(crate::Error::Unsupported(
+                    "writes after the simulated crash",
+                ));
+            }
+            self.writes_left.store(left - 1, Ordering::SeqCst);
+            let mut rows = self.rows.write();
+            for (key, value) in ops {
+                match value {
+                    Some(value) => rows.insert(key, value),
+                    None => rows.remove(&key),
+                };
+            }
+            Ok(())
+        }
+    }
+
+    const MINUTE: i64 = 202612061005;
+
+    fn metric() -> Arc<MetricDefinition> {
+        Arc::new(MetricDefinition {
+            name: "meter_wechat_mp_app_launch_duration".to_string(),
+            scope: Scope::Service,
+            function: MetricFunction::Avg,
+            percentile_ranks: Vec::new(),
+        })
+    }
+
+    /// One emission per service for `services` services: with its hour and day rows, three
+    /// rows each, so a flush of them spans several chunks.
+    fn entry(services: usize, value: i64) -> Vec<MetricEmission> {
+        (0..services)
+            .map(|i| MetricEmission {
+                metric: metric(),
+                entity: MeterEntity::service(format!("mp-{i:05}"), Layer::WECHAT_MINI_PROGRAM),
+                minute: TimeBucket {
+                    step: Step::Minute,
+                    value: MINUTE,
+                },
+                value: MeterValue::Single(value),
+            })
+            .collect()
+    }
+
+    /// Every stored (minute, hour, day) value of every service.
+    fn values(engine: &Engine<SharedRows>, services: usize) -> Vec<Option<MetricValue>> {
+        let minute = TimeBucket {
+            step: Step::Minute,
+            value: MINUTE,
+        };
+        let buckets = [
+            minute,
+            minute.to_step(Step::Hour),
+            minute.to_step(Step::Day),
+        ];
+        let metric = metric();
+        (0..services)
+            .flat_map(|i| {
+                let entity = MeterEntity::service(format!("mp-{i:05}"), Layer::WECHAT_MINI_PROGRAM);
+                engine.read_metric(&metric, &entity.id(), &buckets).unwrap()
+            })
+            .collect()
+    }
+
+    const SERVICES: usize = 2000;
+
+    #[test]
+    fn a_flush_spans_chunks_and_reads_the_same_as_one_batch() {
+        let rows = SharedRows::new();
+        let engine = Engine::new(rows.clone()).unwrap();
+        engine
+            .write_metrics_through(1, entry(SERVICES, 100))
+            .unwrap();
+        engine
+            .write_metrics_through(2, entry(SERVICES, 300))
+            .unwrap();
+        let before = values(&engine, SERVICES);
+        let writes_before = rows.writes_left.load(Ordering::SeqCst);
+        engine.flush().unwrap();
+        let batches = writes_before - rows.writes_left.load(Ordering::SeqCst);
+        assert_eq!(batches, (3 * SERVICES).div_ceil(FLUSH_CHUNK_ROWS));
+        assert_eq!(values(&engine, SERVICES), before);
+        assert!(before.iter().all(|v| *v == Some(MetricValue::Single(200))));
+        assert_eq!(engine.applied_seqs().unwrap().metrics, 2);
+    }
+
+    #[test]
+    fn a_flush_cut_short_between_chunks_counts_nothing_twice_after_replay() {
+        let entries = [(1, entry(SERVICES, 100)), (2, entry(SERVICES, 300))];
+        let reference = Engine::new(SharedRows::new()).unwrap();
+        for (seq, emissions) in entries.clone() {
+            reference.write_metrics_through(seq, emissions).unwrap();
+        }
+        reference.flush().unwrap();
+        // A third entry arrives after the flush began: it was never stored.
+        reference
+            .write_metrics_through(3, entry(10, 1_000))
+            .unwrap();
+        reference.flush().unwrap();
+
+        let rows = SharedRows::new();
+        let crashed = Engine::new(rows.clone()).unwrap();
+        for (seq, emissions) in entries.clone() {
+            crashed.write_metrics_through(seq, emissions).unwrap();
+        }
+        // Two chunks land, then the process dies.
+        rows.writes_left.store(2, Ordering::SeqCst);
+        assert!(crashed.flush().is_err());
+        // No final flush: a killed process runs no destructor.
+        std::mem::forget(crashed);
+        assert_eq!(rows.metric_rows(), 2 * FLUSH_CHUNK_ROWS);
+
+        rows.writes_left.store(usize::MAX, Ordering::SeqCst);
+        let restarted = Engine::new(rows.clone()).unwrap();
+        let from = restarted.applied_seqs().unwrap().metrics;
+        assert_eq!(from, 0, "the mark is stored with the last chunk only");
+        for (seq, emissions) in entries.into_iter().filter(|(seq, _)| *seq > from) {
+            restarted.write_metrics_through(seq, emissions).unwrap();
+        }
+        restarted
+            .write_metrics_through(3, entry(10, 1_000))
+            .unwrap();
+        restarted.flush().unwrap();
+        let (got, want) = (values(&restarted, SERVICES), values(&reference, SERVICES));
+        let wrong = got.iter().zip(&want).filter(|(g, w)| g != w).count();
+        assert_eq!(
+            wrong,
+            0,
+            "{wrong} of {} values differ, e.g. {:?} vs {:?}",
+            got.len(),
+            got.iter().zip(&want).find(|(g, w)| g != w),
+            want.first()
+        );
+        assert_eq!(restarted.applied_seqs().unwrap().metrics, 3);
+    }
+
+    #[test]
+    fn a_format_1_folder_is_migrated_at_start_and_reads_the_same() {
+        // Written as format 1 did: JSON rows, no format row.
+        let rows = SharedRows::new();
+        let legacy = Engine::new(SharedRows::new()).unwrap();
+        legacy.write_metrics(entry(3_000, 120)).unwrap();
+        legacy.flush().unwrap();
+        let expected = values(&legacy, 3_000);
+        {
+            let mut stored = rows.rows.write();
+            for (key, value) in legacy.store.rows.read().iter() {
+                let value = if key.first() == Some(&keys::METRIC) {
+                    let row = rows::decode_metric(key, value).unwrap();
+                    let state = match row.state {
+                        MetricState::Avg { summation, count } => {
+                            format!(r#"{{"Avg":{{"summation":{summation},"count":{count}}}}}"#)
+                        }
+                        other => panic!("unexpected state {other:?}"),
+                    };
+                    format!(r#"{{"function":"Avg","state":{state}}}"#).into_bytes()
+                } else {
+                    value.clone()
+                };
+                if key.as_slice() != [keys::FORMAT] {
+                    stored.insert(key.clone(), value);
+                }
+            }
+        }
+        assert!(rows.rows.read().values().any(|v| v.first() == Some(&b'{')));
+
+        let migrated = Engine::new(rows.clone()).unwrap();
+        assert_eq!(values(&migrated, 3_000), expected);
+        let stored = rows.rows.read();
+        let metric_rows: Vec<&Vec<u8>> = stored
+            .iter()
+            .filter(|(k, _)| k.first() == Some(&keys::METRIC))
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(metric_rows.len(), 9_000);
+        assert!(metric_rows.iter().all(|v| !rows::is_json_metric(v)));
+        assert_eq!(
+            stored.get(&vec![keys::FORMAT]),
+            Some(&CURRENT_FORMAT.to_be_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn a_folder_from_a_newer_skylark_is_refused_untouched() {
+        let rows = SharedRows::new();
+        rows.rows
+            .write()
+            .insert(vec![keys::FORMAT], 3u32.to_be_bytes().to_vec());
+        let error = Engine::new(rows.clone()).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "the data folder is in storage format 3, newer than this Skylark reads (format 2): \
+             run the Skylark that wrote it, or start from an empty folder"
+        );
+        assert_eq!(rows.rows.read().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_chunk_keeps_its_rows_for_the_next_flush() {
+        let rows = SharedRows::new();
+        let engine = Engine::new(rows.clone()).unwrap();
+        engine
+            .write_metrics_through(1, entry(SERVICES, 100))
+            .unwrap();
+        let expected = values(&engine, SERVICES);
+        rows.writes_left.store(1, Ordering::SeqCst);
+        assert!(engine.flush().is_err());
+        // Nothing is lost or doubled while the store is down, nor once it is back.
+        assert_eq!(values(&engine, SERVICES), expected);
+        rows.writes_left.store(usize::MAX, Ordering::SeqCst);
+        engine.flush().unwrap();
+        assert_eq!(values(&engine, SERVICES), expected);
+        assert_eq!(engine.pending_rows(), 0);
     }
 }

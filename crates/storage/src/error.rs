@@ -15,6 +15,32 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A stored row in the binary row format could not be decoded.
+    #[error("stored row {key} is corrupt")]
+    CorruptRow {
+        /// The row key.
+        key: String,
+        /// Why decoding failed.
+        #[source]
+        source: postcard::Error,
+    },
+    /// A row could not be encoded in the binary row format.
+    #[error("row could not be encoded")]
+    EncodeRow(#[source] postcard::Error),
+    /// The data folder was written by a newer Skylark.
+    #[error(
+        "the data folder is in storage format {found}, newer than this Skylark reads \
+         (format {supported}): run the Skylark that wrote it, or start from an empty folder"
+    )]
+    NewerFormat {
+        /// The folder's format.
+        found: u32,
+        /// The newest format this build reads.
+        supported: u32,
+    },
+    /// The data folder's format row is not a format number.
+    #[error("the data folder's format row is corrupt")]
+    CorruptFormat,
     /// The backend does not implement this part of the contract.
     #[error("{0} are not supported by this storage")]
     Unsupported(&'static str),

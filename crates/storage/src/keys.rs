@@ -45,6 +45,10 @@ pub(crate) const RUM_SESSION: u8 = b'x';
 /// `X | start time | session id` → empty: sessions by start.
 pub(crate) const RUM_SESSION_BY_START: u8 = b'X';
 
+/// The data folder's format: `F` → format number (4, BE). Absent in folders written before
+/// formats were numbered (format 1: JSON metric rows).
+pub(crate) const FORMAT: u8 = b'F';
+
 /// Milliseconds per (UTC) day, the granularity of the tag autocomplete rows.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 

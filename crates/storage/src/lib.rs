@@ -70,6 +70,12 @@ pub trait Storage: Send + Sync + 'static {
         0
     }
 
+    /// Estimated memory of the metric rows not yet persisted (pending and in a running flush),
+    /// in bytes: what the memory budget counts.
+    fn pending_bytes(&self) -> usize {
+        0
+    }
+
     /// Values of `metric` for entity `entity_id` in each of `buckets` (all of one step), `None`
     /// where no row exists.
     fn read_metric(
@@ -400,6 +406,10 @@ macro_rules! delegate_storage {
             }
             fn pending_rows(&self) -> usize {
                 self.engine.pending_rows()
+            }
+
+            fn pending_bytes(&self) -> usize {
+                self.engine.pending_bytes()
             }
             fn read_metric(
                 &self,

@@ -205,7 +205,10 @@ pub(crate) fn write_logs(
             service_id,
             record,
         };
-        ops.push((keys::record_key(LOG, &tail), Some(rows::encode(&log)?)));
+        ops.push((
+            keys::record_key(LOG, &tail),
+            Some(rows::encode_record(&log)?),
+        ));
     }
     ops.extend(tags.into_iter().map(|k| (k, Some(Vec::new()))));
     ops.extend(mark);
@@ -285,7 +288,7 @@ pub(crate) fn query_logs(store: &dyn RowStore, q: &LogQuery) -> Result<Vec<Store
             let Some(bytes) = store.get(&key)? else {
                 continue;
             };
-            let log: StoredLog = rows::decode(&key, &bytes)?;
+            let log: StoredLog = rows::decode_record(&key, &bytes)?;
             if log_matches(q, &log) && !page.offer(log) {
                 break;
             }
@@ -293,7 +296,7 @@ pub(crate) fn query_logs(store: &dyn RowStore, q: &LogQuery) -> Result<Vec<Store
     } else {
         let (start, end) = keys::record_range(LOG, q.start_ms, q.end_ms);
         store.scan_range(&start, &end, q.order_desc, &mut |key, value| {
-            let log: StoredLog = rows::decode(key, value)?;
+            let log: StoredLog = rows::decode_record(key, value)?;
             Ok(!log_matches(q, &log) || page.offer(log))
         })?;
     }
@@ -365,11 +368,11 @@ pub(crate) fn write_segments(
         let body = std::mem::take(&mut record.segment);
         ops.push((
             keys::record_key(SEGMENT_BODY, &tail),
-            Some(rows::encode(&body)?),
+            Some(rows::encode_record(&body)?),
         ));
         ops.push((
             keys::record_key(SEGMENT, &tail),
-            Some(rows::encode(&record)?),
+            Some(rows::encode_record(&record)?),
         ));
     }
     ops.extend(tags.into_iter().map(|k| (k, Some(Vec::new()))));
@@ -417,7 +420,7 @@ fn with_bodies(
     for (key, mut record) in found {
         let body_key = keys::record_key(SEGMENT_BODY, key.get(1..).unwrap_or_default());
         match store.get(&body_key)? {
-            Some(bytes) => record.segment = rows::decode::<Segment>(&body_key, &bytes)?,
+            Some(bytes) => record.segment = rows::decode_record::<Segment>(&body_key, &bytes)?,
             None => tracing::warn!(segment = %record.segment_id, "segment body missing"),
         }
         out.push(record);
@@ -438,7 +441,7 @@ fn segments_of_trace(
             continue;
         }
         if let Some(bytes) = store.get(&key)? {
-            let record: SegmentRecord = rows::decode(&key, &bytes)?;
+            let record: SegmentRecord = rows::decode_record(&key, &bytes)?;
             out.push((key, record));
         }
     }
@@ -465,7 +468,7 @@ pub(crate) fn query_segments(store: &dyn RowStore, q: &TraceQuery) -> Result<Vec
             TraceOrder::ByStartTime => {
                 let mut page = Page::new(q.offset, q.limit);
                 store.scan_range(&start, &end, true, &mut |key, value| {
-                    let record: SegmentRecord = rows::decode(key, value)?;
+                    let record: SegmentRecord = rows::decode_record(key, value)?;
                     Ok(!segment_matches(q, &record) || page.offer((key.to_vec(), record)))
                 })?;
                 page.items
@@ -476,7 +479,7 @@ pub(crate) fn query_segments(store: &dyn RowStore, q: &TraceQuery) -> Result<Vec
                 let keep = q.offset.saturating_add(q.limit);
                 let mut best: Vec<(Vec<u8>, SegmentRecord)> = Vec::new();
                 store.scan_range(&start, &end, false, &mut |key, value| {
-                    let record: SegmentRecord = rows::decode(key, value)?;
+                    let record: SegmentRecord = rows::decode_record(key, value)?;
                     if segment_matches(q, &record) {
                         best.push((key.to_vec(), record));
                         if best.len() >= keep.saturating_mul(2).max(1_024) {
@@ -534,10 +537,17 @@ pub(crate) fn remove_expired(store: &dyn RowStore, cutoff_ms: i64) -> Result<u64
         // Collected first: a scan must not hold the store while deletions apply.
         let mut doomed: Vec<(Vec<u8>, Option<String>)> = Vec::new();
         store.scan_range(&start, &end, false, &mut |key, value| {
-            let trace_id = if kind == LOG {
-                rows::decode::<LogTraceOf>(key, value)?.record.trace_id
-            } else {
-                rows::decode::<TraceOf>(key, value)?.trace_id
+            // A JSON row (format 1) is read only as far as its trace id; a binary row is
+            // positional, so it is read whole.
+            let trace_id = match (kind == LOG, rows::is_binary_record(value)) {
+                (true, true) => {
+                    rows::decode_record::<StoredLog>(key, value)?
+                        .record
+                        .trace_id
+                }
+                (true, false) => rows::decode::<LogTraceOf>(key, value)?.record.trace_id,
+                (false, true) => Some(rows::decode_record::<SegmentRecord>(key, value)?.trace_id),
+                (false, false) => rows::decode::<TraceOf>(key, value)?.trace_id,
             };
             doomed.push((key.to_vec(), trace_id));
             Ok(true)
@@ -618,6 +628,35 @@ mod tests {
         assert!(a
             .bytes()
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn log_rows_are_binary_and_format_1_json_rows_still_read() {
+        let mut record = log("boom at pages/index".into(), 3);
+        record.trace_id = Some("t1".into());
+        record.span_id = Some(-1);
+        let service_id = ServiceId::new(&record.service, true);
+        let stored = StoredLog {
+            id: "00ff".into(),
+            instance_id: Some(InstanceId::new(&service_id, "i1")),
+            endpoint_id: None,
+            service_id,
+            record,
+        };
+        let binary = rows::encode_record(&stored).unwrap();
+        let json = rows::encode(&stored).unwrap();
+        assert!(
+            binary.len() * 2 < json.len(),
+            "{} vs {}",
+            binary.len(),
+            json.len()
+        );
+        for bytes in [binary, json] {
+            let back: StoredLog = rows::decode_record(b"l", &bytes).unwrap();
+            assert_eq!(back.record, stored.record);
+            assert_eq!(back.instance_id, stored.instance_id);
+            assert_eq!(back.id, stored.id);
+        }
     }
 
     #[test]

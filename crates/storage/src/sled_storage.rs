@@ -101,6 +101,12 @@ impl RowStore for SledRows {
     }
 
     fn apply(&self, ops: Vec<RowOp>) -> Result<()> {
+        self.apply_unsynced(ops)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn apply_unsynced(&self, ops: Vec<RowOp>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (key, value) in ops {
             match value {
@@ -108,8 +114,8 @@ impl RowStore for SledRows {
                 None => batch.remove(key),
             }
         }
+        // sled recovers its log as a prefix: a later flush makes this batch durable too.
         self.rows.apply_batch(batch)?;
-        self.db.flush()?;
         Ok(())
     }
 }
