@@ -462,12 +462,7 @@ impl<K: RowStore> Engine<K> {
                 continue;
             }
             let mut in_flight = self.in_flight.write();
-            let applied = if index == last {
-                self.store.apply(ops)
-            } else {
-                self.store.apply_unsynced(ops)
-            };
-            if let Err(error) = applied {
+            if let Err(error) = self.store.apply_unsynced(ops) {
                 return Err((taken, error));
             }
             let mut freed = 0;
@@ -483,7 +478,9 @@ impl<K: RowStore> Engine<K> {
                 .saturating_sub(freed);
             self.in_flight_bytes.store(left, Ordering::Relaxed);
         }
-        Ok(())
+        // Durable once, with no lock held: readers already see the rows, and only the mark's
+        // durability matters to the write-ahead log, which is cut back after this returns.
+        self.store.sync().map_err(|error| (None, error))
     }
 
     /// Puts the rows still in flight (those of chunks that did not land) back in front of

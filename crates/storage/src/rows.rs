@@ -36,11 +36,16 @@ pub(crate) trait RowStore: Send + Sync + 'static {
     /// Applies every op atomically (one sled `Batch`) and makes it durable.
     fn apply(&self, ops: Vec<RowOp>) -> Result<()>;
 
-    /// Applies every op atomically, durable only with the next [`RowStore::apply`]: for the
-    /// leading chunks of a flush, whose mark lands with the last one. A crash may lose such a
-    /// batch, never a part of one, and never one that an `apply` after it made durable.
+    /// Applies every op atomically, durable only with the next [`RowStore::apply`] or
+    /// [`RowStore::sync`]: for the chunks of a flush, made durable once, after the last. A crash
+    /// may lose such a batch, never a part of one, and never one that was synced after it.
     fn apply_unsynced(&self, ops: Vec<RowOp>) -> Result<()> {
         self.apply(ops)
+    }
+
+    /// Makes every batch applied so far durable.
+    fn sync(&self) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -106,6 +106,11 @@ impl RowStore for SledRows {
         Ok(())
     }
 
+    fn sync(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     fn apply_unsynced(&self, ops: Vec<RowOp>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (key, value) in ops {
