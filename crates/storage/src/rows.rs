@@ -4,16 +4,19 @@ use skylark_core::{Labels, Layer, MetricFunction, MetricState};
 use std::collections::BTreeMap;
 
 /// One change in a flush batch: `Some` writes the value, `None` removes the key.
-pub(crate) type RowOp = (Vec<u8>, Option<Vec<u8>>);
+pub type RowOp = (Vec<u8>, Option<Vec<u8>>);
 
 /// Called with each `(key, value)` of a scan; an error stops the scan.
-pub(crate) type RowVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+pub type RowVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 
 /// Called with each `(key, value)` of a range scan; `Ok(false)` stops the scan early.
-pub(crate) type RangeVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+pub type RangeVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
 
 /// An ordered byte-key store. The engine keeps all semantics; a backend only stores bytes.
-pub(crate) trait RowStore: Send + Sync + 'static {
+///
+/// Public so that another crate's backend can hold the record kinds it does not model itself
+/// in a [`crate::KvStorage`] over its own key-value table.
+pub trait RowStore: Send + Sync + 'static {
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
