@@ -186,32 +186,39 @@ pub(crate) fn partition_day(table: &str, name: &str) -> Option<i32> {
 
 /// Creates the day partitions of `table` that are missing (the caller remembers which exist).
 pub(crate) async fn ensure_partitions(
-    client: &deadpool_postgres::Client,
+    client: &mut deadpool_postgres::Client,
     table: &'static str,
     days: &[i32],
 ) -> Result<()> {
     if days.is_empty() {
         return Ok(());
     }
-    let mut sql = format!("SELECT pg_advisory_xact_lock({PARTITION_LOCK});");
-    for day in days {
-        sql.push_str(&format!(
-            "CREATE TABLE IF NOT EXISTS {} PARTITION OF {table} FOR VALUES FROM ({day}) TO ({});",
-            partition_name(table, *day),
-            i64::from(*day) + 1
-        ));
-    }
-    // One transaction, so the lock covers every CREATE and two nodes never race on one name.
-    client
-        .batch_execute(&format!("BEGIN; {sql} COMMIT;"))
+    // One transaction under the partition lock, so two nodes never race on one name.
+    let tx = client
+        .transaction()
         .await
         .map_err(Error::db("creating day partitions"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+        .await
+        .map_err(Error::db("taking the partition lock"))?;
+    for day in days {
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} PARTITION OF {table} FOR VALUES FROM ({day}) TO ({})",
+            partition_name(table, *day),
+            i64::from(*day) + 1
+        ))
+        .await
+        .map_err(Error::db("creating day partitions"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(Error::db("committing day partitions"))?;
     Ok(())
 }
 
 /// The day partitions of `table` that exist, by day.
 pub(crate) async fn partitions(
-    client: &deadpool_postgres::Client,
+    client: &impl tokio_postgres::GenericClient,
     table: &'static str,
 ) -> Result<Vec<(i32, String)>> {
     let rows = client

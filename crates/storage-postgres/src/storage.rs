@@ -122,7 +122,7 @@ impl PostgresStorage {
                 .get()
                 .await
                 .map_err(Error::pool("listing partitions"))?;
-            Ok(schema::partitions(&client, table)
+            Ok(schema::partitions(&**client, table)
                 .await?
                 .into_iter()
                 .map(|(day, _)| day)
@@ -182,7 +182,7 @@ impl PostgresStorage {
         let created = missing.clone();
         self.db.run(move |pool| async move {
             let mut client = pool.get().await.map_err(Error::pool("writing logs"))?;
-            schema::ensure_partitions(&client, "logs", &missing).await?;
+            schema::ensure_partitions(&mut client, "logs", &missing).await?;
             let tx = client
                 .transaction()
                 .await
@@ -212,7 +212,7 @@ impl PostgresStorage {
         let created = missing.clone();
         self.db.run(move |pool| async move {
             let mut client = pool.get().await.map_err(Error::pool("writing segments"))?;
-            schema::ensure_partitions(&client, "segments", &missing).await?;
+            schema::ensure_partitions(&mut client, "segments", &missing).await?;
             let tx = client
                 .transaction()
                 .await
@@ -645,21 +645,29 @@ impl PostgresStorage {
         }
         let entity_cutoff = metrics_cutoff;
         let (removed, dropped) = self.db.run(move |pool| async move {
-            let client = pool.get().await.map_err(Error::pool("removing expired data"))?;
+            let mut client = pool.get().await.map_err(Error::pool("removing expired data"))?;
             let mut removed = 0u64;
             let mut dropped = Vec::new();
             let cutoff_day = records::day_of(records_cutoff);
+            // Under the partition lock: another node's sweep or partition creation waits.
+            let tx = client
+                .transaction()
+                .await
+                .map_err(Error::db("removing expired records"))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::PARTITION_LOCK])
+                .await
+                .map_err(Error::db("taking the partition lock"))?;
             for table in ["logs", "segments"] {
                 let time = if table == "logs" { "ts" } else { "start_ms" };
-                for (day, name) in schema::partitions(&client, table).await? {
+                for (day, name) in schema::partitions(&*tx, table).await? {
                     if day < cutoff_day {
                         // A whole day past the TTL: its partition goes, no row is deleted.
-                        let count: i64 = client
+                        let count: i64 = tx
                             .query_one(&format!("SELECT count(*) FROM {name}"), &[])
                             .await
                             .map_err(Error::db("counting an expired partition"))?
                             .get(0);
-                        client
+                        tx
                             .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
                             .await
                             .map_err(Error::db("dropping an expired partition"))?;
@@ -668,7 +676,7 @@ impl PostgresStorage {
                         dropped.push((table, day));
                     } else if day == cutoff_day {
                         // The day the cutoff falls in keeps its younger rows.
-                        removed += client
+                        removed += tx
                             .execute(
                                 &format!("DELETE FROM {name} WHERE {time} < $1"),
                                 &[&records_cutoff],
@@ -678,6 +686,9 @@ impl PostgresStorage {
                     }
                 }
             }
+            tx.commit()
+                .await
+                .map_err(Error::db("committing expired partitions"))?;
             client
                 .execute("DELETE FROM record_tags WHERE day < $1", &[&cutoff_day])
                 .await

@@ -23,14 +23,8 @@ impl TestDatabase {
         let url = std::env::var(URL_ENV)
             .unwrap_or_else(|_| "jdbc:postgresql://127.0.0.1:5432/postgres".to_string());
         let user = std::env::var(USER_ENV).unwrap_or_else(|_| "postgres".to_string());
-        let admin = match PostgresConfig::from_jdbc_url(&url, &user, "", 1, "test-admin") {
-            Ok(c) => c,
-            Err(e) => panic!("{URL_ENV} is invalid: {e}"),
-        };
-        let name = format!("skylark_test_{}", uuid::Uuid::new_v4().simple());
-        let sql = format!("CREATE DATABASE {name}");
-        match admin_exec(&admin, sql) {
-            Ok(()) => Some(TestDatabase { admin, name }),
+        match TestDatabase::create_on(&url, &user) {
+            Ok(db) => Some(db),
             Err(error) => {
                 if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
                     panic!("PostgreSQL is required ({REQUIRE_ENV}=1) but unreachable at {url}: {error}");
@@ -42,6 +36,15 @@ impl TestDatabase {
                 None
             }
         }
+    }
+
+    /// Creates a new empty database on the server `url` (OAP's JDBC form, any existing
+    /// database) names, connecting as `user`.
+    pub fn create_on(url: &str, user: &str) -> Result<TestDatabase> {
+        let admin = PostgresConfig::from_jdbc_url(url, user, "", 1, "test-admin")?;
+        let name = format!("skylark_test_{}", uuid::Uuid::new_v4().simple());
+        admin_exec(&admin, format!("CREATE DATABASE {name}"))?;
+        Ok(TestDatabase { admin, name })
     }
 
     /// The database's name.
