@@ -180,12 +180,19 @@ impl RowStore for PgRows {
             }
         }
         let node = self.node.clone();
+        // Batches carrying a write-ahead-log mark (RUM events, issues) are covered by the
+        // log like logs and segments; the rest (templates, alarms, source maps) are written
+        // outside it and must be durable when the call returns.
+        let relaxed = !marks.is_empty();
         self.db.run(move |pool| async move {
             let mut client = pool.get().await.map_err(Error::pool("writing kv"))?;
             let tx = client
                 .transaction()
                 .await
                 .map_err(Error::db("writing kv"))?;
+            if relaxed {
+                crate::storage::relaxed_commit(&tx).await?;
+            }
             if !delete.is_empty() {
                 tx.execute("DELETE FROM kv WHERE k = ANY($1)", &[&delete])
                     .await
