@@ -58,10 +58,10 @@ impl PgRows {
                 "SELECT k, v FROM kv WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
                    AND ($3::bytea IS NULL OR k > $3) ORDER BY k LIMIT $4"
             };
-            let rows = client
-                .query(sql, &[&start, &end, &after, &SCAN_BATCH])
-                .await
-                .map_err(Error::db("scanning kv"))?;
+            let rows =
+                crate::storage::query_cached(&client, sql, &[&start, &end, &after, &SCAN_BATCH])
+                    .await
+                    .map_err(Error::db("scanning kv"))?;
             Ok(rows
                 .into_iter()
                 .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
@@ -104,20 +104,22 @@ impl RowStore for PgRows {
         let found = self.db.run(move |pool| async move {
             let client = pool.get().await.map_err(Error::pool("reading kv"))?;
             if let Some(kind) = mark_kind(&key) {
-                let row = client
-                    .query_opt(
-                        "SELECT seq FROM applied_marks WHERE node = $1 AND kind = $2",
-                        &[&node, &kind],
-                    )
-                    .await
-                    .map_err(Error::db("reading a mark"))?;
-                return Ok(row.map(|r| (r.get::<_, i64>(0) as u64).to_be_bytes().to_vec()));
-            }
-            let row = client
-                .query_opt("SELECT v FROM kv WHERE k = $1", &[&key])
+                let rows = crate::storage::query_cached(
+                    &client,
+                    "SELECT seq FROM applied_marks WHERE node = $1 AND kind = $2",
+                    &[&node, &kind],
+                )
                 .await
-                .map_err(Error::db("reading kv"))?;
-            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+                .map_err(Error::db("reading a mark"))?;
+                return Ok(rows
+                    .first()
+                    .map(|r| (r.get::<_, i64>(0) as u64).to_be_bytes().to_vec()));
+            }
+            let rows =
+                crate::storage::query_cached(&client, "SELECT v FROM kv WHERE k = $1", &[&key])
+                    .await
+                    .map_err(Error::db("reading kv"))?;
+            Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
         })?;
         Ok(found)
     }
@@ -194,12 +196,13 @@ impl RowStore for PgRows {
                 crate::storage::relaxed_commit(&tx).await?;
             }
             if !delete.is_empty() {
-                tx.execute("DELETE FROM kv WHERE k = ANY($1)", &[&delete])
+                crate::storage::exec_cached(&tx, "DELETE FROM kv WHERE k = ANY($1)", &[&delete])
                     .await
                     .map_err(Error::db("deleting kv rows"))?;
             }
             if !put_k.is_empty() {
-                tx.execute(
+                crate::storage::exec_cached(
+                    &tx,
                     "INSERT INTO kv (k, v) SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
                      ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
                     &[&put_k, &put_v],

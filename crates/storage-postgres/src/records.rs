@@ -63,7 +63,7 @@ pub(crate) struct LogRows {
     trace_id: Vec<Option<String>>,
     segment_id: Vec<Option<String>>,
     span_id: Vec<Option<i32>>,
-    body: Vec<serde_json::Value>,
+    body: Vec<Vec<u8>>,
     pub(crate) days: BTreeSet<i32>,
     tags: BTreeSet<(i32, String, String)>,
 }
@@ -104,20 +104,21 @@ impl LogRows {
                 .push(set(log.record.segment_id.as_deref()).map(str::to_string));
             rows.span_id.push(log.record.span_id);
             rows.body
-                .push(serde_json::to_value(&log).map_err(Error::codec("logs"))?);
+                .push(serde_json::to_vec(&log).map_err(Error::codec("logs"))?);
         }
         Ok(rows)
     }
 
-    pub(crate) async fn insert(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
+    pub(crate) async fn insert(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<()> {
         if self.id.is_empty() {
             return Ok(());
         }
-        tx.execute(
+        crate::storage::exec_cached(
+            tx,
             "INSERT INTO logs (service_id, day, ts, id, instance_id, endpoint_id, trace_id,
                                segment_id, span_id, body)
              SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[],
-                                  $6::text[], $7::text[], $8::text[], $9::int[], $10::jsonb[])",
+                                  $6::text[], $7::text[], $8::text[], $9::int[], $10::bytea[])",
             &[
                 &self.service_id,
                 &self.day,
@@ -138,7 +139,7 @@ impl LogRows {
 }
 
 async fn insert_tags(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     kind: u8,
     tags: &BTreeSet<(i32, String, String)>,
 ) -> Result<()> {
@@ -149,7 +150,8 @@ async fn insert_tags(
     let days: Vec<i32> = tags.iter().map(|t| t.0).collect();
     let keys: Vec<&str> = tags.iter().map(|t| t.1.as_str()).collect();
     let values: Vec<&str> = tags.iter().map(|t| t.2.as_str()).collect();
-    tx.execute(
+    crate::storage::exec_cached(
+        tx,
         "INSERT INTO record_tags (kind, day, key, value)
          SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
         &[&kind, &days, &keys, &values],
@@ -171,7 +173,7 @@ pub(crate) struct SegmentRows {
     endpoint_id: Vec<String>,
     latency_ms: Vec<i64>,
     is_error: Vec<bool>,
-    body: Vec<serde_json::Value>,
+    body: Vec<Vec<u8>>,
     pub(crate) days: BTreeSet<i32>,
     tags: BTreeSet<(i32, String, String)>,
 }
@@ -218,20 +220,21 @@ impl SegmentRows {
             rows.latency_ms.push(r.latency_ms);
             rows.is_error.push(r.is_error);
             rows.body
-                .push(serde_json::to_value(&r).map_err(Error::codec("segments"))?);
+                .push(serde_json::to_vec(&r).map_err(Error::codec("segments"))?);
         }
         Ok(rows)
     }
 
-    pub(crate) async fn insert(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
+    pub(crate) async fn insert(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<()> {
         if self.segment_id.is_empty() {
             return Ok(());
         }
-        tx.execute(
+        crate::storage::exec_cached(
+            tx,
             "INSERT INTO segments (service_id, day, start_ms, segment_id, trace_id, instance_id,
                                    endpoint_id, latency_ms, is_error, body)
              SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[],
-                                  $6::text[], $7::text[], $8::bigint[], $9::bool[], $10::jsonb[])
+                                  $6::text[], $7::text[], $8::bigint[], $9::bool[], $10::bytea[])
              ON CONFLICT (service_id, day, start_ms, segment_id) DO UPDATE SET
                  trace_id = EXCLUDED.trace_id, instance_id = EXCLUDED.instance_id,
                  endpoint_id = EXCLUDED.endpoint_id, latency_ms = EXCLUDED.latency_ms,
@@ -385,7 +388,7 @@ pub(crate) async fn query_logs(
         let full = rows.len() as i64 == BATCH;
         for row in &rows {
             let log: StoredLog =
-                serde_json::from_value(row.get(2)).map_err(Error::codec("logs"))?;
+                serde_json::from_slice(row.get::<_, &[u8]>(2)).map_err(Error::codec("logs"))?;
             after = Some((row.get(0), row.get(1)));
             if !log_matches_here(&q, &log) {
                 continue;
@@ -509,7 +512,7 @@ pub(crate) async fn query_segments(
         for row in &rows {
             after = Some((row.get(0), row.get(1), row.get(2)));
             let record: SegmentRecord =
-                serde_json::from_value(row.get(3)).map_err(Error::codec("segments"))?;
+                serde_json::from_slice(row.get::<_, &[u8]>(3)).map_err(Error::codec("segments"))?;
             if !segment_tags_match(&q, &record) {
                 continue;
             }
@@ -543,7 +546,7 @@ pub(crate) async fn get_trace(
         .await
         .map_err(Error::db("reading a trace"))?;
     rows.iter()
-        .map(|r| serde_json::from_value(r.get(0)).map_err(Error::codec("segments")))
+        .map(|r| serde_json::from_slice(r.get::<_, &[u8]>(0)).map_err(Error::codec("segments")))
         .collect()
 }
 

@@ -80,7 +80,8 @@ CREATE TABLE logs (
     trace_id text,
     segment_id text,
     span_id integer,
-    body jsonb NOT NULL,
+    -- The stored log as JSON text (bytes: the database never looks inside).
+    body bytea NOT NULL,
     PRIMARY KEY (service_id, day, ts, id)
 ) PARTITION BY RANGE (day);
 CREATE INDEX logs_by_time ON logs (ts, id);
@@ -96,7 +97,7 @@ CREATE TABLE segments (
     endpoint_id text NOT NULL,
     latency_ms bigint NOT NULL,
     is_error boolean NOT NULL,
-    body jsonb NOT NULL,
+    body bytea NOT NULL,
     PRIMARY KEY (service_id, day, start_ms, segment_id)
 ) PARTITION BY RANGE (day);
 CREATE INDEX segments_by_time ON segments (start_ms, segment_id);

@@ -49,12 +49,13 @@ pub struct PostgresStorage {
 
 /// Stores `seq` as `node`'s mark of `kind`, never moving it back.
 pub(crate) async fn store_mark(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     node: &str,
     kind: &str,
     seq: i64,
 ) -> Result<()> {
-    tx.execute(
+    exec_cached(
+        tx,
         "INSERT INTO applied_marks (node, kind, seq) VALUES ($1, $2, $3)
          ON CONFLICT (node, kind) DO UPDATE SET seq = GREATEST(applied_marks.seq, EXCLUDED.seq)",
         &[&node, &kind, &seq],
@@ -69,10 +70,31 @@ pub(crate) async fn store_mark(
 /// which a flush commits synchronously after these records: PostgreSQL's WAL is sequential, so
 /// that commit makes every earlier one durable first. A database crash can thus lose only
 /// commits whose entries Skylark still has in its log; their marks roll back with them.
-pub(crate) async fn relaxed_commit(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
+pub(crate) async fn relaxed_commit(tx: &deadpool_postgres::Transaction<'_>) -> Result<()> {
     tx.batch_execute("SET LOCAL synchronous_commit = off")
         .await
         .map_err(Error::db("relaxing the commit"))
+}
+
+/// `execute` with the statement prepared once per connection (a plain `execute` of text
+/// prepares it anew: one more round trip each time).
+pub(crate) async fn exec_cached(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.execute(&statement, params).await
+}
+
+/// `query` with the statement prepared once per connection.
+pub(crate) async fn query_cached(
+    client: &deadpool_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    client.query(&statement, params).await
 }
 
 fn seq_param(seq: u64) -> i64 {
@@ -331,7 +353,8 @@ impl PostgresStorage {
                 .await
                 .map_err(Error::db("flushing metrics"))?;
             if !cols.entity.is_empty() {
-                tx.execute(
+                exec_cached(
+                    &tx,
                     "INSERT INTO metric_cells AS t
                          (entity, metric, step, bucket, cell, shape, op, s, c)
                      SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int8[],
@@ -388,16 +411,16 @@ impl PostgresStorage {
         let in_flight = self.in_flight.read();
         let rows = self.db.run(move |pool| async move {
             let client = pool.get().await.map_err(Error::pool("reading metrics"))?;
-            client
-                .query(
-                    "SELECT step, bucket, cell, shape, s, c FROM metric_cells
+            query_cached(
+                &client,
+                "SELECT step, bucket, cell, shape, s, c FROM metric_cells
                       WHERE entity = $1 AND metric = $2
                         AND (step, bucket) IN (SELECT * FROM UNNEST($3::int2[], $4::int8[]))
                       ORDER BY step, bucket, cell",
-                    &[&entity, &name, &steps, &values],
-                )
-                .await
-                .map_err(Error::db("reading metrics"))
+                &[&entity, &name, &steps, &values],
+            )
+            .await
+            .map_err(Error::db("reading metrics"))
         })?;
         let mut by_bucket: std::collections::HashMap<(i16, i64), Vec<metrics::StoredCell>> =
             std::collections::HashMap::new();
@@ -751,7 +774,7 @@ struct CellColumns {
 }
 
 async fn upsert_traffic(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     services: &[(String, i32, String)],
     instances: &[InstanceRecord],
     endpoints: &[EndpointRecord],
@@ -760,7 +783,8 @@ async fn upsert_traffic(
         let ids: Vec<&str> = services.iter().map(|s| s.0.as_str()).collect();
         let layers: Vec<i32> = services.iter().map(|s| s.1).collect();
         let names: Vec<&str> = services.iter().map(|s| s.2.as_str()).collect();
-        tx.execute(
+        exec_cached(
+            tx,
             "INSERT INTO services (service_id, layer, name)
              SELECT * FROM UNNEST($1::text[], $2::int[], $3::text[]) ON CONFLICT DO NOTHING",
             &[&ids, &layers, &names],
@@ -805,7 +829,8 @@ async fn upsert_traffic(
         let ids: Vec<&str> = rows.iter().map(|r| r.1).collect();
         let names: Vec<&str> = rows.iter().map(|r| r.2).collect();
         let pings: Vec<i64> = rows.iter().map(|r| r.3).collect();
-        tx.execute(
+        exec_cached(
+            tx,
             &format!(
                 "INSERT INTO {table} AS t (service_id, id, name, last_ping_ms)
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[])
