@@ -124,6 +124,28 @@ impl RowStore for PgRows {
         Ok(found)
     }
 
+    fn get_many(&self, keys: &[Vec<u8>]) -> skylark_storage::Result<Vec<Option<Vec<u8>>>> {
+        if keys.iter().any(|k| mark_kind(k).is_some()) {
+            return keys.iter().map(|k| self.get(k)).collect();
+        }
+        let wanted = keys.to_vec();
+        let found: HashMap<Vec<u8>, Vec<u8>> = self.db.run(move |pool| async move {
+            let client = pool.get().await.map_err(Error::pool("reading kv"))?;
+            let rows = crate::storage::query_cached(
+                &client,
+                "SELECT k, v FROM kv WHERE k = ANY($1)",
+                &[&wanted],
+            )
+            .await
+            .map_err(Error::db("reading kv"))?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                .collect())
+        })?;
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
     fn scan_prefix(
         &self,
         prefix: &[u8],

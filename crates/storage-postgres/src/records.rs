@@ -113,28 +113,32 @@ impl LogRows {
         if self.id.is_empty() {
             return Ok(());
         }
-        crate::storage::exec_cached(
-            tx,
-            "INSERT INTO logs (service_id, day, ts, id, instance_id, endpoint_id, trace_id,
-                               segment_id, span_id, body)
-             SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[],
-                                  $6::text[], $7::text[], $8::text[], $9::int[], $10::bytea[])",
-            &[
-                &self.service_id,
-                &self.day,
-                &self.ts,
-                &self.id,
-                &self.instance_id,
-                &self.endpoint_id,
-                &self.trace_id,
-                &self.segment_id,
-                &self.span_id,
-                &self.body,
-            ],
-        )
-        .await
-        .map_err(Error::db("inserting logs"))?;
-        insert_tags(tx, b'l', &self.tags).await
+        let rows = async {
+            crate::storage::exec_cached(
+                tx,
+                "INSERT INTO logs (service_id, day, ts, id, instance_id, endpoint_id, trace_id,
+                                   segment_id, span_id, body)
+                 SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[],
+                                      $6::text[], $7::text[], $8::text[], $9::int[], $10::bytea[])",
+                &[
+                    &self.service_id,
+                    &self.day,
+                    &self.ts,
+                    &self.id,
+                    &self.instance_id,
+                    &self.endpoint_id,
+                    &self.trace_id,
+                    &self.segment_id,
+                    &self.span_id,
+                    &self.body,
+                ],
+            )
+            .await
+            .map_err(Error::db("inserting logs"))
+        };
+        // Sent together (pipelined on the connection).
+        futures_util::try_join!(rows, insert_tags(tx, b'l', &self.tags))?;
+        Ok(())
     }
 }
 
@@ -229,32 +233,36 @@ impl SegmentRows {
         if self.segment_id.is_empty() {
             return Ok(());
         }
-        crate::storage::exec_cached(
-            tx,
-            "INSERT INTO segments (service_id, day, start_ms, segment_id, trace_id, instance_id,
-                                   endpoint_id, latency_ms, is_error, body)
-             SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[],
-                                  $6::text[], $7::text[], $8::bigint[], $9::bool[], $10::bytea[])
-             ON CONFLICT (service_id, day, start_ms, segment_id) DO UPDATE SET
-                 trace_id = EXCLUDED.trace_id, instance_id = EXCLUDED.instance_id,
-                 endpoint_id = EXCLUDED.endpoint_id, latency_ms = EXCLUDED.latency_ms,
-                 is_error = EXCLUDED.is_error, body = EXCLUDED.body",
-            &[
-                &self.service_id,
-                &self.day,
-                &self.start_ms,
-                &self.segment_id,
-                &self.trace_id,
-                &self.instance_id,
-                &self.endpoint_id,
-                &self.latency_ms,
-                &self.is_error,
-                &self.body,
-            ],
-        )
-        .await
-        .map_err(Error::db("inserting segments"))?;
-        insert_tags(tx, b'g', &self.tags).await
+        let rows = async {
+            crate::storage::exec_cached(
+                tx,
+                "INSERT INTO segments (service_id, day, start_ms, segment_id, trace_id, instance_id,
+                                       endpoint_id, latency_ms, is_error, body)
+                 SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[],
+                                      $6::text[], $7::text[], $8::bigint[], $9::bool[], $10::bytea[])
+                 ON CONFLICT (service_id, day, start_ms, segment_id) DO UPDATE SET
+                     trace_id = EXCLUDED.trace_id, instance_id = EXCLUDED.instance_id,
+                     endpoint_id = EXCLUDED.endpoint_id, latency_ms = EXCLUDED.latency_ms,
+                     is_error = EXCLUDED.is_error, body = EXCLUDED.body",
+                &[
+                    &self.service_id,
+                    &self.day,
+                    &self.start_ms,
+                    &self.segment_id,
+                    &self.trace_id,
+                    &self.instance_id,
+                    &self.endpoint_id,
+                    &self.latency_ms,
+                    &self.is_error,
+                    &self.body,
+                ],
+            )
+            .await
+            .map_err(Error::db("inserting segments"))
+        };
+        // Sent together (pipelined on the connection).
+        futures_util::try_join!(rows, insert_tags(tx, b'g', &self.tags))?;
+        Ok(())
     }
 }
 

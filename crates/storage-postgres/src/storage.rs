@@ -220,11 +220,14 @@ impl PostgresStorage {
                 .transaction()
                 .await
                 .map_err(Error::db("writing logs"))?;
-            relaxed_commit(&tx).await?;
-            rows.insert(&tx).await?;
-            if let Some(seq) = seq {
-                store_mark(&tx, &node, "logs", seq_param(seq)).await?;
-            }
+            // Sent together (pipelined on the connection), run in this order.
+            let mark = async {
+                match seq {
+                    Some(seq) => store_mark(&tx, &node, "logs", seq_param(seq)).await,
+                    None => Ok(()),
+                }
+            };
+            futures_util::try_join!(relaxed_commit(&tx), rows.insert(&tx), mark)?;
             tx.commit().await.map_err(Error::db("committing logs"))?;
             Ok(())
         })?;
@@ -251,11 +254,14 @@ impl PostgresStorage {
                 .transaction()
                 .await
                 .map_err(Error::db("writing segments"))?;
-            relaxed_commit(&tx).await?;
-            rows.insert(&tx).await?;
-            if let Some(seq) = seq {
-                store_mark(&tx, &node, "segments", seq_param(seq)).await?;
-            }
+            // Sent together (pipelined on the connection), run in this order.
+            let mark = async {
+                match seq {
+                    Some(seq) => store_mark(&tx, &node, "segments", seq_param(seq)).await,
+                    None => Ok(()),
+                }
+            };
+            futures_util::try_join!(relaxed_commit(&tx), rows.insert(&tx), mark)?;
             tx.commit()
                 .await
                 .map_err(Error::db("committing segments"))?;

@@ -33,11 +33,44 @@ pub trait RowStore: Send + Sync + 'static {
         visit: &mut RangeVisitor<'_>,
     ) -> Result<()>;
 
+    /// The values under `keys`, in their order. Backends with a round trip per call answer
+    /// them all in one; the default asks one by one.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
     /// Keys in `[start, end)`, in key order.
     fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>>;
 
     /// Applies every op atomically (one sled `Batch`) and makes it durable.
     fn apply(&self, ops: Vec<RowOp>) -> Result<()>;
+}
+
+/// Reads of a batch fetched up front with one [`RowStore::get_many`]; other keys fall through
+/// to the store. Only for read-fold-write steps that see no writes of their own until they
+/// apply their batch.
+pub(crate) struct Prefetch<'a> {
+    store: &'a dyn RowStore,
+    values: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Prefetch<'a> {
+    pub(crate) fn new(store: &'a dyn RowStore, mut keys: Vec<Vec<u8>>) -> Result<Self> {
+        keys.sort();
+        keys.dedup();
+        let values = store.get_many(&keys)?;
+        Ok(Prefetch {
+            store,
+            values: keys.into_iter().zip(values).collect(),
+        })
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.values.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.store.get(key),
+        }
+    }
 }
 
 /// `MetricState` as stored: JSON objects cannot have label maps as keys, so tables become lists.
