@@ -182,3 +182,88 @@ async fn expired_data_disappears_and_disk_use_stops_growing() {
         "disk use kept growing after the TTL was reached: {sizes:?}"
     );
 }
+
+/// The same sweeper and injected clock over PostgreSQL: each day past the TTL leaves as a
+/// dropped day partition (with its segments and metric rows); younger days stay whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_day_partitions_past_the_ttl_are_dropped() {
+    let Some(db) = skylark_storage_postgres::TestDatabase::create() else {
+        return;
+    };
+    let pg =
+        Arc::new(skylark_storage_postgres::PostgresStorage::connect(&db.config("node-a")).unwrap());
+    let storage: Arc<dyn Storage> = pg.clone();
+    let now = Arc::new(AtomicI64::new(START_MS));
+    let clock: Clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let telemetry = Arc::new(Telemetry::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let policy = RetentionPolicy {
+        metrics_days: TTL_DAYS,
+        records_days: TTL_DAYS,
+    };
+    let sweeper = spawn_sweeper(
+        storage.clone(),
+        policy,
+        clock,
+        Duration::from_millis(20),
+        telemetry.clone(),
+        stop_rx,
+    );
+    let first_day = (START_MS / DAY_MS) as i32;
+    for day in 0..6i64 {
+        let at_ms = START_MS + day * DAY_MS;
+        now.store(at_ms, Ordering::SeqCst);
+        let s = storage.clone();
+        tokio::task::spawn_blocking(move || {
+            s.write_segments(segments_of_day(day, at_ms)).unwrap();
+            s.write_metrics(emissions_of_day(day, at_ms)).unwrap();
+            s.flush().unwrap();
+        })
+        .await
+        .unwrap();
+        await_sweep(&telemetry).await;
+        let p = pg.clone();
+        let partitions = tokio::task::spawn_blocking(move || p.day_partitions("segments").unwrap())
+            .await
+            .unwrap();
+        // Days wholly before the cutoff (now - TTL) are gone; the cutoff's own day and younger stay.
+        let today = first_day + day as i32;
+        let oldest_kept = (today - TTL_DAYS as i32).max(first_day);
+        assert_eq!(
+            partitions,
+            (oldest_kept..=today).collect::<Vec<_>>(),
+            "partitions on day {day}"
+        );
+        // The cutoff's own day keeps only what is younger than the cutoff (its segment, 50 ms
+        // before noon, is not); every later day is whole.
+        for kept in (day - i64::from(TTL_DAYS) + 1).max(0)..=day {
+            assert_eq!(
+                storage.get_trace(&format!("trace-{kept}-0")).unwrap().len(),
+                1,
+                "day {kept} touched on day {day}"
+            );
+        }
+        let expired = day - i64::from(TTL_DAYS) - 1;
+        if expired >= 0 {
+            assert!(storage
+                .get_trace(&format!("trace-{expired}-0"))
+                .unwrap()
+                .is_empty());
+            let old_entity =
+                MeterEntity::instance("retention-svc", format!("i-{expired}-0"), Layer::GENERAL);
+            let old_minute =
+                TimeBucket::from_epoch_ms(START_MS + expired * DAY_MS, Step::Minute).unwrap();
+            assert_eq!(
+                storage
+                    .read_metric(&metric(), &old_entity.id(), &[old_minute])
+                    .unwrap(),
+                vec![None]
+            );
+        }
+    }
+    let _ = stop_tx.send(true);
+    sweeper.await.unwrap();
+}

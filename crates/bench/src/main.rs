@@ -628,6 +628,7 @@ fn stages_with_durability(args: &Args, workloads: &[Workload], mode: &str) -> Re
         .env("SW_CORE_GRPC_PORT", grpc.to_string())
         .env("SW_ADMIN_HOST", "127.0.0.1")
         .env("SW_ADMIN_PORT", admin.to_string())
+        .env("SW_STORAGE", "sled")
         .env("SW_STORAGE_SLED_PATH", data.path().join("db"))
         .env("SW_CORE_DURABILITY", mode)
         .env("SKYLARK_STOP_ON_STDIN_EOF", "1")
@@ -736,6 +737,7 @@ fn main() -> Result<()> {
         .env("SW_CORE_REST_PORT", rest.to_string())
         .env("SW_CORE_GRPC_HOST", "127.0.0.1")
         .env("SW_CORE_GRPC_PORT", grpc.to_string())
+        .env("SW_STORAGE", "sled")
         .env("SW_STORAGE_SLED_PATH", data.path().join("db"))
         .env("SKYLARK_STOP_ON_STDIN_EOF", "1")
         .env("SKYLARK_LOG", "warn")
@@ -840,5 +842,175 @@ fn main() -> Result<()> {
     );
     let relaxed = stages_with_durability(&args, &workloads, "relaxed")?;
     print_durability_cost(&workloads, &stages, &relaxed);
+    if std::env::var("SW_STORAGE").is_ok_and(|s| s == "postgresql") {
+        storage_comparison(&args, &workloads)?;
+    }
+    Ok(())
+}
+
+/// The service dashboard's Overview widgets (booster-ui sends them as one request of aliased
+/// `execExpression` fields), for the wechat fixture service over the last 30 minutes.
+fn dashboard_query() -> serde_json::Value {
+    const EXPRESSIONS: &[&str] = &[
+        "meter_wechat_mp_app_launch_duration",
+        "meter_wechat_mp_first_render_duration",
+        "meter_wechat_mp_package_load_duration",
+        "meter_wechat_mp_route_duration",
+        "meter_wechat_mp_script_duration",
+        "meter_wechat_mp_request_cpm",
+        "relabels(meter_wechat_mp_request_duration_percentile{p='50,75,90,95,99'},p='50,75,90,95,99',percentile='P50,P75,P90,P95,P99')",
+        "meter_wechat_mp_error_count",
+        "aggregate_labels(meter_wechat_mp_error_count{exception_type='ajax'},sum)",
+        "meter_wechat_mp_request_success_count/meter_wechat_mp_request_count*100",
+    ];
+    let fields: Vec<String> = EXPRESSIONS
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "e{i}: execExpression(expression: {}, entity: $entity, duration: $d) {{ type error results {{ metric {{ labels {{ key value }} }} values {{ id value }} }} }}",
+                serde_json::Value::String(e.to_string())
+            )
+        })
+        .collect();
+    let end = chrono::Local::now() + chrono::Duration::minutes(1);
+    let start = end - chrono::Duration::minutes(30);
+    serde_json::json!({
+        "query": format!("query ($entity: Entity!, $d: Duration!) {{ {} }}", fields.join(" ")),
+        "variables": {
+            "entity": {"scope": "Service", "serviceName": "mini-program-sim-wechat", "normal": true},
+            "d": {"start": start.format("%Y-%m-%d %H%M").to_string(),
+                  "end": end.format("%Y-%m-%d %H%M").to_string(), "step": "MINUTE"},
+        },
+    })
+}
+
+/// Ingest through the whole path and dashboard latency, sled against PostgreSQL, one after
+/// the other in this run (`make bench` with `SW_STORAGE=postgresql`).
+fn storage_comparison(args: &Args, workloads: &[Workload]) -> Result<()> {
+    let url = std::env::var("SW_JDBC_URL")
+        .unwrap_or_else(|_| "jdbc:postgresql://127.0.0.1:5432/postgres".to_string());
+    let user = std::env::var("SW_DATA_SOURCE_USER").unwrap_or_else(|_| "postgres".to_string());
+    let mut results = Vec::new();
+    for backend in ["sled", "postgresql"] {
+        // A fresh database for this run, dropped afterwards (on the server SW_JDBC_URL names).
+        let scratch = if backend == "postgresql" {
+            Some(
+                skylark_storage_postgres::TestDatabase::create_on(&url, &user)
+                    .context("cannot create a scratch database for the benchmark")?,
+            )
+        } else {
+            None
+        };
+        let data = tempfile::tempdir()?;
+        let (rest, grpc, admin) = (free_port()?, free_port()?, free_port()?);
+        let mut cmd = Command::new(&args.server);
+        cmd.env("SW_CORE_REST_HOST", "127.0.0.1")
+            .env("SW_CORE_REST_PORT", rest.to_string())
+            .env("SW_CORE_GRPC_HOST", "127.0.0.1")
+            .env("SW_CORE_GRPC_PORT", grpc.to_string())
+            .env("SW_ADMIN_HOST", "127.0.0.1")
+            .env("SW_ADMIN_PORT", admin.to_string())
+            .env("SW_STORAGE", backend)
+            .env("SW_STORAGE_SLED_PATH", data.path().join("db"))
+            .env("SKYLARK_STOP_ON_STDIN_EOF", "1")
+            .env("SKYLARK_LOG", "warn")
+            .stdin(Stdio::piped());
+        if let Some(db) = &scratch {
+            cmd.env("SW_JDBC_URL", db.jdbc_url())
+                .env("SW_DATA_SOURCE_USER", db.user())
+                .env("SW_NODE_ID", "bench");
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", args.server.display()))?;
+        let pid = child.id();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let result = rt.block_on(async {
+            let client = reqwest::Client::new();
+            let base = format!("http://127.0.0.1:{rest}");
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rest));
+            let ready = Instant::now();
+            while client
+                .post(format!("{base}/graphql"))
+                .json(&serde_json::json!({"query": "{ version }"}))
+                .send()
+                .await
+                .is_err()
+            {
+                if ready.elapsed() > Duration::from_secs(30) {
+                    bail!("server ({backend}) did not start");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut stages = Vec::new();
+            for w in workloads {
+                stages.push(end_to_end(pid, addr, w, args.seconds, args.concurrency).await?);
+            }
+            // Persisted, as a dashboard on another node would see it.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let body = dashboard_query();
+            let mut latencies = Vec::new();
+            for _ in 0..200 {
+                let started = Instant::now();
+                let reply: serde_json::Value = client
+                    .post(format!("{base}/graphql"))
+                    .json(&body)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                latencies.push(started.elapsed());
+                if reply.get("errors").is_some() || !reply.to_string().contains("\"value\":\"") {
+                    bail!("dashboard query failed on {backend}: {reply}");
+                }
+            }
+            latencies.sort();
+            Ok((stages, latencies))
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        results.push((backend, result?));
+    }
+    println!();
+    println!(
+        "| storage | {} | dashboard p50 ms | p99 ms |",
+        workloads
+            .iter()
+            .map(|w| format!("{} {}/s", w.signal.path(), w.signal.unit()))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}---|---|", "---|".repeat(workloads.len()));
+    for (backend, (stages, latencies)) in &results {
+        let rates: Vec<String> = stages
+            .iter()
+            .map(|s| format!("{:.0}", s.items as f64 / s.secs))
+            .collect();
+        let at = |q: f64| {
+            let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+            latencies[i].as_secs_f64() * 1000.0
+        };
+        println!(
+            "| {backend} | {} | {:.1} | {:.1} |",
+            rates.join(" | "),
+            at(0.50),
+            at(0.99)
+        );
+    }
+    if let [(_, (sled, _)), (_, (pg, _))] = results.as_slice() {
+        for ((w, s), p) in workloads.iter().zip(sled).zip(pg) {
+            println!(
+                "{}: postgresql ingests {:.2} of sled's {} per second ({} failed requests on postgresql)",
+                w.signal.path(),
+                (p.items as f64 / p.secs) / (s.items as f64 / s.secs),
+                w.signal.unit(),
+                p.failed
+            );
+        }
+    }
     Ok(())
 }

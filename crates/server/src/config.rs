@@ -355,10 +355,40 @@ pub struct OtelConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Backend name; only `sled` exists.
+    /// Backend name: `sled` (embedded, default) or `postgresql`.
     pub selector: String,
-    /// sled settings.
+    /// sled settings (its folder also holds the write-ahead log by default).
     pub sled: SledSettings,
+    /// PostgreSQL settings, used when `selector` is `postgresql`.
+    pub postgresql: PostgresqlSettings,
+}
+
+/// `storage.postgresql:` settings, named as OAP's JDBC storage names them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PostgresqlSettings {
+    /// `jdbc:postgresql://host[:port]/database` (`SW_JDBC_URL`).
+    pub jdbc_url: String,
+    /// `SW_DATA_SOURCE_USER`.
+    pub user: String,
+    /// `SW_DATA_SOURCE_PASSWORD`; empty for none.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Connections one node keeps open at most (`SW_DATA_SOURCE_MAXIMUM_POOL_SIZE`).
+    pub maximum_pool_size: usize,
+    /// This node's name for its write-ahead-log marks (`SW_NODE_ID`); empty means
+    /// `<host name>:<absolute WAL folder>`, which is unique per WAL and stable across restarts.
+    #[serde(default)]
+    pub node_id: Option<String>,
+}
+
+/// The storage backends `storage.selector` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// Embedded sled.
+    Sled,
+    /// A shared PostgreSQL database.
+    Postgresql,
 }
 
 /// `storage.sled:` settings.
@@ -403,6 +433,47 @@ impl Config {
         }
     }
 
+    /// The backend `storage.selector` names.
+    pub fn storage_kind(&self) -> Result<StorageKind> {
+        match self.storage.selector.as_str() {
+            "sled" => Ok(StorageKind::Sled),
+            "postgresql" => Ok(StorageKind::Postgresql),
+            other => bail!(
+                "storage.selector (SW_STORAGE) is '{other}'; it must be 'sled' or 'postgresql'"
+            ),
+        }
+    }
+
+    /// The PostgreSQL settings, with the node id defaulted from the host and WAL folder.
+    pub fn postgres_config(&self) -> Result<skylark_storage_postgres::PostgresConfig> {
+        let pg = &self.storage.postgresql;
+        let node_id = match pg.node_id.as_deref().filter(|n| !n.is_empty()) {
+            Some(id) => id.to_string(),
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .or_else(|| std::env::var("HOSTNAME").ok())
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "skylark".to_string());
+                let wal = self.durability().wal_dir;
+                let wal = std::path::absolute(&wal).unwrap_or(wal);
+                format!("{host}:{}", wal.display())
+            }
+        };
+        skylark_storage_postgres::PostgresConfig::from_jdbc_url(
+            &pg.jdbc_url,
+            &pg.user,
+            pg.password.as_deref().unwrap_or_default(),
+            pg.maximum_pool_size,
+            &node_id,
+        )
+        .context(
+            "storage.postgresql (SW_JDBC_URL, SW_DATA_SOURCE_USER, SW_DATA_SOURCE_PASSWORD, \
+             SW_DATA_SOURCE_MAXIMUM_POOL_SIZE)",
+        )
+    }
+
     /// Reads the configuration from `path`, or the embedded default when `None`.
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let (origin, text) = match path {
@@ -432,11 +503,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.storage.selector != "sled" {
-            bail!(
-                "storage.selector (SW_STORAGE) is '{}'; the only storage is 'sled'",
-                self.storage.selector
-            );
+        self.storage_kind()?;
+        if self.storage_kind()? == StorageKind::Postgresql {
+            self.postgres_config()?;
         }
         if self.core.metrics_data_ttl == 0 {
             bail!("core.metricsDataTTL (SW_CORE_METRICS_DATA_TTL) must be at least 1 day");
@@ -656,6 +725,8 @@ mod tests {
         assert_eq!(c.rum.platforms().platform("miniapp"), "wechat");
         assert_eq!(c.rum.trace_link_template().unwrap(), None);
         assert_eq!(c.storage.sled.path, PathBuf::from("./data"));
+        assert_eq!(c.storage_kind().unwrap(), StorageKind::Sled);
+        assert_eq!(c.storage.postgresql.maximum_pool_size, 8);
         assert_eq!(c.core.metrics_data_ttl, 7);
         assert_eq!(c.log_analyzer.lal_files, "miniprogram,default");
         assert_eq!(

@@ -34,6 +34,36 @@ pub fn load_rules(config: &Config) -> Result<pipeline::Rules> {
     Ok(pipeline::Rules { otel, lal, log_mal })
 }
 
+/// Opens the backend `storage.selector` names.
+pub fn open_storage(config: &Config) -> Result<Arc<dyn Storage>> {
+    Ok(match config.storage_kind()? {
+        config::StorageKind::Sled => {
+            let sled = SledStorage::open(SledConfig {
+                cache_capacity_bytes: config.storage.sled.cache_capacity_mb * 1024 * 1024,
+                ..SledConfig::new(config.storage.sled.path.clone())
+            })
+            .with_context(|| {
+                format!(
+                    "cannot open storage at {}",
+                    config.storage.sled.path.display()
+                )
+            })?;
+            Arc::new(sled)
+        }
+        config::StorageKind::Postgresql => {
+            let pg = config.postgres_config()?;
+            let storage =
+                skylark_storage_postgres::PostgresStorage::connect(&pg).with_context(|| {
+                    format!(
+                        "cannot open postgresql storage at {}:{}/{}",
+                        pg.host, pg.port, pg.database
+                    )
+                })?;
+            Arc::new(storage)
+        }
+    })
+}
+
 /// Runs the server until `shutdown` resolves, then persists everything and returns.
 pub async fn serve(
     config: Config,
@@ -42,17 +72,7 @@ pub async fn serve(
 ) -> Result<()> {
     let rules = load_rules(&config)?;
 
-    let sled = SledStorage::open(SledConfig {
-        cache_capacity_bytes: config.storage.sled.cache_capacity_mb * 1024 * 1024,
-        ..SledConfig::new(config.storage.sled.path.clone())
-    })
-    .with_context(|| {
-        format!(
-            "cannot open storage at {}",
-            config.storage.sled.path.display()
-        )
-    })?;
-    let storage: Arc<dyn Storage> = Arc::new(sled);
+    let storage = open_storage(&config)?;
     let telemetry = Arc::new(Telemetry::new());
     let guard = Arc::new(guards::CardinalityGuard::new(
         config.core.cardinality.limits(),

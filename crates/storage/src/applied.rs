@@ -5,8 +5,11 @@ use crate::rows::{RowOp, RowStore};
 use crate::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Mark rows: `w | signal name`, value the sequence number (8, BE).
-const MARK: u8 = b'w';
+/// Mark rows: `w | signal name` (`metrics`, `logs`, `segments`, `rum`, `issues`), value the
+/// sequence number (8, BE). Public so that a [`crate::RowStore`] shared by several nodes can keep
+/// each node's marks apart.
+pub const MARK_KEY_PREFIX: u8 = b'w';
+const MARK: u8 = MARK_KEY_PREFIX;
 
 /// The persisted marks: every write-ahead-log entry with a sequence number at or below a mark has
 /// its effects of that kind stored.

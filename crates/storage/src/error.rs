@@ -47,6 +47,15 @@ pub enum Error {
     /// A stored write-ahead-log mark is not a sequence number.
     #[error("stored write-ahead-log mark {0} is corrupt")]
     CorruptMark(String),
+    /// Another crate's backend (e.g. PostgreSQL) failed.
+    #[error("storage backend failed: {context}")]
+    Backend {
+        /// What was being done.
+        context: String,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A row could not be encoded.
     #[error("row could not be encoded")]
     Encode(#[source] serde_json::Error),

@@ -73,10 +73,27 @@ pub(crate) fn record_occurrences(
     let mut issues: BTreeMap<String, Option<Issue>> = BTreeMap::new();
     let mut minutes: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     let mut ops: Vec<RowOp> = Vec::new();
+    // Every issue and minute counter this batch reads, in one round trip.
+    let mut wanted = Vec::new();
+    for o in &occurrences {
+        let minute = o.time_ms - o.time_ms.rem_euclid(60_000);
+        wanted.push(issue_key(&o.fingerprint));
+        wanted.push(child_key(
+            ISSUE_MINUTE,
+            &o.fingerprint,
+            &minute.to_be_bytes(),
+        ));
+    }
+    let pre = rows::Prefetch::new(store, wanted)?;
     for occurrence in occurrences {
         let id = occurrence.fingerprint.clone();
         if !issues.contains_key(&id) {
-            issues.insert(id.clone(), get_issue(store, &id)?);
+            let key = issue_key(&id);
+            let issue: Option<Issue> = match pre.get(&key)? {
+                Some(bytes) => Some(rows::decode(&key, &bytes)?),
+                None => None,
+            };
+            issues.insert(id.clone(), issue);
         }
         let current = issues.get_mut(&id).and_then(Option::take);
         let issue = fold(current, &occurrence);
@@ -85,7 +102,11 @@ pub(crate) fn record_occurrences(
         let minute_key = child_key(ISSUE_MINUTE, &id, &minute.to_be_bytes());
         let count = match minutes.get(&minute_key) {
             Some(count) => *count,
-            None => read_count(store, &minute_key)?,
+            None => pre
+                .get(&minute_key)?
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0),
         };
         minutes.insert(minute_key, count + 1);
         ops.push((
@@ -106,14 +127,6 @@ pub(crate) fn record_occurrences(
         ops.push(MarkKind::Issues.op(seq));
     }
     store.apply(ops)
-}
-
-fn read_count(store: &dyn RowStore, key: &[u8]) -> Result<u64> {
-    Ok(store
-        .get(key)?
-        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0))
 }
 
 /// Replaces issue `id` with `change(issue)`; `None` when there is no such issue. The caller

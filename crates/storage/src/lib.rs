@@ -11,6 +11,7 @@ mod engine;
 mod error;
 mod issues;
 mod keys;
+mod kv_storage;
 mod mem_storage;
 mod model;
 mod records;
@@ -22,9 +23,10 @@ mod templates;
 mod testsuite;
 mod traffic;
 
-pub use applied::AppliedSeqs;
+pub use applied::{AppliedSeqs, MARK_KEY_PREFIX};
 pub use error::{Error, Result};
 pub use issues::{IssueFold, ISSUE_EVENTS_KEPT};
+pub use kv_storage::KvStorage;
 pub use mem_storage::MemStorage;
 pub use model::{
     AlarmEntityFilter, AlarmQuery, AlarmRecord, EndpointRecord, InstanceRecord, IssueOrder,
@@ -32,6 +34,7 @@ pub use model::{
     SessionQuery, SourceMapRecord, StoredLog, TemplateRecord, TraceOrder, TraceQuery, TraceState,
 };
 pub use records::{LOG_CONTENT_MAX_BYTES, LOG_TAGS_MAX, LOG_TRUNCATED_TAG};
+pub use rows::{RangeVisitor, RowOp, RowStore, RowVisitor};
 pub use rum::RUM_TOTAL_MAX;
 pub use sled_storage::{SledConfig, SledStorage};
 #[cfg(feature = "testsuite")]
@@ -386,8 +389,8 @@ pub trait Storage: Send + Sync + 'static {
 
 /// Implements [`Storage`] for a type with an `engine` field by forwarding every method.
 macro_rules! delegate_storage {
-    ($ty:ty) => {
-        impl $crate::Storage for $ty {
+    ([$($g:ident: $b:path),*] $ty:ty) => {
+        impl<$($g: $b),*> $crate::Storage for $ty {
             fn write_metrics(
                 &self,
                 emissions: Vec<skylark_core::MetricEmission>,
@@ -692,6 +695,9 @@ macro_rules! delegate_storage {
                 self.engine.delete_source_map(service, version, file)
             }
         }
+    };
+    ($ty:ty) => {
+        $crate::delegate_storage!([] $ty);
     };
 }
 pub(crate) use delegate_storage;

@@ -4,16 +4,19 @@ use skylark_core::{Labels, Layer, MetricFunction, MetricState};
 use std::collections::BTreeMap;
 
 /// One change in a flush batch: `Some` writes the value, `None` removes the key.
-pub(crate) type RowOp = (Vec<u8>, Option<Vec<u8>>);
+pub type RowOp = (Vec<u8>, Option<Vec<u8>>);
 
 /// Called with each `(key, value)` of a scan; an error stops the scan.
-pub(crate) type RowVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+pub type RowVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 
 /// Called with each `(key, value)` of a range scan; `Ok(false)` stops the scan early.
-pub(crate) type RangeVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+pub type RangeVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
 
 /// An ordered byte-key store. The engine keeps all semantics; a backend only stores bytes.
-pub(crate) trait RowStore: Send + Sync + 'static {
+///
+/// Public so that another crate's backend can hold the record kinds it does not model itself
+/// in a [`crate::KvStorage`] over its own key-value table.
+pub trait RowStore: Send + Sync + 'static {
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
@@ -29,6 +32,12 @@ pub(crate) trait RowStore: Send + Sync + 'static {
         reverse: bool,
         visit: &mut RangeVisitor<'_>,
     ) -> Result<()>;
+
+    /// The values under `keys`, in their order. Backends with a round trip per call answer
+    /// them all in one; the default asks one by one.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
 
     /// Keys in `[start, end)`, in key order.
     fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>>;
@@ -46,6 +55,33 @@ pub(crate) trait RowStore: Send + Sync + 'static {
     /// Makes every batch applied so far durable.
     fn sync(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// Reads of a batch fetched up front with one [`RowStore::get_many`]; other keys fall through
+/// to the store. Only for read-fold-write steps that see no writes of their own until they
+/// apply their batch.
+pub(crate) struct Prefetch<'a> {
+    store: &'a dyn RowStore,
+    values: std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Prefetch<'a> {
+    pub(crate) fn new(store: &'a dyn RowStore, mut keys: Vec<Vec<u8>>) -> Result<Self> {
+        keys.sort();
+        keys.dedup();
+        let values = store.get_many(&keys)?;
+        Ok(Prefetch {
+            store,
+            values: keys.into_iter().zip(values).collect(),
+        })
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.values.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.store.get(key),
+        }
     }
 }
 

@@ -88,6 +88,17 @@ pub(crate) fn write_rum_events(
     // Sessions touched by this batch, loaded once, with their start as stored.
     let mut sessions: HashMap<String, (Option<i64>, RumSession)> = HashMap::new();
     let mut written: HashSet<Vec<u8>> = HashSet::new();
+    // Every row this batch reads, in one round trip.
+    let mut wanted = Vec::new();
+    for event in &events {
+        if event.kind() == RumEventType::View || !event.session_id.is_empty() {
+            wanted.push(keys::record_key(RUM, &tail_of(event)));
+        }
+        if !event.session_id.is_empty() {
+            wanted.push(session_key(&event.session_id));
+        }
+    }
+    let pre = rows::Prefetch::new(store, wanted)?;
     for event in events {
         let tail = tail_of(&event);
         let key = keys::record_key(RUM, &tail);
@@ -96,14 +107,18 @@ pub(crate) fn write_rum_events(
         let stored = if written.contains(&key) || !needs_stored {
             None
         } else {
-            store.get(&key)?
+            pre.get(&key)?
         };
         let first_time = stored.is_none() && !written.contains(&key);
         if !event.session_id.is_empty() {
             let entry = match sessions.get_mut(&event.session_id) {
                 Some(entry) => entry,
                 None => {
-                    let loaded = stored_session(store, &event.session_id)?;
+                    let key = session_key(&event.session_id);
+                    let loaded: Option<RumSession> = match pre.get(&key)? {
+                        Some(bytes) => Some(rows::decode(&key, &bytes)?),
+                        None => None,
+                    };
                     let start = loaded.as_ref().map(|s| s.start_ms);
                     let session = loaded.unwrap_or_else(|| RumSession::new(&event));
                     sessions
