@@ -847,6 +847,7 @@ impl<K: RowStore> Drop for Engine<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mem_storage::MemRows;
     use crate::rows::{RangeVisitor, RowVisitor};
     use skylark_core::{Layer, MeterEntity, MeterValue, MetricState, Scope};
     use std::collections::BTreeMap;
@@ -857,20 +858,24 @@ mod tests {
     /// `writes_left` runs out, as a process killed between two batches would.
     #[derive(Clone)]
     struct SharedRows {
-        rows: Arc<parking_lot::RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>,
+        inner: Arc<MemRows>,
         writes_left: Arc<AtomicUsize>,
     }
 
     impl SharedRows {
         fn new() -> Self {
             SharedRows {
-                rows: Arc::default(),
+                inner: Arc::default(),
                 writes_left: Arc::new(AtomicUsize::new(usize::MAX)),
             }
         }
 
+        fn rows(&self) -> &parking_lot::RwLock<BTreeMap<Vec<u8>, Vec<u8>>> {
+            &self.inner.rows
+        }
+
         fn metric_rows(&self) -> usize {
-            self.rows
+            self.rows()
                 .read()
                 .keys()
                 .filter(|k| k.first() == Some(&b'm'))
@@ -880,43 +885,25 @@ mod tests {
 
     impl RowStore for SharedRows {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-            Ok(self.rows.read().get(key).cloned())
+            self.inner.get(key)
         }
 
         fn scan_prefix(&self, prefix: &[u8], visit: &mut RowVisitor<'_>) -> Result<()> {
-            for (key, value) in self.rows.read().range(prefix.to_vec()..) {
-                if !key.starts_with(prefix) {
-                    break;
-                }
-                visit(key, value)?;
-            }
-            Ok(())
+            self.inner.scan_prefix(prefix, visit)
         }
 
         fn scan_range(
             &self,
             start: &[u8],
             end: &[u8],
-            _reverse: bool,
+            reverse: bool,
             visit: &mut RangeVisitor<'_>,
         ) -> Result<()> {
-            if start < end {
-                for (key, value) in self.rows.read().range(start.to_vec()..end.to_vec()) {
-                    if !visit(key, value)? {
-                        break;
-                    }
-                }
-            }
-            Ok(())
+            self.inner.scan_range(start, end, reverse, visit)
         }
 
         fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
-            let mut keys = Vec::new();
-            self.scan_range(start, end, false, &mut |k, _| {
-                keys.push(k.to_vec());
-                Ok(true)
-            })?;
-            Ok(keys)
+            self.inner.keys_in_range(start, end)
         }
 
         fn apply(&self, ops: Vec<RowOp>) -> Result<()> {
@@ -927,14 +914,7 @@ mod tests {
                 ));
             }
             self.writes_left.store(left - 1, Ordering::SeqCst);
-            let mut rows = self.rows.write();
-            for (key, value) in ops {
-                match value {
-                    Some(value) => rows.insert(key, value),
-                    None => rows.remove(&key),
-                };
-            }
-            Ok(())
+            self.inner.apply(ops)
         }
     }
 
@@ -1066,8 +1046,8 @@ mod tests {
         legacy.flush().unwrap();
         let expected = values(&legacy, 3_000);
         {
-            let mut stored = rows.rows.write();
-            for (key, value) in legacy.store.rows.read().iter() {
+            let mut stored = rows.rows().write();
+            for (key, value) in legacy.store.rows().read().iter() {
                 let value = if key.first() == Some(&keys::METRIC) {
                     let row = rows::decode_metric(key, value).unwrap();
                     let state = match row.state {
@@ -1085,11 +1065,15 @@ mod tests {
                 }
             }
         }
-        assert!(rows.rows.read().values().any(|v| v.first() == Some(&b'{')));
+        assert!(rows
+            .rows()
+            .read()
+            .values()
+            .any(|v| v.first() == Some(&b'{')));
 
         let migrated = Engine::new(rows.clone()).unwrap();
         assert_eq!(values(&migrated, 3_000), expected);
-        let stored = rows.rows.read();
+        let stored = rows.rows().read();
         let metric_rows: Vec<&Vec<u8>> = stored
             .iter()
             .filter(|(k, _)| k.first() == Some(&keys::METRIC))
@@ -1106,7 +1090,7 @@ mod tests {
     #[test]
     fn a_folder_from_a_newer_skylark_is_refused_untouched() {
         let rows = SharedRows::new();
-        rows.rows
+        rows.rows()
             .write()
             .insert(vec![keys::FORMAT], 3u32.to_be_bytes().to_vec());
         let error = Engine::new(rows.clone()).err().unwrap();
@@ -1115,7 +1099,7 @@ mod tests {
             "the data folder is in storage format 3, newer than this Skylark reads (format 2): \
              run the Skylark that wrote it, or start from an empty folder"
         );
-        assert_eq!(rows.rows.read().len(), 1);
+        assert_eq!(rows.rows().read().len(), 1);
     }
 
     #[test]

@@ -5,9 +5,10 @@ use crate::Result;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 
+/// Rows in an ordered map; also the engine tests' store.
 #[derive(Default)]
-struct MemRows {
-    rows: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+pub(crate) struct MemRows {
+    pub(crate) rows: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
 }
 
 impl RowStore for MemRows {
