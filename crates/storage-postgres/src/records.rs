@@ -296,27 +296,6 @@ impl Filter {
     }
 }
 
-fn log_matches_here(q: &LogQuery, log: &StoredLog) -> bool {
-    let r = &log.record;
-    let tags_match = q.tags.iter().all(|(key, value)| {
-        let key = key.trim();
-        let value = value.as_deref().map(str::trim);
-        r.tags
-            .iter()
-            .any(|(k, v)| k == key && value.is_none_or(|value| v == value))
-    });
-    tags_match
-        && q.keywords
-            .iter()
-            .filter(|w| !w.is_empty())
-            .all(|w| r.content.contains(w.as_str()))
-        && !q
-            .excluding_keywords
-            .iter()
-            .filter(|w| !w.is_empty())
-            .any(|w| r.content.contains(w.as_str()))
-}
-
 pub(crate) async fn query_logs(
     client: &deadpool_postgres::Client,
     q: LogQuery,
@@ -398,7 +377,7 @@ pub(crate) async fn query_logs(
             let log: StoredLog =
                 serde_json::from_slice(row.get::<_, &[u8]>(2)).map_err(Error::codec("logs"))?;
             after = Some((row.get(0), row.get(1)));
-            if !log_matches_here(&q, &log) {
+            if !q.matches_tags_and_keywords(&log) {
                 continue;
             }
             if skipped < q.offset {

@@ -116,6 +116,32 @@ pub struct LogQuery {
     pub limit: usize,
 }
 
+impl LogQuery {
+    /// Whether `log` passes the tag and keyword filters, the ones no index or SQL predicate
+    /// applies (every backend checks them on the decoded log).
+    pub fn matches_tags_and_keywords(&self, log: &StoredLog) -> bool {
+        let r = &log.record;
+        let tags_match = self.tags.iter().all(|(key, value)| {
+            let key = key.trim();
+            let value = value.as_deref().map(str::trim);
+            r.tags
+                .iter()
+                .any(|(k, v)| k == key && value.is_none_or(|value| v == value))
+        });
+        tags_match
+            && self
+                .keywords
+                .iter()
+                .filter(|w| !w.is_empty())
+                .all(|w| r.content.contains(w.as_str()))
+            && !self
+                .excluding_keywords
+                .iter()
+                .filter(|w| !w.is_empty())
+                .any(|w| r.content.contains(w.as_str()))
+    }
+}
+
 impl Default for LogQuery {
     /// No filters, newest first, no paging.
     fn default() -> Self {

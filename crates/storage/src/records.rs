@@ -228,23 +228,7 @@ fn log_matches(q: &LogQuery, log: &StoredLog) -> bool {
     {
         return false;
     }
-    let tags_match = q.tags.iter().all(|(key, value)| {
-        let key = key.trim();
-        let value = value.as_deref().map(str::trim);
-        r.tags
-            .iter()
-            .any(|(k, v)| k == key && value.is_none_or(|value| v == value))
-    });
-    tags_match
-        && q.keywords
-            .iter()
-            .filter(|w| !w.is_empty())
-            .all(|w| r.content.contains(w.as_str()))
-        && !q
-            .excluding_keywords
-            .iter()
-            .filter(|w| !w.is_empty())
-            .any(|w| r.content.contains(w.as_str()))
+    q.matches_tags_and_keywords(log)
 }
 
 /// Keys of the records of `record_kind` indexed under `trace_id`, oldest first.
