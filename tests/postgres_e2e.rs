@@ -80,9 +80,34 @@ fn entity(service: &str, instance: Option<&str>) -> Value {
            "destServiceInstanceName": "", "destEndpointName": ""})
 }
 
+/// The query windows, fixed once for a whole comparison: computed per server, a minute
+/// boundary between two servers' queries shifted one window against the other.
+struct Windows {
+    minutes: Value,
+    hours: Value,
+    traces: Value,
+}
+
+impl Windows {
+    fn now() -> Self {
+        let end = chrono::Local::now() + chrono::Duration::hours(1);
+        let start = end - chrono::Duration::hours(3);
+        Windows {
+            minutes: swctl_duration(),
+            hours: json!({"start": start.format("%Y-%m-%d %H").to_string(),
+                          "end": end.format("%Y-%m-%d %H").to_string(), "step": "HOUR"}),
+            traces: window(30, "SECOND"),
+        }
+    }
+}
+
 /// Every answer compared across nodes, labelled; lists whose order storage does not define
 /// (equal timestamps) are sorted.
-async fn answers(server: &Server, reference: &std::path::Path) -> Vec<(String, Value)> {
+async fn answers(
+    server: &Server,
+    reference: &std::path::Path,
+    windows: &Windows,
+) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for layer in ["WECHAT_MINI_PROGRAM", "ALIPAY_MINI_PROGRAM"] {
         let reply = server
@@ -93,11 +118,7 @@ async fn answers(server: &Server, reference: &std::path::Path) -> Vec<(String, V
             .await;
         out.push((format!("services {layer}"), reply));
     }
-    let minutes = swctl_duration();
-    let end = chrono::Local::now() + chrono::Duration::hours(1);
-    let start = end - chrono::Duration::hours(3);
-    let hours = json!({"start": start.format("%Y-%m-%d %H").to_string(),
-                       "end": end.format("%Y-%m-%d %H").to_string(), "step": "HOUR"});
+    let (minutes, hours) = (&windows.minutes, &windows.hours);
     for (platform, service) in [("wechat", WECHAT), ("alipay", ALIPAY)] {
         for metric in [
             "app_launch_duration",
@@ -110,7 +131,7 @@ async fn answers(server: &Server, reference: &std::path::Path) -> Vec<(String, V
             "error_count",
         ] {
             let e = format!("meter_{platform}_mp_{metric}");
-            for (step, d) in [("minute", &minutes), ("hour", &hours)] {
+            for (step, d) in [("minute", minutes), ("hour", hours)] {
                 let reply = server
                     .graphql(
                         EXEC,
@@ -145,7 +166,7 @@ async fn answers(server: &Server, reference: &std::path::Path) -> Vec<(String, V
         let mut traces = server
             .graphql(
                 TRACES,
-                json!({"c": {"serviceId": id, "queryDuration": window(30, "SECOND"),
+                json!({"c": {"serviceId": id, "queryDuration": windows.traces,
                              "traceState": "ALL", "queryOrder": "BY_START_TIME",
                              "paging": {"pageNum": 1, "pageSize": 500}}}),
             )
@@ -196,11 +217,12 @@ async fn two_nodes_on_one_database_answer_like_one_sled_node() {
     }
     // Each node persists its metric rows every 500 ms; wait for both to have flushed.
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    let expected = answers(&sled, &reference).await;
+    let windows = Windows::now();
+    let expected = answers(&sled, &reference, &windows).await;
     assert!(expected.len() > 40, "{} answers", expected.len());
     let mut compared = 0;
     for (name, server) in [("node a", &a), ("node b", &b)] {
-        let got = answers(server, &reference).await;
+        let got = answers(server, &reference, &windows).await;
         assert_eq!(
             got.len(),
             expected.len(),
