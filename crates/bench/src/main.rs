@@ -617,7 +617,6 @@ async fn end_to_end(
     })
 }
 
-/// The end-to-end stages against a fresh server started with `SW_CORE_DURABILITY=mode`.
 /// Waits up to 30 s for the server on `rest` to answer GraphQL; `label` names it in the error.
 async fn wait_ready(rest: u16, label: &str) -> Result<()> {
     let client = reqwest::Client::new();
@@ -637,6 +636,7 @@ async fn wait_ready(rest: u16, label: &str) -> Result<()> {
     Ok(())
 }
 
+/// The end-to-end stages against a fresh server started with `SW_CORE_DURABILITY=mode`.
 fn stages_with_durability(args: &Args, workloads: &[Workload], mode: &str) -> Result<Vec<Stage>> {
     let data = tempfile::tempdir()?;
     let (rest, grpc, admin) = (free_port()?, free_port()?, free_port()?);
@@ -755,29 +755,15 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let result = rt.block_on(async {
-        let client = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{rest}");
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rest));
-        let ready = Instant::now();
-        while client
-            .post(format!("{base}/graphql"))
-            .json(&serde_json::json!({"query": "{ version }"}))
-            .send()
-            .await
-            .is_err()
-        {
-            if ready.elapsed() > Duration::from_secs(30) {
-                bail!("server did not start");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_ready(rest, "sync durability").await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle_rss = rss_kb(pid, "VmRSS:");
         let mut stages = Vec::new();
         for w in &workloads {
             stages.push(end_to_end(pid, addr, w, args.seconds, args.concurrency).await?);
         }
-        Ok((idle_rss, stages))
+        Ok::<_, anyhow::Error>((idle_rss, stages))
     });
     let peak_rss = rss_kb(pid, "VmHWM:");
     let _ = child.kill();

@@ -280,6 +280,25 @@ impl Filter {
             .push(format!("{column_op} ${}", self.params.len()));
     }
 
+    /// The service, instance and endpoint id filters both record queries take; an absent or
+    /// empty id (clients send `""` for "unset") filters nothing.
+    fn add_entities(
+        &mut self,
+        service_id: Option<&str>,
+        instance_id: Option<&str>,
+        endpoint_id: Option<&str>,
+    ) {
+        for (column_op, id) in [
+            ("service_id =", service_id),
+            ("instance_id =", instance_id),
+            ("endpoint_id =", endpoint_id),
+        ] {
+            if let Some(id) = set(id) {
+                self.add(column_op, id.to_string());
+            }
+        }
+    }
+
     fn sql(&self) -> String {
         if self.conditions.is_empty() {
             "TRUE".to_string()
@@ -305,30 +324,11 @@ pub(crate) async fn query_logs(
         return Ok(out);
     }
     let mut f = Filter::default();
-    if let Some(v) = q
-        .service_id
-        .as_ref()
-        .map(|s| s.as_str())
-        .filter(|s| !s.is_empty())
-    {
-        f.add("service_id =", v.to_string());
-    }
-    if let Some(v) = q
-        .instance_id
-        .as_ref()
-        .map(|s| s.as_str())
-        .filter(|s| !s.is_empty())
-    {
-        f.add("instance_id =", v.to_string());
-    }
-    if let Some(v) = q
-        .endpoint_id
-        .as_ref()
-        .map(|s| s.as_str())
-        .filter(|s| !s.is_empty())
-    {
-        f.add("endpoint_id =", v.to_string());
-    }
+    f.add_entities(
+        q.service_id.as_ref().map(|s| s.as_str()),
+        q.instance_id.as_ref().map(|s| s.as_str()),
+        q.endpoint_id.as_ref().map(|s| s.as_str()),
+    );
     if let Some(v) = set(q.trace_id.as_deref()) {
         f.add("trace_id =", v.to_string());
     }
@@ -411,30 +411,11 @@ pub(crate) async fn query_segments(
         return Ok(out);
     }
     let mut f = Filter::default();
-    if let Some(v) = q
-        .service_id
-        .as_ref()
-        .map(|s| s.as_str())
-        .filter(|s| !s.is_empty())
-    {
-        f.add("service_id =", v.to_string());
-    }
-    if let Some(v) = q
-        .instance_id
-        .as_ref()
-        .map(|s| s.as_str())
-        .filter(|s| !s.is_empty())
-    {
-        f.add("instance_id =", v.to_string());
-    }
-    if let Some(v) = q
-        .endpoint_id
-        .as_ref()
-        .map(|s| s.as_str())
-        .filter(|s| !s.is_empty())
-    {
-        f.add("endpoint_id =", v.to_string());
-    }
+    f.add_entities(
+        q.service_id.as_ref().map(|s| s.as_str()),
+        q.instance_id.as_ref().map(|s| s.as_str()),
+        q.endpoint_id.as_ref().map(|s| s.as_str()),
+    );
     if let Some(v) = set(q.trace_id.as_deref()) {
         f.add("trace_id =", v.to_string());
     }
