@@ -2,15 +2,19 @@
 //! clock moves a day at a time and each day brings new segments and metric rows. Data older than
 //! the TTL disappears and the storage folder stops growing.
 use serde_json::json;
+use skylark_core::rum::RumUser;
 use skylark_core::telemetry::{Telemetry, STORAGE_RETENTION_SWEEP_DURATION_SECONDS};
 use skylark_core::{
     Layer, MeterEntity, MeterValue, MetricDefinition, MetricEmission, MetricFunction, Scope,
     SegmentRecord, Step, TimeBucket,
 };
+use skylark_core::{RumEvent, RumEventType};
 use skylark_server::admin::disk_usage;
 use skylark_server::pipeline::Clock;
 use skylark_server::retention::spawn_sweeper;
-use skylark_storage::{RetentionPolicy, SledConfig, SledStorage, Storage};
+use skylark_storage::{
+    AlarmQuery, AlarmRecord, RetentionPolicy, RumQuery, SledConfig, SledStorage, Storage,
+};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +83,72 @@ fn emissions_of_day(day: i64, at_ms: i64) -> Vec<MetricEmission> {
 }
 
 /// Waits until two sweeps completed after the call, so one ran wholly at the current clock.
+/// One RUM error event per (day, i), in session `s-{day}`.
+fn rum_events_of_day(day: i64, at_ms: i64) -> Vec<RumEvent> {
+    (0..3)
+        .map(|i| RumEvent {
+            event_type: Some(RumEventType::Error),
+            id: format!("rum-{day}-{i}"),
+            time_ms: at_ms + i,
+            service: "retention-svc".into(),
+            session_id: format!("s-{day}"),
+            user: RumUser {
+                id: "u-1".into(),
+                ..RumUser::default()
+            },
+            ..RumEvent::default()
+        })
+        .collect()
+}
+
+fn alarm_of_day(day: i64, at_ms: i64) -> AlarmRecord {
+    AlarmRecord {
+        uuid: format!("alarm-{day}"),
+        scope: skylark_core::Scope::Service,
+        name: "retention-svc".into(),
+        id0: "cmV0ZW50aW9uLXN2Yw==.1".into(),
+        id1: String::new(),
+        rule_name: "retention_rule".into(),
+        message: format!("alarm of day {day}"),
+        tags: vec![("level".into(), "WARNING".into())],
+        layers: vec!["GENERAL".into()],
+        start_time_ms: at_ms,
+        recovery_time_ms: None,
+        expression: "sum(x) > 1".into(),
+        snapshot: Vec::new(),
+    }
+}
+
+/// Ids of the RUM events of session `s-{day}`, and of the alarms of that day.
+fn records_of_day(storage: &dyn Storage, day: i64) -> (Vec<String>, Vec<String>) {
+    let rum = storage
+        .query_rum_events(&RumQuery {
+            session_id: Some(format!("s-{day}")),
+            limit: 10,
+            ..RumQuery::default()
+        })
+        .unwrap();
+    let at_ms = START_MS + day * DAY_MS;
+    let alarms = storage
+        .query_alarms(&AlarmQuery {
+            start_ms: Some(at_ms - DAY_MS / 2),
+            end_ms: Some(at_ms + DAY_MS / 2),
+            scope: None,
+            keyword: None,
+            tags: Vec::new(),
+            entities: Vec::new(),
+            rule_names: Vec::new(),
+            layer: None,
+            offset: 0,
+            limit: 10,
+        })
+        .unwrap();
+    (
+        rum.events.into_iter().map(|e| e.id).collect(),
+        alarms.into_iter().map(|a| a.uuid).collect(),
+    )
+}
+
 async fn await_sweep(telemetry: &Telemetry) {
     let sweeps = telemetry.histogram(STORAGE_RETENTION_SWEEP_DURATION_SECONDS, &[]);
     let before = sweeps.count();
@@ -184,7 +254,8 @@ async fn expired_data_disappears_and_disk_use_stops_growing() {
 }
 
 /// The same sweeper and injected clock over PostgreSQL: each day past the TTL leaves as a
-/// dropped day partition (with its segments and metric rows); younger days stay whole.
+/// dropped day partition (segments, RUM events and alarm records, with their metric rows);
+/// younger days stay whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_day_partitions_past_the_ttl_are_dropped() {
     let Some(db) = skylark_storage_postgres::TestDatabase::create() else {
@@ -220,23 +291,28 @@ async fn postgres_day_partitions_past_the_ttl_are_dropped() {
         tokio::task::spawn_blocking(move || {
             s.write_segments(segments_of_day(day, at_ms)).unwrap();
             s.write_metrics(emissions_of_day(day, at_ms)).unwrap();
+            s.write_rum_events(rum_events_of_day(day, at_ms)).unwrap();
+            s.write_alarm_records(vec![alarm_of_day(day, at_ms)])
+                .unwrap();
             s.flush().unwrap();
         })
         .await
         .unwrap();
         await_sweep(&telemetry).await;
-        let p = pg.clone();
-        let partitions = tokio::task::spawn_blocking(move || p.day_partitions("segments").unwrap())
-            .await
-            .unwrap();
         // Days wholly before the cutoff (now - TTL) are gone; the cutoff's own day and younger stay.
         let today = first_day + day as i32;
         let oldest_kept = (today - TTL_DAYS as i32).max(first_day);
-        assert_eq!(
-            partitions,
-            (oldest_kept..=today).collect::<Vec<_>>(),
-            "partitions on day {day}"
-        );
+        for table in ["segments", "kv_by_day"] {
+            let p = pg.clone();
+            let partitions = tokio::task::spawn_blocking(move || p.day_partitions(table).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(
+                partitions,
+                (oldest_kept..=today).collect::<Vec<_>>(),
+                "{table} partitions on day {day}"
+            );
+        }
         // The cutoff's own day keeps only what is younger than the cutoff (its segment, 50 ms
         // before noon, is not); every later day is whole.
         for kept in (day - i64::from(TTL_DAYS) + 1).max(0)..=day {
@@ -245,6 +321,13 @@ async fn postgres_day_partitions_past_the_ttl_are_dropped() {
                 1,
                 "day {kept} touched on day {day}"
             );
+            let (rum, alarms) = records_of_day(&*storage, kept);
+            assert_eq!(rum.len(), 3, "RUM events of day {kept} on day {day}");
+            assert_eq!(
+                alarms,
+                vec![format!("alarm-{kept}")],
+                "day {kept} on day {day}"
+            );
         }
         let expired = day - i64::from(TTL_DAYS) - 1;
         if expired >= 0 {
@@ -252,6 +335,11 @@ async fn postgres_day_partitions_past_the_ttl_are_dropped() {
                 .get_trace(&format!("trace-{expired}-0"))
                 .unwrap()
                 .is_empty());
+            assert_eq!(
+                records_of_day(&*storage, expired),
+                (Vec::new(), Vec::new()),
+                "RUM events and alarms of day {expired} on day {day}"
+            );
             let old_entity =
                 MeterEntity::instance("retention-svc", format!("i-{expired}-0"), Layer::GENERAL);
             let old_minute =

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const USAGE: &str =
-    "usage: skylark-bench [--server PATH] [--fixtures DIR] [--rum-fixtures DIR] [--seconds N] [--concurrency N]";
+    "usage: skylark-bench [--server PATH] [--fixtures DIR] [--rum-fixtures DIR] [--seconds N] [--concurrency N] [--storage-only] [--only metrics|logs|segments|rum]";
 
 struct Args {
     server: PathBuf,
@@ -31,6 +31,10 @@ struct Args {
     rum_fixtures: PathBuf,
     seconds: u64,
     concurrency: usize,
+    /// Only the sled-against-PostgreSQL stages (with `SW_STORAGE=postgresql`).
+    storage_only: bool,
+    /// Only the workload whose path contains this (e.g. `logs`), for profiling one signal.
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -40,6 +44,8 @@ fn parse_args() -> Result<Args> {
         rum_fixtures: "../shared/fixtures/rum".into(),
         seconds: 10,
         concurrency: 32,
+        storage_only: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -47,12 +53,17 @@ fn parse_args() -> Result<Args> {
             println!("{USAGE}");
             std::process::exit(0);
         }
+        if k == "--storage-only" {
+            a.storage_only = true;
+            continue;
+        }
         if ![
             "--server",
             "--fixtures",
             "--rum-fixtures",
             "--seconds",
             "--concurrency",
+            "--only",
         ]
         .contains(&k.as_str())
         {
@@ -67,6 +78,7 @@ fn parse_args() -> Result<Args> {
             "--rum-fixtures" => a.rum_fixtures = v.into(),
             "--seconds" => a.seconds = v.parse()?,
             "--concurrency" => a.concurrency = v.parse()?,
+            "--only" => a.only = Some(v),
             _ => bail!("unknown argument {k}\n{USAGE}"),
         }
     }
@@ -445,6 +457,19 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// `N` distinct free ports: the listeners are held until all are picked, so servers started
+/// together never get the same port.
+fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0u16; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
 /// Result of one end-to-end stage.
 struct Stage {
     ok: u64,
@@ -456,6 +481,26 @@ struct Stage {
 }
 
 impl Stage {
+    /// Several stages of one workload as one.
+    fn sum(stages: Vec<Stage>) -> Stage {
+        stages.into_iter().fold(
+            Stage {
+                ok: 0,
+                failed: 0,
+                items: 0,
+                secs: 0.0,
+                server_cpu_secs: 0.0,
+            },
+            |a, b| Stage {
+                ok: a.ok + b.ok,
+                failed: a.failed + b.failed,
+                items: a.items + b.items,
+                secs: a.secs + b.secs,
+                server_cpu_secs: a.server_cpu_secs + b.server_cpu_secs,
+            },
+        )
+    }
+
     /// Server CPU per acknowledged request, in microseconds: unlike throughput, this barely
     /// moves when a neighbour on the host takes CPU time, so it is the figure to compare
     /// between builds.
@@ -718,6 +763,12 @@ fn main() -> Result<()> {
             args.rum_fixtures.display()
         ),
     }
+    if let Some(only) = &args.only {
+        workloads.retain(|w| w.signal.path().contains(only.as_str()));
+        if workloads.is_empty() {
+            bail!("--only {only} matches no workload");
+        }
+    }
     for w in &workloads {
         if w.bodies.is_empty() {
             bail!("no fixtures for {}", w.signal.path());
@@ -730,6 +781,12 @@ fn main() -> Result<()> {
             items,
             w.signal.unit()
         );
+    }
+    if args.storage_only {
+        if !std::env::var("SW_STORAGE").is_ok_and(|s| s == "postgresql") {
+            bail!("--storage-only compares sled with PostgreSQL: set SW_STORAGE=postgresql");
+        }
+        return storage_comparison(&args, &workloads);
     }
     let decode_before: Vec<(f64, f64)> =
         workloads.iter().map(decode_rate).collect::<Result<_>>()?;
@@ -876,14 +933,25 @@ fn dashboard_query() -> serde_json::Value {
     })
 }
 
-/// Ingest through the whole path and dashboard latency, sled against PostgreSQL, one after
-/// the other in this run (`make bench` with `SW_STORAGE=postgresql`).
+/// Ingest through the whole path and dashboard latency, sled against PostgreSQL, in this run
+/// (`make bench` with `SW_STORAGE=postgresql`). Both servers run at once and each signal's
+/// stages alternate (sled, then PostgreSQL, `ROUNDS` times), so a change in the machine's other
+/// load during the run falls on both backends alike.
 fn storage_comparison(args: &Args, workloads: &[Workload]) -> Result<()> {
+    const ROUNDS: usize = 2;
     let url = std::env::var("SW_JDBC_URL")
         .unwrap_or_else(|_| "jdbc:postgresql://127.0.0.1:5432/postgres".to_string());
     let user = std::env::var("SW_DATA_SOURCE_USER").unwrap_or_else(|_| "postgres".to_string());
-    let mut results = Vec::new();
-    for backend in ["sled", "postgresql"] {
+    struct Server {
+        backend: &'static str,
+        child: std::process::Child,
+        rest: u16,
+        _data: tempfile::TempDir,
+        _scratch: Option<skylark_storage_postgres::TestDatabase>,
+    }
+    let mut servers = Vec::new();
+    let ports: [u16; 6] = free_ports()?;
+    for (backend, ports) in ["sled", "postgresql"].into_iter().zip(ports.chunks(3)) {
         // A fresh database for this run, dropped afterwards (on the server SW_JDBC_URL names).
         let scratch = if backend == "postgresql" {
             Some(
@@ -894,7 +962,7 @@ fn storage_comparison(args: &Args, workloads: &[Workload]) -> Result<()> {
             None
         };
         let data = tempfile::tempdir()?;
-        let (rest, grpc, admin) = (free_port()?, free_port()?, free_port()?);
+        let (rest, grpc, admin) = (ports[0], ports[1], ports[2]);
         let mut cmd = Command::new(&args.server);
         cmd.env("SW_CORE_REST_HOST", "127.0.0.1")
             .env("SW_CORE_REST_PORT", rest.to_string())
@@ -912,28 +980,56 @@ fn storage_comparison(args: &Args, workloads: &[Workload]) -> Result<()> {
                 .env("SW_DATA_SOURCE_USER", db.user())
                 .env("SW_NODE_ID", "bench");
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", args.server.display()))?;
-        let pid = child.id();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        let result = rt.block_on(async {
-            let client = reqwest::Client::new();
-            let base = format!("http://127.0.0.1:{rest}");
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rest));
-            wait_ready(rest, backend).await?;
-            let mut stages = Vec::new();
-            for w in workloads {
-                stages.push(end_to_end(pid, addr, w, args.seconds, args.concurrency).await?);
+        servers.push(Server {
+            backend,
+            child,
+            rest,
+            _data: data,
+            _scratch: scratch,
+        });
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(async {
+        for server in &servers {
+            wait_ready(server.rest, server.backend).await?;
+        }
+        // Per server, per workload: every round's stage, summed below.
+        let mut rounds: Vec<Vec<Vec<Stage>>> = servers
+            .iter()
+            .map(|_| workloads.iter().map(|_| Vec::new()).collect())
+            .collect();
+        for (wi, w) in workloads.iter().enumerate() {
+            for _ in 0..ROUNDS {
+                for (si, server) in servers.iter().enumerate() {
+                    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.rest));
+                    let stage =
+                        end_to_end(server.child.id(), addr, w, args.seconds, args.concurrency)
+                            .await?;
+                    rounds[si][wi].push(stage);
+                }
             }
-            // Persisted, as a dashboard on another node would see it.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let body = dashboard_query();
+        }
+        // Persisted, as a dashboard on another node would see it.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let client = reqwest::Client::new();
+        let body = dashboard_query();
+        // The dashboard shows the metrics workload's service (absent under `--only`).
+        let dashboard_runs = if workloads.iter().any(|w| w.signal == Signal::Metrics) {
+            200
+        } else {
+            0
+        };
+        let mut results = Vec::new();
+        for (server, stages) in servers.iter().zip(rounds) {
+            let base = format!("http://127.0.0.1:{}", server.rest);
             let mut latencies = Vec::new();
-            for _ in 0..200 {
+            for _ in 0..dashboard_runs {
                 let started = Instant::now();
                 let reply: serde_json::Value = client
                     .post(format!("{base}/graphql"))
@@ -944,16 +1040,20 @@ fn storage_comparison(args: &Args, workloads: &[Workload]) -> Result<()> {
                     .await?;
                 latencies.push(started.elapsed());
                 if reply.get("errors").is_some() || !reply.to_string().contains("\"value\":\"") {
-                    bail!("dashboard query failed on {backend}: {reply}");
+                    bail!("dashboard query failed on {}: {reply}", server.backend);
                 }
             }
             latencies.sort();
-            Ok((stages, latencies))
-        });
-        let _ = child.kill();
-        let _ = child.wait();
-        results.push((backend, result?));
+            let stages: Vec<Stage> = stages.into_iter().map(Stage::sum).collect();
+            results.push((server.backend, (stages, latencies)));
+        }
+        Ok(results)
+    });
+    for server in &mut servers {
+        let _ = server.child.kill();
+        let _ = server.child.wait();
     }
+    let results = outcome?;
     println!();
     println!(
         "| storage | {} | dashboard p50 ms | p99 ms |",
@@ -970,8 +1070,13 @@ fn storage_comparison(args: &Args, workloads: &[Workload]) -> Result<()> {
             .map(|s| format!("{:.0}", s.items as f64 / s.secs))
             .collect();
         let at = |q: f64| {
+            if latencies.is_empty() {
+                return f64::NAN;
+            }
             let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-            latencies[i].as_secs_f64() * 1000.0
+            latencies
+                .get(i)
+                .map_or(f64::NAN, |l| l.as_secs_f64() * 1000.0)
         };
         println!(
             "| {backend} | {} | {:.1} | {:.1} |",

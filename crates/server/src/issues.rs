@@ -6,25 +6,80 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use parking_lot::Mutex;
 use skylark_core::{IssueOccurrence, LogRecord};
 use skylark_issues::{FrameRules, Grouper, GrouperSettings, MapSource, SourceMapLimits};
 use skylark_storage::{SourceMapRecord, Storage};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Source maps as storage holds them.
+/// How long a service's list of source maps is trusted before storage is asked again. Uploads
+/// and deletes through this node refresh it at once; another node's show within this time.
+const MAP_CATALOG_TTL: Duration = Duration::from_secs(10);
+
+/// Services whose map lists are kept at most (a full catalog starts over).
+const MAP_CATALOG_SERVICES: usize = 10_000;
+
+/// Source maps as storage holds them. Which maps exist is kept per service for
+/// [`MAP_CATALOG_TTL`]: every frame of every error log asks for up to three maps, mostly ones
+/// never uploaded, and on a database each question was a round trip on the ingest path.
 pub struct StorageMaps {
     storage: Arc<dyn Storage>,
+    catalog: Mutex<HashMap<String, ListedMaps>>,
 }
+
+/// A service's maps and when storage listed them.
+type ListedMaps = (Instant, Arc<Vec<SourceMapRecord>>);
 
 impl StorageMaps {
     /// Maps read from `storage`.
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        StorageMaps { storage }
+        StorageMaps {
+            storage,
+            catalog: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets the map lists (after an upload or delete).
+    pub fn invalidate(&self) {
+        self.catalog.lock().clear();
+    }
+
+    /// The maps stored for `service`, newest upload first (as storage lists them).
+    fn maps_of(&self, service: &str) -> Arc<Vec<SourceMapRecord>> {
+        if let Some((at, maps)) = self.catalog.lock().get(service) {
+            if at.elapsed() < MAP_CATALOG_TTL {
+                return maps.clone();
+            }
+        }
+        match self.storage.list_source_maps(Some(service)) {
+            Ok(maps) => {
+                let maps = Arc::new(maps);
+                let mut catalog = self.catalog.lock();
+                if catalog.len() >= MAP_CATALOG_SERVICES {
+                    catalog.clear();
+                }
+                catalog.insert(service.to_string(), (Instant::now(), maps.clone()));
+                maps
+            }
+            Err(error) => {
+                tracing::warn!(%error, service, "listing source maps failed");
+                Arc::new(Vec::new())
+            }
+        }
     }
 }
 
 impl MapSource for StorageMaps {
     fn map_bytes(&self, service: &str, version: &str, file: &str) -> Option<Arc<Vec<u8>>> {
+        let listed = self
+            .maps_of(service)
+            .iter()
+            .any(|m| m.version == version && m.file == file);
+        if !listed {
+            return None;
+        }
         match self.storage.source_map(service, version, file) {
             Ok(bytes) => bytes.map(Arc::new),
             Err(error) => {
@@ -35,17 +90,11 @@ impl MapSource for StorageMaps {
     }
 
     fn versions_with_map(&self, service: &str, file: &str) -> Vec<String> {
-        match self.storage.list_source_maps(Some(service)) {
-            Ok(maps) => maps
-                .into_iter()
-                .filter(|m| m.file == file)
-                .map(|m| m.version)
-                .collect(),
-            Err(error) => {
-                tracing::warn!(%error, service, "listing source maps failed");
-                Vec::new()
-            }
-        }
+        self.maps_of(service)
+            .iter()
+            .filter(|m| m.file == file)
+            .map(|m| m.version.clone())
+            .collect()
     }
 }
 
@@ -208,6 +257,7 @@ async fn delete_map(
         tokio::task::spawn_blocking(move || storage.delete_source_map(&service, &version, &file))
             .await;
     api.grouping.grouper.resolver().invalidate();
+    api.grouping.maps.invalidate();
     match deleted {
         Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
         Ok(Ok(false)) => error(StatusCode::NOT_FOUND, "no such source map"),
@@ -293,6 +343,7 @@ async fn upload_maps(
     })
     .await;
     api.grouping.grouper.resolver().invalidate();
+    api.grouping.maps.invalidate();
     match stored {
         Ok(Ok(stored)) => {
             tracing::info!(maps = stored.len(), "source maps stored");
@@ -312,4 +363,40 @@ fn api_file(file: &str) -> String {
     file.trim_start_matches("./")
         .trim_start_matches('/')
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skylark_storage::MemStorage;
+
+    fn record(version: &str, file: &str) -> SourceMapRecord {
+        SourceMapRecord {
+            service: "shop".into(),
+            version: version.into(),
+            file: file.into(),
+            bytes: 3,
+            uploaded_ms: 1,
+        }
+    }
+
+    #[test]
+    fn the_map_catalog_answers_for_maps_never_uploaded_and_follows_uploads() {
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let maps = StorageMaps::new(storage.clone());
+        assert_eq!(maps.map_bytes("shop", "1.0.0", "app.js"), None);
+        // Stored behind the catalog's back (another node): not seen until the list is renewed.
+        storage
+            .put_source_map(&record("1.0.0", "app.js"), b"map")
+            .unwrap();
+        assert_eq!(maps.map_bytes("shop", "1.0.0", "app.js"), None);
+        maps.invalidate();
+        assert_eq!(
+            maps.map_bytes("shop", "1.0.0", "app.js").as_deref(),
+            Some(&b"map".to_vec())
+        );
+        assert_eq!(maps.versions_with_map("shop", "app.js"), vec!["1.0.0"]);
+        assert!(maps.versions_with_map("shop", "other.js").is_empty());
+        assert_eq!(maps.map_bytes("shop", "2.0.0", "app.js"), None);
+    }
 }

@@ -9,7 +9,13 @@ use std::future::Future;
 pub(crate) struct Db {
     runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
+    /// Connections that only hold cluster-wide locks, apart from `pool` so that work done under
+    /// a lock never waits for a connection a lock holder keeps.
+    lock_pool: Pool,
 }
+
+/// Lock connections: enough for every kind of lock and the sweep to wait at once.
+const LOCK_CONNECTIONS: usize = 4;
 
 impl Db {
     pub(crate) fn new(config: &crate::PostgresConfig) -> Result<Self> {
@@ -31,10 +37,50 @@ impl Db {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(Error::BuildPool)?;
+        let lock_manager = Manager::from_config(
+            config.driver_config(),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let lock_pool = Pool::builder(lock_manager)
+            .max_size(LOCK_CONNECTIONS)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(Error::BuildPool)?;
         Ok(Db {
             runtime: Some(runtime),
             pool,
+            lock_pool,
         })
+    }
+
+    /// Runs `work` on this thread while this node holds the cluster-wide advisory lock `key`, so
+    /// read-modify-writes of rows several nodes share (issue counters, RUM session summaries)
+    /// never lose another node's update. Within a node the callers already serialise, so each
+    /// kind of lock waits on one lock connection at most.
+    pub(crate) fn with_cluster_lock<T>(
+        &self,
+        key: i64,
+        work: impl FnOnce() -> skylark_storage::Result<T>,
+    ) -> skylark_storage::Result<T> {
+        let lock_pool = self.lock_pool.clone();
+        let client = self.run(move |_| async move {
+            let client = lock_pool
+                .get()
+                .await
+                .map_err(Error::pool("taking a cluster lock"))?;
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await
+                .map_err(Error::db("taking a cluster lock"))?;
+            Ok(client)
+        })?;
+        let held = HeldLock(Some(client));
+        let result = work();
+        held.release(self, key);
+        result
     }
 
     /// Runs `work` on the backend's runtime and waits for its result on this thread.
@@ -54,6 +100,42 @@ impl Db {
         });
         rx.recv()
             .map_err(|_| Error::Runtime(std::io::Error::other("database task was dropped")))?
+    }
+}
+
+/// A lock connection holding an advisory lock. Dropped without [`HeldLock::release`] (a panic
+/// in the work), its connection is closed, not pooled, which releases the lock.
+struct HeldLock(Option<deadpool_postgres::Client>);
+
+impl HeldLock {
+    fn release(mut self, db: &Db, key: i64) {
+        let Some(client) = self.0.take() else {
+            return;
+        };
+        let unlocked = db.run(move |_| async move {
+            match client
+                .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(error) => {
+                    // Closing the session releases whatever it holds.
+                    drop(deadpool_postgres::Object::take(client));
+                    Err(Error::db("releasing a cluster lock")(error))
+                }
+            }
+        });
+        if let Err(error) = unlocked {
+            tracing::warn!(%error, "cluster lock released by closing its connection");
+        }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
     }
 }
 

@@ -42,6 +42,10 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A write of the write-ahead log's records failed earlier on the writer thread; nothing
+    /// after it is applied (its entries stay in the log for the replay at the next start).
+    #[error("an earlier record write failed: {0}")]
+    EarlierWrite(String),
     /// The shared storage engine (used for alarms, RUM, issues, source maps, templates) failed.
     #[error(transparent)]
     Storage(#[from] skylark_storage::Error),

@@ -1,10 +1,16 @@
-//! The shared engine's ordered key-value rows in table `kv`, for the record kinds this backend
-//! does not model in tables of their own (alarms, RUM events and sessions, issues, source maps,
-//! UI templates). Write-ahead-log marks the engine writes (`w | kind`) go to this node's rows of
-//! `applied_marks` instead, in the same transaction, so nodes never overwrite each other's marks.
+//! The shared engine's ordered key-value rows, for the record kinds this backend does not model
+//! in tables of their own (alarms, RUM events and sessions, issues, source maps, UI templates).
+//! Rows whose key carries a time (RUM events and their indexes, alarm records and their
+//! autocomplete rows: [`skylark_storage::timed_row_day`]) live in `kv_by_day`, partitioned by
+//! day, so retention drops their partitions; the rest live in `kv`. Write-ahead-log marks the
+//! engine writes (`w | kind`) go to this node's rows of `applied_marks` instead, in the same
+//! transaction, so nodes never overwrite each other's marks.
 use crate::db::Db;
 use crate::error::Error;
-use skylark_storage::{RangeVisitor, RowOp, RowStore, RowVisitor, MARK_KEY_PREFIX};
+use crate::schema::{self, KnownPartitions};
+use skylark_storage::{
+    is_timed_range, timed_row_day, RangeVisitor, RowOp, RowStore, RowVisitor, MARK_KEY_PREFIX,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -14,6 +20,12 @@ const SCAN_BATCH: i64 = 500;
 pub(crate) struct PgRows {
     pub(crate) db: Arc<Db>,
     pub(crate) node: String,
+    pub(crate) partitions: Arc<KnownPartitions>,
+}
+
+/// The `kv_by_day` partition day of `key`, `None` for rows of `kv`.
+fn day_of_key(key: &[u8]) -> Option<i32> {
+    timed_row_day(key).map(schema::clamp_day)
 }
 
 fn mark_kind(key: &[u8]) -> Option<String> {
@@ -49,14 +61,26 @@ impl PgRows {
             end.map(<[u8]>::to_vec),
             after.map(<[u8]>::to_vec),
         );
+        let timed = is_timed_range(&start);
         let rows = self.db.run(move |pool| async move {
             let client = pool.get().await.map_err(Error::pool("scanning kv"))?;
-            let sql = if reverse {
-                "SELECT k, v FROM kv WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
-                   AND ($3::bytea IS NULL OR k < $3) ORDER BY k DESC LIMIT $4"
-            } else {
-                "SELECT k, v FROM kv WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
-                   AND ($3::bytea IS NULL OR k > $3) ORDER BY k LIMIT $4"
+            let sql = match (timed, reverse) {
+                (false, true) => {
+                    "SELECT k, v FROM kv WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
+                       AND ($3::bytea IS NULL OR k < $3) ORDER BY k DESC LIMIT $4"
+                }
+                (false, false) => {
+                    "SELECT k, v FROM kv WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
+                       AND ($3::bytea IS NULL OR k > $3) ORDER BY k LIMIT $4"
+                }
+                (true, true) => {
+                    "SELECT k, v FROM kv_by_day WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
+                       AND ($3::bytea IS NULL OR k < $3) ORDER BY k DESC LIMIT $4"
+                }
+                (true, false) => {
+                    "SELECT k, v FROM kv_by_day WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
+                       AND ($3::bytea IS NULL OR k > $3) ORDER BY k LIMIT $4"
+                }
             };
             let rows =
                 crate::storage::query_cached(&client, sql, &[&start, &end, &after, &SCAN_BATCH])
@@ -115,10 +139,21 @@ impl RowStore for PgRows {
                     .first()
                     .map(|r| (r.get::<_, i64>(0) as u64).to_be_bytes().to_vec()));
             }
-            let rows =
-                crate::storage::query_cached(&client, "SELECT v FROM kv WHERE k = $1", &[&key])
+            let rows = match day_of_key(&key) {
+                Some(day) => {
+                    crate::storage::query_cached(
+                        &client,
+                        "SELECT v FROM kv_by_day WHERE k = $1 AND day = $2",
+                        &[&key, &day],
+                    )
                     .await
-                    .map_err(Error::db("reading kv"))?;
+                }
+                None => {
+                    crate::storage::query_cached(&client, "SELECT v FROM kv WHERE k = $1", &[&key])
+                        .await
+                }
+            }
+            .map_err(Error::db("reading kv"))?;
             Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
         })?;
         Ok(found)
@@ -128,16 +163,42 @@ impl RowStore for PgRows {
         if keys.iter().any(|k| mark_kind(k).is_some()) {
             return keys.iter().map(|k| self.get(k)).collect();
         }
-        let wanted = keys.to_vec();
+        let (mut plain, mut timed, mut days) = (Vec::new(), Vec::new(), Vec::new());
+        for key in keys {
+            match day_of_key(key) {
+                Some(day) => {
+                    timed.push(key.clone());
+                    days.push(day);
+                }
+                None => plain.push(key.clone()),
+            }
+        }
+        days.sort_unstable();
+        days.dedup();
         let found: HashMap<Vec<u8>, Vec<u8>> = self.db.run(move |pool| async move {
             let client = pool.get().await.map_err(Error::pool("reading kv"))?;
-            let rows = crate::storage::query_cached(
-                &client,
-                "SELECT k, v FROM kv WHERE k = ANY($1)",
-                &[&wanted],
-            )
-            .await
-            .map_err(Error::db("reading kv"))?;
+            let mut rows = Vec::new();
+            if !plain.is_empty() {
+                rows = crate::storage::query_cached(
+                    &client,
+                    "SELECT k, v FROM kv WHERE k = ANY($1)",
+                    &[&plain],
+                )
+                .await
+                .map_err(Error::db("reading kv"))?;
+            }
+            if !timed.is_empty() {
+                // The days let PostgreSQL read only their partitions.
+                rows.extend(
+                    crate::storage::query_cached(
+                        &client,
+                        "SELECT k, v FROM kv_by_day WHERE k = ANY($1) AND day = ANY($2)",
+                        &[&timed, &days],
+                    )
+                    .await
+                    .map_err(Error::db("reading kv"))?,
+                );
+            }
             Ok(rows
                 .into_iter()
                 .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
@@ -186,23 +247,37 @@ impl RowStore for PgRows {
         let mut put_k = Vec::new();
         let mut put_v = Vec::new();
         let mut delete = Vec::new();
+        let mut timed = TimedOps::default();
         let mut marks: Vec<(String, i64)> = Vec::new();
         for (k, v) in last {
-            match (mark_kind(&k), v) {
-                (Some(kind), Some(v)) => {
+            match (mark_kind(&k), day_of_key(&k), v) {
+                (Some(kind), _, Some(v)) => {
                     let seq = <[u8; 8]>::try_from(v.as_slice())
                         .map(u64::from_be_bytes)
                         .map_err(|_| skylark_storage::Error::CorruptMark(kind.clone()))?;
                     marks.push((kind, seq as i64));
                 }
-                (Some(_), None) => {}
-                (None, Some(v)) => {
+                (Some(_), _, None) => {}
+                (None, Some(day), Some(v)) => {
+                    timed.put_day.push(day);
+                    timed.put_k.push(k);
+                    timed.put_v.push(v);
+                }
+                (None, Some(day), None) => {
+                    timed.delete_day.push(day);
+                    timed.delete_k.push(k);
+                }
+                (None, None, Some(v)) => {
                     put_k.push(k);
                     put_v.push(v);
                 }
-                (None, None) => delete.push(k),
+                (None, None, None) => delete.push(k),
             }
         }
+        let missing = self
+            .partitions
+            .missing("kv_by_day", timed.put_day.iter().copied());
+        let created = missing.clone();
         let node = self.node.clone();
         // Batches carrying a write-ahead-log mark (RUM events, issues) are covered by the
         // log like logs and segments; the rest (templates, alarms, source maps) are written
@@ -210,36 +285,101 @@ impl RowStore for PgRows {
         let relaxed = !marks.is_empty();
         self.db.run(move |pool| async move {
             let mut client = pool.get().await.map_err(Error::pool("writing kv"))?;
+            schema::ensure_partitions(&mut client, "kv_by_day", &missing).await?;
             let tx = client
                 .transaction()
                 .await
                 .map_err(Error::db("writing kv"))?;
-            if relaxed {
-                crate::storage::relaxed_commit(&tx).await?;
-            }
-            if !delete.is_empty() {
-                crate::storage::exec_cached(&tx, "DELETE FROM kv WHERE k = ANY($1)", &[&delete])
+            // Every statement is sent at once (pipelined on the connection) and runs in this
+            // order; they touch disjoint rows (one op per key, marks in their own table).
+            let relax = async {
+                match relaxed {
+                    true => crate::storage::relaxed_commit(&tx).await,
+                    false => Ok(()),
+                }
+            };
+            let delete_plain = async {
+                if !delete.is_empty() {
+                    crate::storage::exec_cached(
+                        &tx,
+                        "DELETE FROM kv WHERE k = ANY($1)",
+                        &[&delete],
+                    )
                     .await
                     .map_err(Error::db("deleting kv rows"))?;
-            }
-            if !put_k.is_empty() {
-                crate::storage::exec_cached(
-                    &tx,
-                    "INSERT INTO kv (k, v) SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
-                     ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
-                    &[&put_k, &put_v],
-                )
-                .await
-                .map_err(Error::db("writing kv rows"))?;
-            }
-            for (kind, seq) in marks {
-                crate::storage::store_mark(&tx, &node, &kind, seq).await?;
-            }
+                }
+                Ok(())
+            };
+            let put_plain = async {
+                if !put_k.is_empty() {
+                    crate::storage::exec_cached(
+                        &tx,
+                        "INSERT INTO kv (k, v) SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
+                         ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+                        &[&put_k, &put_v],
+                    )
+                    .await
+                    .map_err(Error::db("writing kv rows"))?;
+                }
+                Ok(())
+            };
+            let delete_timed = async {
+                if !timed.delete_k.is_empty() {
+                    crate::storage::exec_cached(
+                        &tx,
+                        "DELETE FROM kv_by_day WHERE (k, day) IN
+                           (SELECT * FROM UNNEST($1::bytea[], $2::integer[]))",
+                        &[&timed.delete_k, &timed.delete_day],
+                    )
+                    .await
+                    .map_err(Error::db("deleting kv rows"))?;
+                }
+                Ok(())
+            };
+            let put_timed = async {
+                if !timed.put_k.is_empty() {
+                    crate::storage::exec_cached(
+                        &tx,
+                        "INSERT INTO kv_by_day (day, k, v)
+                         SELECT * FROM UNNEST($1::integer[], $2::bytea[], $3::bytea[])
+                         ON CONFLICT (k, day) DO UPDATE SET v = EXCLUDED.v",
+                        &[&timed.put_day, &timed.put_k, &timed.put_v],
+                    )
+                    .await
+                    .map_err(Error::db("writing kv rows"))?;
+                }
+                Ok(())
+            };
+            let store_marks = async {
+                for (kind, seq) in &marks {
+                    crate::storage::store_mark(&tx, &node, kind, *seq).await?;
+                }
+                Ok::<(), Error>(())
+            };
+            futures_util::try_join!(
+                relax,
+                delete_plain,
+                put_plain,
+                delete_timed,
+                put_timed,
+                store_marks
+            )?;
             tx.commit().await.map_err(Error::db("committing kv rows"))?;
             Ok(())
         })?;
+        self.partitions.created("kv_by_day", &created);
         Ok(())
     }
+}
+
+/// Writes and deletions of `kv_by_day` rows, column by column.
+#[derive(Default)]
+struct TimedOps {
+    put_day: Vec<i32>,
+    put_k: Vec<Vec<u8>>,
+    put_v: Vec<Vec<u8>>,
+    delete_day: Vec<i32>,
+    delete_k: Vec<Vec<u8>>,
 }
 
 #[cfg(test)]

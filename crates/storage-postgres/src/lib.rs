@@ -9,6 +9,7 @@
 
 mod config;
 mod db;
+mod deferred;
 mod error;
 mod kv;
 mod metrics;

@@ -20,6 +20,16 @@ pub(crate) fn day_of(ms: i64) -> i32 {
     i32::try_from(ms.div_euclid(DAY_MS)).unwrap_or(if ms < 0 { i32::MIN } else { i32::MAX })
 }
 
+/// A log id unique across nodes and restarts without a system call per log: a random
+/// per-process prefix and a counter, 32 hex digits like the UUIDs ids were before.
+fn next_log_id() -> String {
+    static PREFIX: std::sync::LazyLock<u64> =
+        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:016x}{n:016x}", *PREFIX)
+}
+
 fn set(value: Option<&str>) -> Option<&str> {
     value.filter(|s| !s.is_empty())
 }
@@ -81,7 +91,7 @@ impl LogRows {
                 }
             }
             let log = StoredLog {
-                id: uuid::Uuid::new_v4().simple().to_string(),
+                id: next_log_id(),
                 instance_id: (!record.service_instance.is_empty())
                     .then(|| InstanceId::new(&service_id, &record.service_instance)),
                 endpoint_id: (!record.endpoint.is_empty())

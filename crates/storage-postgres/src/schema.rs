@@ -5,14 +5,20 @@
 //! README), so sharding needs no migration later.
 use crate::error::{Error, Result};
 use deadpool_postgres::Pool;
+use parking_lot::Mutex;
+use std::collections::HashSet;
 
 /// `pg_advisory_xact_lock` key of schema changes ("skylark" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_6b79_6c61_726b;
 /// `pg_advisory_xact_lock` key of partition creation.
 pub(crate) const PARTITION_LOCK: i64 = MIGRATION_LOCK + 1;
+/// `pg_advisory_lock` key of issue updates (each reads, folds and rewrites an issue's rows).
+pub(crate) const ISSUE_LOCK: i64 = MIGRATION_LOCK + 2;
+/// `pg_advisory_lock` key of RUM writes and expiry (each reads and rewrites session summaries).
+pub(crate) const RUM_LOCK: i64 = MIGRATION_LOCK + 3;
 
 /// Each migration once, in order; a shipped migration is never edited, only followed.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
 
 const V1: &str = r#"
 CREATE FUNCTION skylark_sat_add(a bigint, b bigint) RETURNS bigint
@@ -120,6 +126,26 @@ CREATE TABLE kv (
 );
 "#;
 
+/// The day-partitioned tables, each with the column that holds a row's time (`None`: none;
+/// the shared engine deletes that day's expired rows itself).
+pub(crate) const DAY_TABLES: [(&str, Option<&str>); 3] = [
+    ("logs", Some("ts")),
+    ("segments", Some("start_ms")),
+    ("kv_by_day", None),
+];
+
+const V2: &str = r#"
+-- The engine's rows whose key carries a time (RUM events and their index rows, alarm records
+-- and their autocomplete rows), partitioned by UTC day like logs and segments, so retention
+-- drops a day's partition instead of deleting its rows. `day` is derived from `k`.
+CREATE TABLE kv_by_day (
+    day integer NOT NULL,
+    k bytea NOT NULL,
+    v bytea NOT NULL,
+    PRIMARY KEY (k, day)
+) PARTITION BY RANGE (day);
+"#;
+
 /// Applies every migration the database lacks; returns the schema version.
 pub(crate) async fn migrate(pool: Pool) -> Result<i32> {
     let mut client = pool.get().await.map_err(Error::pool("migrating"))?;
@@ -161,10 +187,103 @@ pub(crate) async fn migrate(pool: Pool) -> Result<i32> {
         tracing::info!(version = number, "postgresql schema migrated");
         version = *number;
     }
+    move_timed_rows(&tx).await?;
     tx.commit()
         .await
         .map_err(Error::db("committing the migration"))?;
     Ok(version)
+}
+
+/// Moves rows that schema version 1 kept in `kv` and version 2 keeps in `kv_by_day` (a no-op on
+/// databases created at version 2 or later: the key ranges are empty).
+async fn move_timed_rows(tx: &deadpool_postgres::Transaction<'_>) -> Result<()> {
+    // The first keys of every timed kind and the first keys after them (see `timed_row_day`).
+    const RANGES: [(&[u8], &[u8]); 4] = [(b"R", b"S"), (b"a", b"b"), (b"r", b"s"), (b"ta", b"tb")];
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+        .await
+        .map_err(Error::db("taking the partition lock"))?;
+    for (start, end) in RANGES {
+        let rows = tx
+            .query(
+                "DELETE FROM kv WHERE k >= $1 AND k < $2 RETURNING k, v",
+                &[&start, &end],
+            )
+            .await
+            .map_err(Error::db("moving timed rows"))?;
+        if rows.is_empty() {
+            continue;
+        }
+        // Keys and values per day.
+        type Columns = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+        let mut by_day: std::collections::BTreeMap<i32, Columns> = Default::default();
+        for row in rows {
+            let (k, v): (Vec<u8>, Vec<u8>) = (row.get(0), row.get(1));
+            let Some(day) = skylark_storage::timed_row_day(&k).map(clamp_day) else {
+                // Not a key the engine writes: keep it where it was.
+                tx.execute("INSERT INTO kv (k, v) VALUES ($1, $2)", &[&k, &v])
+                    .await
+                    .map_err(Error::db("moving timed rows"))?;
+                continue;
+            };
+            let entry = by_day.entry(day).or_default();
+            entry.0.push(k);
+            entry.1.push(v);
+        }
+        for (day, (keys, values)) in by_day {
+            create_partition(tx, "kv_by_day", day).await?;
+            tx.execute(
+                "INSERT INTO kv_by_day (day, k, v) SELECT $1, * FROM UNNEST($2::bytea[], $3::bytea[])",
+                &[&day, &keys, &values],
+            )
+            .await
+            .map_err(Error::db("moving timed rows"))?;
+        }
+        tracing::info!(
+            from = %String::from_utf8_lossy(start),
+            "moved time-keyed rows into day partitions"
+        );
+    }
+    Ok(())
+}
+
+/// A day number as a partition bound; days beyond `i32` (times the engine never keeps) clamp.
+pub(crate) fn clamp_day(day: i64) -> i32 {
+    i32::try_from(day).unwrap_or(if day < 0 { i32::MIN } else { i32::MAX - 1 })
+}
+
+/// Day partitions this node has seen exist, so a write asks the database only on a new day.
+#[derive(Default)]
+pub(crate) struct KnownPartitions(Mutex<HashSet<(&'static str, i32)>>);
+
+impl KnownPartitions {
+    /// The days of `table` among `days` not yet known to exist.
+    pub(crate) fn missing(
+        &self,
+        table: &'static str,
+        days: impl IntoIterator<Item = i32>,
+    ) -> Vec<i32> {
+        let known = self.0.lock();
+        let mut missing: Vec<i32> = days
+            .into_iter()
+            .filter(|d| !known.contains(&(table, *d)))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        missing
+    }
+
+    /// Records that these partitions exist now.
+    pub(crate) fn created(&self, table: &'static str, days: &[i32]) {
+        self.0.lock().extend(days.iter().map(|d| (table, *d)));
+    }
+
+    /// Records that these partitions were dropped.
+    pub(crate) fn dropped(&self, gone: &[(&'static str, i32)]) {
+        let mut known = self.0.lock();
+        for key in gone {
+            known.remove(key);
+        }
+    }
 }
 
 /// The partition of `table` holding UTC day `day`.
@@ -203,18 +322,26 @@ pub(crate) async fn ensure_partitions(
         .await
         .map_err(Error::db("taking the partition lock"))?;
     for day in days {
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {} PARTITION OF {table} FOR VALUES FROM ({day}) TO ({})",
-            partition_name(table, *day),
-            i64::from(*day) + 1
-        ))
-        .await
-        .map_err(Error::db("creating day partitions"))?;
+        create_partition(&tx, table, *day).await?;
     }
     tx.commit()
         .await
         .map_err(Error::db("committing day partitions"))?;
     Ok(())
+}
+
+async fn create_partition(
+    tx: &deadpool_postgres::Transaction<'_>,
+    table: &str,
+    day: i32,
+) -> Result<()> {
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {} PARTITION OF {table} FOR VALUES FROM ({day}) TO ({})",
+        partition_name(table, day),
+        i64::from(day) + 1
+    ))
+    .await
+    .map_err(Error::db("creating day partitions"))
 }
 
 /// The day partitions of `table` that exist, by day.

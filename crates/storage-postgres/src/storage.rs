@@ -1,10 +1,11 @@
 //! [`PostgresStorage`]: the `Storage` implementation.
 use crate::db::Db;
+use crate::deferred::{Lane, Lanes};
 use crate::error::{Error, Result};
 use crate::kv::PgRows;
 use crate::metrics::{self, PendingRow, RowKey, Rows, METRIC_STEPS};
 use crate::records::{self, LogRows, SegmentRows, DAY_MS};
-use crate::schema;
+use crate::schema::{self, KnownPartitions};
 use crate::traffic::{DirtyTraffic, LocalTraffic};
 use crate::PostgresConfig;
 use parking_lot::{Mutex, RwLock};
@@ -18,7 +19,7 @@ use skylark_storage::{
     KvStorage, LogQuery, RetentionPolicy, RumPage, RumQuery, ServiceRecord, SessionPage,
     SessionQuery, SourceMapRecord, Storage, StoredLog, TemplateRecord, TraceQuery,
 };
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -43,8 +44,12 @@ pub struct PostgresStorage {
     /// Highest write-ahead-log entry aggregated into `pending` (changed under its lock).
     metrics_aggregated: AtomicU64,
     metrics_stored: AtomicU64,
-    partitions: Mutex<HashSet<(&'static str, i32)>>,
-    kv: KvStorage<PgRows>,
+    partitions: Arc<KnownPartitions>,
+    kv: Arc<KvStorage<PgRows>>,
+    sink: RecordSink,
+    /// Applies the write-ahead log's record batches (logs, segments, RUM events) in order
+    /// while the log thread goes on; see [`crate::deferred`].
+    deferred: Lanes,
 }
 
 /// Stores `seq` as `node`'s mark of `kind`, never moving it back.
@@ -101,6 +106,84 @@ fn seq_param(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
+/// What writing logs and segments needs, cloned into the record writer's jobs.
+#[derive(Clone)]
+struct RecordSink {
+    db: Arc<Db>,
+    node: String,
+    partitions: Arc<KnownPartitions>,
+}
+
+impl RecordSink {
+    fn write_logs_with_mark(&self, seq: Option<u64>, logs: Vec<LogRecord>) -> Result<()> {
+        if logs.is_empty() && seq.is_none() {
+            return Ok(());
+        }
+        let rows = LogRows::new(logs)?;
+        let missing = self.partitions.missing("logs", rows.days.iter().copied());
+        let node = self.node.clone();
+        let created = missing.clone();
+        self.db.run(move |pool| async move {
+            let mut client = pool.get().await.map_err(Error::pool("writing logs"))?;
+            schema::ensure_partitions(&mut client, "logs", &missing).await?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(Error::db("writing logs"))?;
+            // Sent together (pipelined on the connection), run in this order.
+            let mark = async {
+                match seq {
+                    Some(seq) => store_mark(&tx, &node, "logs", seq_param(seq)).await,
+                    None => Ok(()),
+                }
+            };
+            futures_util::try_join!(relaxed_commit(&tx), rows.insert(&tx), mark)?;
+            tx.commit().await.map_err(Error::db("committing logs"))?;
+            Ok(())
+        })?;
+        self.partitions.created("logs", &created);
+        Ok(())
+    }
+
+    fn write_segments_with_mark(
+        &self,
+        seq: Option<u64>,
+        segments: Vec<SegmentRecord>,
+    ) -> Result<()> {
+        if segments.is_empty() && seq.is_none() {
+            return Ok(());
+        }
+        let rows = SegmentRows::new(segments)?;
+        let missing = self
+            .partitions
+            .missing("segments", rows.days.iter().copied());
+        let node = self.node.clone();
+        let created = missing.clone();
+        self.db.run(move |pool| async move {
+            let mut client = pool.get().await.map_err(Error::pool("writing segments"))?;
+            schema::ensure_partitions(&mut client, "segments", &missing).await?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(Error::db("writing segments"))?;
+            // Sent together (pipelined on the connection), run in this order.
+            let mark = async {
+                match seq {
+                    Some(seq) => store_mark(&tx, &node, "segments", seq_param(seq)).await,
+                    None => Ok(()),
+                }
+            };
+            futures_util::try_join!(relaxed_commit(&tx), rows.insert(&tx), mark)?;
+            tx.commit()
+                .await
+                .map_err(Error::db("committing segments"))?;
+            Ok(())
+        })?;
+        self.partitions.created("segments", &created);
+        Ok(())
+    }
+}
+
 impl PostgresStorage {
     /// Connects, creates or migrates the schema (safe when several nodes start at once) and
     /// loads this node's write-ahead-log marks.
@@ -108,10 +191,17 @@ impl PostgresStorage {
         let db = Arc::new(Db::new(config)?);
         let version = db.run(schema::migrate)?;
         let node = config.node_id.clone();
-        let kv = KvStorage::open(PgRows {
+        let partitions = Arc::new(KnownPartitions::default());
+        let kv = Arc::new(KvStorage::open(PgRows {
             db: db.clone(),
             node: node.clone(),
-        })?;
+            partitions: partitions.clone(),
+        })?);
+        let sink = RecordSink {
+            db: db.clone(),
+            node: node.clone(),
+            partitions: partitions.clone(),
+        };
         let storage = PostgresStorage {
             db,
             node,
@@ -122,8 +212,10 @@ impl PostgresStorage {
             flush_lock: Mutex::new(()),
             metrics_aggregated: AtomicU64::new(0),
             metrics_stored: AtomicU64::new(0),
-            partitions: Mutex::new(HashSet::new()),
+            partitions,
             kv,
+            sink,
+            deferred: Lanes::start()?,
         };
         let metrics_mark = storage.read_marks()?.metrics;
         storage
@@ -142,13 +234,12 @@ impl PostgresStorage {
         Ok(storage)
     }
 
-    /// The UTC days (since the epoch) that have a partition of `logs` or `segments`, ascending;
-    /// for operators checking retention, and its tests.
+    /// The UTC days (since the epoch) that have a partition of `logs`, `segments` or
+    /// `kv_by_day` (RUM events, alarm records), ascending; for operators checking retention,
+    /// and its tests.
     pub fn day_partitions(&self, table: &str) -> std::result::Result<Vec<i32>, Error> {
-        let table: &'static str = match table {
-            "logs" => "logs",
-            "segments" => "segments",
-            _ => return Ok(Vec::new()),
+        let Some(&(table, _)) = schema::DAY_TABLES.iter().find(|(t, _)| *t == table) else {
+            return Ok(Vec::new());
         };
         self.db.run(move |pool| async move {
             let client = pool
@@ -191,86 +282,6 @@ impl PostgresStorage {
         })
     }
 
-    /// Day partitions of `table` this node has not yet seen created.
-    fn missing_partitions(&self, table: &'static str, days: &BTreeSet<i32>) -> Vec<i32> {
-        let known = self.partitions.lock();
-        days.iter()
-            .copied()
-            .filter(|d| !known.contains(&(table, *d)))
-            .collect()
-    }
-
-    fn created_partitions(&self, table: &'static str, days: &[i32]) {
-        let mut known = self.partitions.lock();
-        known.extend(days.iter().map(|d| (table, *d)));
-    }
-
-    fn write_logs_with_mark(&self, seq: Option<u64>, logs: Vec<LogRecord>) -> Result<()> {
-        if logs.is_empty() && seq.is_none() {
-            return Ok(());
-        }
-        let rows = LogRows::new(logs)?;
-        let missing = self.missing_partitions("logs", &rows.days);
-        let node = self.node.clone();
-        let created = missing.clone();
-        self.db.run(move |pool| async move {
-            let mut client = pool.get().await.map_err(Error::pool("writing logs"))?;
-            schema::ensure_partitions(&mut client, "logs", &missing).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(Error::db("writing logs"))?;
-            // Sent together (pipelined on the connection), run in this order.
-            let mark = async {
-                match seq {
-                    Some(seq) => store_mark(&tx, &node, "logs", seq_param(seq)).await,
-                    None => Ok(()),
-                }
-            };
-            futures_util::try_join!(relaxed_commit(&tx), rows.insert(&tx), mark)?;
-            tx.commit().await.map_err(Error::db("committing logs"))?;
-            Ok(())
-        })?;
-        self.created_partitions("logs", &created);
-        Ok(())
-    }
-
-    fn write_segments_with_mark(
-        &self,
-        seq: Option<u64>,
-        segments: Vec<SegmentRecord>,
-    ) -> Result<()> {
-        if segments.is_empty() && seq.is_none() {
-            return Ok(());
-        }
-        let rows = SegmentRows::new(segments)?;
-        let missing = self.missing_partitions("segments", &rows.days);
-        let node = self.node.clone();
-        let created = missing.clone();
-        self.db.run(move |pool| async move {
-            let mut client = pool.get().await.map_err(Error::pool("writing segments"))?;
-            schema::ensure_partitions(&mut client, "segments", &missing).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(Error::db("writing segments"))?;
-            // Sent together (pipelined on the connection), run in this order.
-            let mark = async {
-                match seq {
-                    Some(seq) => store_mark(&tx, &node, "segments", seq_param(seq)).await,
-                    None => Ok(()),
-                }
-            };
-            futures_util::try_join!(relaxed_commit(&tx), rows.insert(&tx), mark)?;
-            tx.commit()
-                .await
-                .map_err(Error::db("committing segments"))?;
-            Ok(())
-        })?;
-        self.created_partitions("segments", &created);
-        Ok(())
-    }
-
     fn flush_metrics(&self) -> Result<()> {
         let _flushing = self.flush_lock.lock();
         let (mark, dirty) = {
@@ -284,7 +295,12 @@ impl PostgresStorage {
             (mark, dirty)
         };
         let mark = (mark > self.metrics_stored.load(Ordering::Relaxed)).then_some(mark);
-        let result = self.store_in_flight(mark, &dirty);
+        // Every record batch up to `mark` was queued before `mark` was read: committed first,
+        // they are stored before the mark that lets the write-ahead log be cut through them.
+        let result = self
+            .deferred
+            .drain_all()
+            .and_then(|()| self.store_in_flight(mark, &dirty));
         match &result {
             Ok(()) => {
                 if let Some(mark) = mark {
@@ -699,8 +715,7 @@ impl PostgresStorage {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::PARTITION_LOCK])
                 .await
                 .map_err(Error::db("taking the partition lock"))?;
-            for table in ["logs", "segments"] {
-                let time = if table == "logs" { "ts" } else { "start_ms" };
+            for (table, time) in schema::DAY_TABLES {
                 for (day, name) in schema::partitions(&*tx, table).await? {
                     if day < cutoff_day {
                         // A whole day past the TTL: its partition goes, no row is deleted.
@@ -716,8 +731,9 @@ impl PostgresStorage {
                         tracing::info!(partition = %name, rows = count, "expired day partition dropped");
                         removed += count.max(0) as u64;
                         dropped.push((table, day));
-                    } else if day == cutoff_day {
-                        // The day the cutoff falls in keeps its younger rows.
+                    } else if let (true, Some(time)) = (day == cutoff_day, time) {
+                        // The day the cutoff falls in keeps its younger rows (in `kv_by_day`
+                        // the shared engine removes the older ones).
                         removed += tx
                             .execute(
                                 &format!("DELETE FROM {name} WHERE {time} < $1"),
@@ -755,12 +771,7 @@ impl PostgresStorage {
             }
             Ok((removed, dropped))
         })?;
-        {
-            let mut known = self.partitions.lock();
-            for key in dropped {
-                known.remove(&key);
-            }
-        }
+        self.partitions.dropped(&dropped);
         self.traffic.lock().forget_older_than(entity_cutoff);
         Ok(removed)
     }
@@ -853,6 +864,8 @@ async fn upsert_traffic(
 
 impl Drop for PostgresStorage {
     fn drop(&mut self) {
+        // Queued record batches are written before the last flush moves the metrics mark.
+        self.deferred.stop();
         // Closing must not lose the last seconds of aggregation.
         if let Err(error) = self.flush_metrics() {
             tracing::error!(%error, "final storage flush failed");
@@ -952,14 +965,19 @@ impl Storage for PostgresStorage {
     }
 
     fn write_logs(&self, logs: Vec<LogRecord>) -> StorageResult<()> {
-        Ok(self.write_logs_with_mark(None, logs)?)
+        Ok(self.sink.write_logs_with_mark(None, logs)?)
     }
 
     fn write_logs_through(&self, seq: u64, logs: Vec<LogRecord>) -> StorageResult<()> {
-        Ok(self.write_logs_with_mark(Some(seq), logs)?)
+        let sink = self.sink.clone();
+        Ok(self.deferred.submit(
+            Lane::Logs,
+            Box::new(move || Ok(sink.write_logs_with_mark(Some(seq), logs)?)),
+        )?)
     }
 
     fn query_logs(&self, query: &LogQuery) -> StorageResult<Vec<StoredLog>> {
+        self.deferred.drain(Lane::Logs)?;
         let query = query.clone();
         Ok(self.db.run(move |pool| async move {
             let client = pool.get().await.map_err(Error::pool("querying logs"))?;
@@ -976,14 +994,19 @@ impl Storage for PostgresStorage {
     }
 
     fn write_segments(&self, segments: Vec<SegmentRecord>) -> StorageResult<()> {
-        Ok(self.write_segments_with_mark(None, segments)?)
+        Ok(self.sink.write_segments_with_mark(None, segments)?)
     }
 
     fn write_segments_through(&self, seq: u64, segments: Vec<SegmentRecord>) -> StorageResult<()> {
-        Ok(self.write_segments_with_mark(Some(seq), segments)?)
+        let sink = self.sink.clone();
+        Ok(self.deferred.submit(
+            Lane::Segments,
+            Box::new(move || Ok(sink.write_segments_with_mark(Some(seq), segments)?)),
+        )?)
     }
 
     fn query_segments(&self, query: &TraceQuery) -> StorageResult<Vec<SegmentRecord>> {
+        self.deferred.drain(Lane::Segments)?;
         let query = query.clone();
         Ok(self.db.run(move |pool| async move {
             let client = pool.get().await.map_err(Error::pool("querying segments"))?;
@@ -992,6 +1015,7 @@ impl Storage for PostgresStorage {
     }
 
     fn get_trace(&self, trace_id: &str) -> StorageResult<Vec<SegmentRecord>> {
+        self.deferred.drain(Lane::Segments)?;
         let trace_id = trace_id.to_string();
         Ok(self.db.run(move |pool| async move {
             let client = pool.get().await.map_err(Error::pool("reading a trace"))?;
@@ -1014,14 +1038,20 @@ impl Storage for PostgresStorage {
 
     fn remove_expired(&self, policy: &RetentionPolicy, now_ms: i64) -> StorageResult<u64> {
         let here = self.remove_expired_here(policy, now_ms)?;
-        Ok(here + self.kv.remove_expired(policy, now_ms)?)
+        // The engine's sweep reads session summaries before deleting them.
+        let engine = self
+            .db
+            .with_cluster_lock(schema::RUM_LOCK, || self.kv.remove_expired(policy, now_ms))?;
+        Ok(here + engine)
     }
 
     fn applied_seqs(&self) -> StorageResult<AppliedSeqs> {
+        self.deferred.drain_all()?;
         Ok(self.read_marks()?)
     }
 
-    // Everything below lives in the shared engine's rows (table `kv`).
+    // Everything below lives in the shared engine's rows (tables `kv` and `kv_by_day`). Its
+    // read-modify-writes of shared rows run under cluster-wide locks.
 
     fn put_template(&self, id: &str, configuration: &str, disabled: bool) -> StorageResult<()> {
         self.kv.put_template(id, configuration, disabled)
@@ -1056,16 +1086,26 @@ impl Storage for PostgresStorage {
         self.kv.alarm_states()
     }
     fn write_rum_events(&self, events: Vec<skylark_core::RumEvent>) -> StorageResult<()> {
-        self.kv.write_rum_events(events)
+        self.db
+            .with_cluster_lock(schema::RUM_LOCK, || self.kv.write_rum_events(events))
     }
     fn write_rum_events_through(
         &self,
         seq: u64,
         events: Vec<skylark_core::RumEvent>,
     ) -> StorageResult<()> {
-        self.kv.write_rum_events_through(seq, events)
+        let (db, kv) = (self.db.clone(), self.kv.clone());
+        Ok(self.deferred.submit(
+            Lane::Rum,
+            Box::new(move || {
+                db.with_cluster_lock(schema::RUM_LOCK, || {
+                    kv.write_rum_events_through(seq, events)
+                })
+            }),
+        )?)
     }
     fn query_rum_events(&self, query: &RumQuery) -> StorageResult<RumPage> {
+        self.deferred.drain(Lane::Rum)?;
         self.kv.query_rum_events(query)
     }
     fn stored_rum_view(
@@ -1075,9 +1115,11 @@ impl Storage for PostgresStorage {
         self.kv.stored_rum_view(view)
     }
     fn rum_session(&self, id: &str) -> StorageResult<Option<skylark_core::RumSession>> {
+        self.deferred.drain(Lane::Rum)?;
         self.kv.rum_session(id)
     }
     fn query_rum_sessions(&self, query: &SessionQuery) -> StorageResult<SessionPage> {
+        self.deferred.drain(Lane::Rum)?;
         self.kv.query_rum_sessions(query)
     }
     fn rum_session_seen(&self, session_id: &str) -> StorageResult<bool> {
@@ -1087,21 +1129,35 @@ impl Storage for PostgresStorage {
         &self,
         seq: Option<u64>,
         occurrences: Vec<IssueOccurrence>,
-        fold: &IssueFold,
+        fold: &'static IssueFold,
     ) -> StorageResult<()> {
-        self.kv.record_issue_occurrences(seq, occurrences, fold)
+        let (db, kv) = (self.db.clone(), self.kv.clone());
+        let write = move || {
+            db.with_cluster_lock(schema::ISSUE_LOCK, || {
+                kv.record_issue_occurrences(seq, occurrences, fold)
+            })
+        };
+        match seq {
+            // From the write-ahead log: in order with its other batches.
+            Some(_) => Ok(self.deferred.submit(Lane::Issues, Box::new(write))?),
+            None => write(),
+        }
     }
     fn update_issue(
         &self,
         id: &str,
         change: &mut dyn FnMut(Issue) -> Issue,
     ) -> StorageResult<Option<Issue>> {
-        self.kv.update_issue(id, change)
+        self.deferred.drain(Lane::Issues)?;
+        self.db
+            .with_cluster_lock(schema::ISSUE_LOCK, || self.kv.update_issue(id, change))
     }
     fn get_issue(&self, id: &str) -> StorageResult<Option<Issue>> {
+        self.deferred.drain(Lane::Issues)?;
         self.kv.get_issue(id)
     }
     fn query_issues(&self, query: &IssueQuery) -> StorageResult<(Vec<Issue>, usize)> {
+        self.deferred.drain(Lane::Issues)?;
         self.kv.query_issues(query)
     }
     fn issue_events(
@@ -1110,6 +1166,7 @@ impl Storage for PostgresStorage {
         offset: usize,
         limit: usize,
     ) -> StorageResult<Vec<IssueOccurrence>> {
+        self.deferred.drain(Lane::Issues)?;
         self.kv.issue_events(id, offset, limit)
     }
     fn issue_minutes(
@@ -1118,6 +1175,7 @@ impl Storage for PostgresStorage {
         start_ms: i64,
         end_ms: i64,
     ) -> StorageResult<Vec<(i64, u64)>> {
+        self.deferred.drain(Lane::Issues)?;
         self.kv.issue_minutes(id, start_ms, end_ms)
     }
     fn put_source_map(&self, record: &SourceMapRecord, map: &[u8]) -> StorageResult<()> {

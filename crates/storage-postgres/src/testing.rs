@@ -74,6 +74,26 @@ impl TestDatabase {
     pub fn user(&self) -> &str {
         &self.admin.user
     }
+
+    /// Runs `sql` (statements separated by `;`) in this database: for tests that lay out what
+    /// an earlier schema left behind.
+    pub fn execute(&self, sql: &str) -> Result<()> {
+        admin_exec(&self.config("test-admin"), sql.to_string())
+    }
+
+    /// The first column of the first row of `sql`, a `bigint`.
+    pub fn count(&self, sql: &str) -> Result<i64> {
+        let db = Db::new(&self.config("test-admin"))?;
+        let sql = sql.to_string();
+        db.run(move |pool| async move {
+            let client = pool.get().await.map_err(Error::pool("counting in tests"))?;
+            let row = client
+                .query_one(&sql, &[])
+                .await
+                .map_err(Error::db("counting in tests"))?;
+            Ok(row.get(0))
+        })
+    }
 }
 
 fn admin_exec(admin: &PostgresConfig, sql: String) -> Result<()> {

@@ -1,11 +1,13 @@
 //! What only a shared database has to show: several nodes writing one store merge exactly as one
-//! node would, each node keeps its own write-ahead-log marks, retention drops day partitions,
-//! and calls from inside an async runtime do not panic.
+//! node would (metrics, issue counters, RUM session summaries), each node keeps its own
+//! write-ahead-log marks, retention drops day partitions, and calls from inside an async runtime
+//! do not panic.
 use skylark_core::{
-    ContentType, HistogramGroup, Labels, Layer, LogRecord, MeterEntity, MeterValue,
-    MetricDefinition, MetricEmission, MetricFunction, Scope, Step, TimeBucket,
+    ContentType, HistogramGroup, IssueOccurrence, Labels, Layer, LogRecord, MeterEntity,
+    MeterValue, MetricDefinition, MetricEmission, MetricFunction, RumEvent, RumEventType, Scope,
+    Step, TimeBucket,
 };
-use skylark_storage::{LogQuery, MemStorage, RetentionPolicy, Storage};
+use skylark_storage::{LogQuery, MemStorage, RetentionPolicy, RumQuery, Storage};
 use skylark_storage_postgres::{PostgresStorage, TestDatabase};
 use std::sync::Arc;
 
@@ -215,6 +217,136 @@ fn retention_drops_whole_day_partitions_and_touches_nothing_younger() {
         .write_logs(vec![log(now - 5 * DAY_MS, "late")])
         .unwrap();
     assert!(store.day_partitions("logs").unwrap().contains(&(today - 5)));
+}
+
+fn occurrence(i: i64) -> IssueOccurrence {
+    IssueOccurrence {
+        fingerprint: "0123456789abcdef0123456789abcdef".into(),
+        service: SERVICE.into(),
+        layer: Layer::WECHAT_MINI_PROGRAM,
+        kind: "js".into(),
+        error_type: "TypeError".into(),
+        title: "TypeError: boom".into(),
+        culprit: "onLoad (pages/a.js)".into(),
+        time_ms: AT_MS + (i % 3) * 60_000,
+        version: "1.0.0".into(),
+        page: "pages/a".into(),
+        message: "boom".into(),
+        stack: "    at Object.onLoad (pages/a.js:12:5)".into(),
+        session_id: None,
+        user_id: None,
+        trace_id: None,
+    }
+}
+
+fn rum_error(node: &str, i: i64) -> RumEvent {
+    RumEvent {
+        event_type: Some(RumEventType::Error),
+        id: format!("{node}-{i}"),
+        time_ms: AT_MS + i,
+        service: SERVICE.into(),
+        session_id: "shared-session".into(),
+        ..RumEvent::default()
+    }
+}
+
+/// Issue counters and session summaries are read, folded and rewritten: two nodes doing that to
+/// the same rows at once must not lose each other's updates.
+#[test]
+fn two_nodes_updating_one_issue_and_one_session_lose_nothing() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    const EACH: i64 = 60;
+    let nodes = ["node-a", "node-b"].map(|name| {
+        (
+            name,
+            Arc::new(PostgresStorage::connect(&db.config(name)).unwrap()),
+        )
+    });
+    let workers: Vec<_> = nodes
+        .iter()
+        .map(|(name, store)| {
+            let (name, store) = (*name, store.clone());
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    store
+                        .record_issue_occurrences(
+                            Some(i as u64 + 1),
+                            vec![occurrence(i)],
+                            &skylark_issues::record_occurrence,
+                        )
+                        .unwrap();
+                    store.write_rum_events(vec![rum_error(name, i)]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let store = &nodes[0].1;
+    let issue = store
+        .get_issue("0123456789abcdef0123456789abcdef")
+        .unwrap()
+        .unwrap();
+    assert_eq!(issue.count, 2 * EACH as u64);
+    let per_minute: u64 = store
+        .issue_minutes(&issue.id, AT_MS - 60_000, AT_MS + 10 * 60_000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(per_minute, 2 * EACH as u64);
+    let session = store.rum_session("shared-session").unwrap().unwrap();
+    assert_eq!(session.error_count, 2 * EACH as u64);
+}
+
+/// Schema version 1 kept RUM events and alarm records in `kv`; version 2 keeps them in
+/// day partitions. A database left by version 1 has its rows moved at start-up, and they read
+/// back as before.
+#[test]
+fn rows_an_earlier_schema_kept_in_kv_move_into_day_partitions() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    {
+        let store = PostgresStorage::connect(&db.config("node-a")).unwrap();
+        store
+            .write_rum_events((0..3).map(|i| rum_error("node-a", i)).collect())
+            .unwrap();
+    }
+    // What version 1 left: the same rows in `kv`, no day partitions.
+    db.execute(
+        "INSERT INTO kv SELECT k, v FROM kv_by_day; DELETE FROM kv_by_day;
+         DELETE FROM skylark_schema_version WHERE version = 2; DROP TABLE kv_by_day;",
+    )
+    .unwrap();
+    let timed_in_kv = "SELECT count(*) FROM kv WHERE k >= 'R'::bytea AND k < 'S'::bytea
+                          OR k >= 'r'::bytea AND k < 's'::bytea";
+    assert!(db.count(timed_in_kv).unwrap() > 0);
+    let store = PostgresStorage::connect(&db.config("node-a")).unwrap();
+    assert_eq!(db.count(timed_in_kv).unwrap(), 0);
+    assert_eq!(
+        store.day_partitions("kv_by_day").unwrap(),
+        vec![(AT_MS / DAY_MS) as i32]
+    );
+    let page = store
+        .query_rum_events(&RumQuery {
+            session_id: Some("shared-session".into()),
+            limit: 10,
+            ..RumQuery::default()
+        })
+        .unwrap();
+    assert_eq!(page.events.len(), 3);
+    assert_eq!(
+        store
+            .rum_session("shared-session")
+            .unwrap()
+            .unwrap()
+            .error_count,
+        3
+    );
 }
 
 #[test]

@@ -49,6 +49,28 @@ pub(crate) const RUM_SESSION_BY_START: u8 = b'X';
 /// formats were numbered (format 1: JSON metric rows).
 pub(crate) const FORMAT: u8 = b'F';
 
+/// The UTC day (since the epoch) of a row whose key carries its record's time: RUM events and
+/// their index rows, alarm records and their autocomplete rows. A backend may keep these rows
+/// partitioned by day and expire a whole day at once; every other row gives `None`.
+pub fn timed_row_day(key: &[u8]) -> Option<i64> {
+    let time_at = match key {
+        [RUM | ALARM, ..] => 1,
+        [RUM_INDEX, _, len_hi, len_lo, ..] => {
+            4 + usize::from(u16::from_be_bytes([*len_hi, *len_lo]))
+        }
+        // Autocomplete rows hold the day itself.
+        [TAG, ALARM, ..] => return record_time(key, 2),
+        _ => return None,
+    };
+    record_time(key, time_at).map(day_of)
+}
+
+/// Whether a scan starting at `start` reads rows [`timed_row_day`] places (all of one kind:
+/// no scan of the engine crosses from one kind of row into another).
+pub fn is_timed_range(start: &[u8]) -> bool {
+    matches!(start, [RUM | RUM_INDEX | ALARM, ..] | [TAG, ALARM, ..])
+}
+
 /// Milliseconds per (UTC) day, the granularity of the tag autocomplete rows.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
@@ -264,6 +286,26 @@ pub(crate) fn day_of(ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timed_rows_carry_their_day() {
+        let at = 3 * DAY_MS + 5;
+        let tail = record_tail(at, b"event-1");
+        assert_eq!(timed_row_day(&record_key(RUM, &tail)), Some(3));
+        assert_eq!(timed_row_day(&record_key(ALARM, &tail)), Some(3));
+        let mut index = vec![RUM_INDEX, b's', 0, 3];
+        index.extend_from_slice(b"svc");
+        index.extend_from_slice(&tail);
+        assert_eq!(timed_row_day(&index), Some(3));
+        let mut tag = tag_day_start(ALARM, -2);
+        tag.extend_from_slice(b"\0\x01k");
+        assert_eq!(timed_row_day(&tag), Some(-2));
+        // Rows without a time, and cut-off keys, stay where they are.
+        assert_eq!(timed_row_day(&tag_day_start(LOG, 3)), None);
+        assert_eq!(timed_row_day(&child_key(INSTANCE, "i")), None);
+        assert_eq!(timed_row_day(&[RUM_INDEX, b's', 0, 9, b'x']), None);
+        assert!(is_timed_range(&[RUM_INDEX, b'e']) && !is_timed_range(&[TAG, LOG]));
+    }
 
     fn minute(value: i64) -> TimeBucket {
         TimeBucket {

@@ -26,6 +26,7 @@ mod traffic;
 pub use applied::{AppliedSeqs, MARK_KEY_PREFIX};
 pub use error::{Error, Result};
 pub use issues::{IssueFold, ISSUE_EVENTS_KEPT};
+pub use keys::{is_timed_range, timed_row_day};
 pub use kv_storage::KvStorage;
 pub use mem_storage::MemStorage;
 pub use model::{
@@ -199,6 +200,11 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Like [`Storage::write_logs`], storing `seq` as the logs mark in the same batch (callers
     /// apply entries in `seq` order).
+    ///
+    /// The `*_through` writes may be applied after they return, in the order they were made:
+    /// the write-ahead log holds their entries until [`Storage::flush`] (which first finishes
+    /// them) stores the metrics mark. Reads and [`Storage::applied_seqs`] see them once done; a
+    /// failure is returned by a later call.
     fn write_logs_through(&self, seq: u64, logs: Vec<LogRecord>) -> Result<()> {
         let _ = (seq, logs);
         Err(Error::Unsupported("write-ahead-log marks"))
@@ -318,7 +324,7 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         seq: Option<u64>,
         occurrences: Vec<IssueOccurrence>,
-        fold: &IssueFold,
+        fold: &'static IssueFold,
     ) -> Result<()> {
         let _ = (seq, occurrences, fold);
         Err(Error::Unsupported("error issues"))
@@ -629,7 +635,7 @@ macro_rules! delegate_storage {
                 &self,
                 seq: Option<u64>,
                 occurrences: Vec<skylark_core::IssueOccurrence>,
-                fold: &$crate::IssueFold,
+                fold: &'static $crate::IssueFold,
             ) -> $crate::Result<()> {
                 self.engine.record_issue_occurrences(seq, occurrences, fold)
             }
