@@ -10,6 +10,7 @@
 //! past the end of a file also changes its size, which costs every fsync an inode write. Zeros
 //! after the last record are the unused rest of that space, not damage; a closed segment is cut
 //! to its records.
+use crate::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -147,12 +148,27 @@ fn segment_name(first_seq: u64) -> String {
 
 impl Wal {
     /// Opens (or creates) the log in `dir`, cutting a torn tail off the last segment.
-    pub fn open(dir: &Path) -> io::Result<Wal> {
+    pub fn open(dir: &Path) -> Result<Wal> {
         Wal::open_with_segment_bytes(dir, DEFAULT_SEGMENT_BYTES)
     }
 
     /// Like [`Wal::open`], starting a new segment once one grows past `segment_bytes`.
-    pub fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> io::Result<Wal> {
+    pub fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> Result<Wal> {
+        let closed = Wal::scan_folder(dir).map_err(|source| Error::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            closed,
+            active: None,
+            segment_bytes,
+        })
+    }
+
+    /// Finds the segments in `dir` (creating it if needed), oldest first, cutting each to its
+    /// valid records.
+    fn scan_folder(dir: &Path) -> io::Result<Vec<SegmentFile>> {
         std::fs::create_dir_all(dir)?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -201,12 +217,7 @@ impl Wal {
                 file.sync_all()?;
             }
         }
-        Ok(Wal {
-            dir: dir.to_path_buf(),
-            closed: found,
-            active: None,
-            segment_bytes,
-        })
+        Ok(found)
     }
 
     /// The highest sequence number in the log, `None` when it is empty.
@@ -217,7 +228,7 @@ impl Wal {
 
     /// Calls `visit` with every entry in sequence order (closed segments only: call before the
     /// first append).
-    pub fn replay(&self, visit: &mut dyn FnMut(u64, &[u8])) -> io::Result<()> {
+    pub fn replay(&self, visit: &mut dyn FnMut(u64, &[u8])) -> Result<()> {
         for segment in &self.closed {
             let data = read_all(&segment.path)?;
             scan(&data, visit);
@@ -226,24 +237,16 @@ impl Wal {
     }
 
     /// Appends entry `seq` (buffered: [`Wal::sync`] makes it durable). Sequence numbers must grow.
-    pub fn append(&mut self, seq: u64, payload: &[u8]) -> io::Result<()> {
+    pub fn append(&mut self, seq: u64, payload: &[u8]) -> Result<()> {
         if let Some(last) = self.last_seq() {
             if seq <= last {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("write-ahead log entry {seq} is not after {last}"),
-                ));
+                return Err(Error::OutOfOrder { seq, last });
             }
         }
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|l| (*l as usize) <= MAX_PAYLOAD_BYTES)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "write-ahead log entry too large",
-                )
-            })?;
+            .ok_or(Error::TooLarge(payload.len()))?;
         if self
             .active
             .as_ref()
@@ -274,19 +277,19 @@ impl Wal {
 
     /// Hands buffered entries to the operating system (they survive a process crash, not a
     /// machine crash).
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub fn flush(&mut self) -> Result<()> {
         match &mut self.active {
-            Some(active) => active.write_buffer(),
+            Some(active) => Ok(active.write_buffer()?),
             None => Ok(()),
         }
     }
 
     /// Makes every appended entry durable (one fsync).
-    pub fn sync(&mut self) -> io::Result<()> {
+    pub fn sync(&mut self) -> Result<()> {
         match &mut self.active {
             Some(active) => {
                 active.write_buffer()?;
-                active.file.sync_data()
+                Ok(active.file.sync_data()?)
             }
             None => Ok(()),
         }
@@ -294,7 +297,7 @@ impl Wal {
 
     /// Deletes the segments whose entries are all at or below `seq` (their effects are stored);
     /// returns how many files were removed.
-    pub fn remove_through(&mut self, seq: u64) -> io::Result<usize> {
+    pub fn remove_through(&mut self, seq: u64) -> Result<usize> {
         if self
             .active
             .as_ref()
