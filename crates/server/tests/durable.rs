@@ -8,7 +8,8 @@ use skylark_core::{
 };
 use skylark_server::pipeline::{Clock, Effects, Pipeline};
 use skylark_storage::{LogQuery, MemStorage, Storage};
-use skylark_wal::durable::{Durability, DurabilitySettings, DurableSink};
+use skylark_wal::durable::{Durability, DurabilitySettings, DurableSink, ENTRY_FORMAT_POSTCARD};
+use skylark_wal::wal::Payload;
 use skylark_wal::Wal;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ const SERVICE: &str = "durable-test";
 /// and the CRC covering seq and payload, the payload the bincode (1.x, default options) of
 /// [`EntryRef`].
 mod legacy {
-    use serde::{Deserialize, Serialize};
+    use serde::Serialize;
     use skylark_core::{LogData, MetricBatch, RumEvent, Segment};
     use std::path::Path;
 
@@ -54,22 +55,6 @@ mod legacy {
         fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             serializer.serialize_bytes(self.0)
         }
-    }
-
-    /// [`EntryRef`] read back, for the request kinds tests look at.
-    #[derive(Deserialize)]
-    pub struct Entry {
-        #[allow(dead_code)]
-        pub now_ms: i64,
-        pub request: Request,
-    }
-
-    /// [`RequestRef`] read back, as far as tests need it.
-    #[allow(dead_code)]
-    #[derive(Deserialize)]
-    pub enum Request {
-        Metrics(MetricBatch),
-        Logs(Vec<LogData>),
     }
 
     /// The bincode of one entry.
@@ -451,8 +436,17 @@ async fn acknowledged_requests_are_logged_applied_and_numbered_after_the_replaye
     let wal = Wal::open(dir.path()).unwrap();
     let mut seqs = Vec::new();
     wal.replay(&mut |seq, payload| {
-        let entry: legacy::Entry = bincode::deserialize(payload).unwrap();
-        assert!(matches!(entry.request, legacy::Request::Logs(ref l) if l.len() == 1));
+        // Every new entry is postcard behind its tag, never the old untagged bincode.
+        assert!(
+            matches!(
+                payload,
+                Payload::Tagged {
+                    format: ENTRY_FORMAT_POSTCARD,
+                    ..
+                }
+            ),
+            "{payload:?}"
+        );
         seqs.push(seq);
     })
     .unwrap();

@@ -10,13 +10,17 @@
 //! effects were persisted are not applied twice. Once a flush has stored everything up to a
 //! mark, the segments below it are deleted.
 //!
+//! An entry is postcard of the request and its time (`EntryRef`), appended with the format tag
+//! [`ENTRY_FORMAT_POSTCARD`]. Entries that versions before this one wrote (bincode, untagged) are
+//! still replayed by the read-only `legacy` module; nothing writes them any more.
+//!
 //! One thread does the ordered work, group by group: append, fsync, storage writes, answers.
 //! While it writes one group to storage the next group gathers, so groups grow with the load.
 //! A second thread that wrote storage while the next fsync ran was tried: handing every group
 //! across threads (a wake-up, a context switch, cold caches) cost more CPU per request than the
 //! overlap saved, and the server is CPU-bound before it is fsync-bound.
 use crate::error::chain;
-use crate::wal::Wal;
+use crate::wal::{Payload, Wal};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use skylark_core::traffic::Traffic;
@@ -30,6 +34,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod legacy;
 
 /// A group never holds more requests than this, so one slow fsync cannot make a huge batch.
 const MAX_GROUP_REQUESTS: usize = 2048;
@@ -136,8 +142,14 @@ pub struct DurabilitySettings {
     pub wal_dir: PathBuf,
 }
 
+/// The format tag of the entries this version writes: postcard of `EntryRef`. Tags are never
+/// reused; a new encoding gets a new tag (0 is never used, so zeros are not an entry).
+pub const ENTRY_FORMAT_POSTCARD: u8 = 1;
+
 /// One request as the log keeps it: its input (as received, or decoded) and the time it was
-/// processed at, which is all the rules need to compute the same effects again.
+/// processed at, which is all the rules need to compute the same effects again. Written as
+/// postcard behind [`ENTRY_FORMAT_POSTCARD`]; [`Request`] reads it back. Variants are only ever
+/// added at the end, so older entries keep their meaning.
 #[derive(Serialize)]
 struct EntryRef<'a> {
     now_ms: i64,
@@ -146,12 +158,9 @@ struct EntryRef<'a> {
 
 #[derive(Serialize)]
 enum RequestRef<'a> {
-    /// Earlier versions' metrics entries (bincode of the batch); still read on replay.
-    #[allow(dead_code)]
-    Metrics(&'a MetricBatch),
     Logs(&'a [LogData]),
     Segments(&'a [Segment]),
-    /// A batch in [`crate::batch_codec`]'s encoding, a twelfth of the size.
+    /// A batch in [`crate::batch_codec`]'s encoding, a twelfth of the size of the decoded batch.
     CompactMetrics(Bytes<'a>),
     /// The body a batch was decoded from (HTTP requests), decoded again on replay: cheaper to
     /// keep than any encoding of the decoded batch.
@@ -159,7 +168,7 @@ enum RequestRef<'a> {
         content_type: &'a str,
         body: Bytes<'a>,
     },
-    /// Decoded RUM events (last, so earlier entries keep their variant numbers).
+    /// Decoded RUM events.
     Rum(&'a [RumEvent]),
 }
 
@@ -202,16 +211,16 @@ impl<'de> Deserialize<'de> for ByteBuf {
     }
 }
 
-/// [`EntryRef`] read back (same encoding).
+/// [`EntryRef`] read back.
 #[derive(Deserialize)]
 struct Entry {
     now_ms: i64,
     request: Request,
 }
 
+/// [`RequestRef`] read back.
 #[derive(Deserialize)]
 enum Request {
-    Metrics(MetricBatch),
     Logs(Vec<LogData>),
     Segments(Vec<Segment>),
     CompactMetrics(ByteBuf),
@@ -220,6 +229,7 @@ enum Request {
 }
 
 /// What replay runs through the pipeline again, whichever encoding the entry used.
+#[derive(Debug, PartialEq)]
 enum Input {
     Metrics(MetricBatch),
     Logs(Vec<LogData>),
@@ -228,18 +238,17 @@ enum Input {
 }
 
 impl Request {
-    fn into_input(self, path: &dyn WritePath) -> std::result::Result<Input, String> {
+    fn into_input(self, path: &dyn WritePath) -> Result<Input> {
         Ok(match self {
-            Request::Metrics(batch) => Input::Metrics(batch),
             Request::CompactMetrics(ByteBuf(bytes)) => {
-                Input::Metrics(crate::batch_codec::decode(&bytes).map_err(|e| chain(&e))?)
+                Input::Metrics(crate::batch_codec::decode(&bytes)?)
             }
             Request::EncodedMetrics {
                 content_type,
                 body: ByteBuf(body),
             } => Input::Metrics(
                 path.decode_metrics_body(&content_type, &body)
-                    .map_err(|e| chain(&*e))?,
+                    .map_err(Error::DecodeBody)?,
             ),
             Request::Logs(logs) => Input::Logs(logs),
             Request::Segments(segments) => Input::Segments(segments),
@@ -248,8 +257,30 @@ impl Request {
     }
 }
 
+/// Encodes an entry as this version logs it (postcard; the writer tags it
+/// [`ENTRY_FORMAT_POSTCARD`]).
 fn encode(entry: &EntryRef<'_>) -> std::result::Result<Vec<u8>, IngestError> {
-    bincode::serialize(entry).map_err(|e| IngestError::Internal(chain(&Error::Encode(e))))
+    postcard::to_allocvec(entry).map_err(|e| IngestError::Internal(chain(&Error::Encode(e))))
+}
+
+/// Reads one logged entry back: postcard when tagged so, bincode when untagged (an entry an
+/// earlier version wrote, see [`legacy`]).
+fn decode_entry(payload: Payload<'_>, path: &dyn WritePath) -> Result<(i64, Input)> {
+    match payload {
+        Payload::Tagged {
+            format: ENTRY_FORMAT_POSTCARD,
+            bytes,
+        } => {
+            let (entry, rest): (Entry, _) =
+                postcard::take_from_bytes(bytes).map_err(Error::Decode)?;
+            if !rest.is_empty() {
+                return Err(Error::TrailingBytes(rest.len()));
+            }
+            Ok((entry.now_ms, entry.request.into_input(path)?))
+        }
+        Payload::Tagged { format, .. } => Err(Error::UnknownFormat(format)),
+        Payload::Legacy(bytes) => legacy::decode(bytes, path),
+    }
 }
 
 /// The answer a request waits for.
@@ -386,12 +417,10 @@ fn replay(pipeline: &dyn WritePath, wal: &Wal) -> Result<(ReplayReport, u64)> {
         if seq <= floor || failure.is_some() {
             return;
         }
-        let decoded = bincode::deserialize::<Entry>(payload)
-            .map_err(|e| e.to_string())
-            .and_then(|entry| Ok((entry.now_ms, entry.request.into_input(pipeline)?)));
-        let (now_ms, input) = match decoded {
+        let (now_ms, input) = match decode_entry(payload, pipeline) {
             Ok(decoded) => decoded,
             Err(error) => {
+                let error = chain(&error);
                 tracing::error!(seq, %error, "write-ahead log entry cannot be decoded; skipped");
                 report.undecodable += 1;
                 return;
@@ -617,7 +646,7 @@ fn write_log(
         for (seq, job) in jobs.iter_mut() {
             *seq = next_seq;
             next_seq += 1;
-            result = wal.append(*seq, &job.payload);
+            result = wal.append(*seq, ENTRY_FORMAT_POSTCARD, &job.payload);
             if result.is_err() {
                 break;
             }
@@ -788,5 +817,533 @@ pub fn wal_dir(configured: Option<&Path>, storage_path: &Path) -> PathBuf {
     match configured {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => storage_path.join("wal"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::legacy::write as old;
+    use super::*;
+    use skylark_core::rum::{
+        RumActionDetail, RumDetail, RumErrorDetail, RumResourceDetail, RumUser, RumViewRef,
+        RumViewTimings,
+    };
+    use skylark_core::{
+        Layer, LogBody, RefType, RumEventType, SampleFamilies, SampleFamily, SegmentRef, Span,
+        SpanLayer, SpanLog, SpanType,
+    };
+    use skylark_storage::{LogQuery, MemStorage};
+
+    const NOW: i64 = 1_764_400_000_000;
+    const BODY_TYPE: &str = "application/x-protobuf";
+
+    /// A write path without rules: each log becomes one stored record, and every request it
+    /// prepares is noted, in order.
+    struct Recorder {
+        storage: Arc<dyn Storage>,
+        prepared: parking_lot::Mutex<Vec<String>>,
+    }
+
+    impl Recorder {
+        fn new(storage: Arc<dyn Storage>) -> Arc<Recorder> {
+            Arc::new(Recorder {
+                storage,
+                prepared: Default::default(),
+            })
+        }
+
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut self.prepared.lock())
+        }
+    }
+
+    impl WritePath for Recorder {
+        fn now_ms(&self) -> i64 {
+            NOW
+        }
+
+        fn storage(&self) -> &Arc<dyn Storage> {
+            &self.storage
+        }
+
+        fn prepare_metrics(&self, batch: MetricBatch, now_ms: i64) -> (IngestReport, Effects) {
+            let value = batch.resources[0]["launch"].samples[0].value;
+            self.prepared.lock().push(format!("metrics {value}"));
+            (IngestReport::default(), Effects::at(now_ms))
+        }
+
+        fn prepare_logs(&self, logs: Vec<LogData>, now_ms: i64) -> (IngestReport, Effects) {
+            let mut effects = Effects::at(now_ms);
+            for log in logs {
+                self.prepared
+                    .lock()
+                    .push(format!("log {}", log.body.content()));
+                effects.logs.push(LogRecord {
+                    service: log.service,
+                    service_instance: String::new(),
+                    endpoint: String::new(),
+                    layer: Layer::GENERAL,
+                    timestamp_ms: now_ms,
+                    trace_id: None,
+                    segment_id: None,
+                    span_id: None,
+                    content_type: log.body.content_type(),
+                    content: log.body.content().to_string(),
+                    tags: Vec::new(),
+                });
+            }
+            let report = IngestReport {
+                accepted: effects.logs.len() as u64,
+                ..IngestReport::default()
+            };
+            (report, effects)
+        }
+
+        fn prepare_segments(&self, segments: Vec<Segment>, now_ms: i64) -> (IngestReport, Effects) {
+            for s in &segments {
+                self.prepared
+                    .lock()
+                    .push(format!("segment {}", s.segment_id));
+            }
+            (IngestReport::default(), Effects::at(now_ms))
+        }
+
+        fn prepare_rum(&self, batch: RumBatch, now_ms: i64) -> (IngestReport, Effects) {
+            for e in &batch.events {
+                self.prepared.lock().push(format!("rum {}", e.id));
+            }
+            (IngestReport::default(), Effects::at(now_ms))
+        }
+
+        fn decode_metrics_body(
+            &self,
+            content_type: &str,
+            body: &[u8],
+        ) -> std::result::Result<MetricBatch, BodyError> {
+            if content_type != BODY_TYPE {
+                return Err(format!("unexpected content type {content_type}").into());
+            }
+            Ok(crate::batch_codec::decode(body)?)
+        }
+    }
+
+    fn settings(dir: &Path) -> DurabilitySettings {
+        DurabilitySettings {
+            mode: Durability::Sync,
+            wal_flush: Duration::from_millis(20),
+            wal_dir: dir.to_path_buf(),
+        }
+    }
+
+    fn logs(text: &str) -> Vec<LogData> {
+        vec![LogData {
+            service: "wal-test".into(),
+            body: LogBody::Text(text.into()),
+            ..LogData::default()
+        }]
+    }
+
+    fn launch(value: f64) -> MetricBatch {
+        let mut families = SampleFamilies::default();
+        families.insert(
+            "launch".into(),
+            SampleFamily::new(vec![skylark_core::Sample {
+                name: "launch".into(),
+                labels: [("service_name", "wal-test"), ("platform", "wechat")].into(),
+                value,
+                timestamp_ms: NOW,
+            }]),
+        );
+        MetricBatch {
+            resources: vec![families],
+            skipped_points: 2,
+            skip_reasons: Default::default(),
+            source: None,
+        }
+    }
+
+    fn stored_logs(storage: &dyn Storage) -> Vec<String> {
+        let mut contents: Vec<String> = storage
+            .query_logs(&LogQuery::default())
+            .unwrap()
+            .into_iter()
+            .map(|l| l.record.content)
+            .collect();
+        contents.sort();
+        contents
+    }
+
+    /// Writes `entries` (seq, untagged bincode payload) as one segment an earlier version left.
+    fn write_legacy_segment(dir: &Path, entries: &[(u64, Vec<u8>)]) {
+        let mut data = Vec::new();
+        for (seq, payload) in entries {
+            data.extend(crate::wal::legacy_record(*seq, payload));
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(crate::wal::segment_name(entries[0].0)), data).unwrap();
+    }
+
+    fn tagged(entry: &EntryRef<'_>) -> Vec<u8> {
+        encode(entry).unwrap()
+    }
+
+    /// Encodes `request` as this version logs it and decodes it back.
+    fn round_trip(request: RequestRef<'_>) -> (i64, Input) {
+        let bytes = tagged(&EntryRef {
+            now_ms: NOW,
+            request,
+        });
+        let payload = Payload::Tagged {
+            format: ENTRY_FORMAT_POSTCARD,
+            bytes: &bytes,
+        };
+        let recorder = Recorder::new(Arc::new(MemStorage::new()));
+        decode_entry(payload, recorder.as_ref()).unwrap()
+    }
+
+    fn full_log(body: LogBody) -> LogData {
+        LogData {
+            service: "svc".into(),
+            service_instance: "i-1".into(),
+            endpoint: "/pay".into(),
+            layer: "GENERAL".into(),
+            timestamp_ms: -5,
+            body,
+            tags: vec![("k".into(), "v".into()), ("k".into(), "".into())],
+            source_attributes: vec![("service.name".into(), "svc".into())],
+            trace_id: Some("t1".into()),
+            segment_id: Some("s1".into()),
+            span_id: Some(-1),
+        }
+    }
+
+    #[test]
+    fn logs_entries_round_trip_through_postcard() {
+        let logs = vec![
+            full_log(LogBody::None),
+            full_log(LogBody::Text("text ✓".into())),
+            full_log(LogBody::Json("{\"a\":1}".into())),
+            full_log(LogBody::Yaml("a: 1".into())),
+            LogData::default(),
+        ];
+        let back = round_trip(RequestRef::Logs(&logs));
+        assert_eq!(back, (NOW, Input::Logs(logs)));
+    }
+
+    #[test]
+    fn segments_entries_round_trip_through_postcard() {
+        let span = |span_type, span_layer, ref_type| Span {
+            span_id: 1,
+            parent_span_id: -1,
+            start_time_ms: NOW,
+            end_time_ms: NOW + 5,
+            refs: vec![SegmentRef {
+                ref_type,
+                trace_id: "t".into(),
+                parent_segment_id: "p".into(),
+                parent_span_id: 3,
+                parent_service: "up".into(),
+                parent_service_instance: "up-1".into(),
+                parent_endpoint: "/".into(),
+                network_address_used_at_peer: "10.0.0.1:80".into(),
+            }],
+            operation_name: "GET /".into(),
+            peer: "db:5432".into(),
+            span_type,
+            span_layer,
+            component_id: 49,
+            is_error: true,
+            tags: vec![("http.method".into(), "GET".into())],
+            logs: vec![SpanLog {
+                time_ms: NOW,
+                data: vec![("event".into(), "error".into())],
+            }],
+            skip_analysis: true,
+        };
+        let segments = vec![
+            Segment {
+                trace_id: "t".into(),
+                segment_id: "s".into(),
+                service: "svc".into(),
+                service_instance: "i".into(),
+                spans: vec![
+                    span(SpanType::Entry, SpanLayer::Http, RefType::CrossProcess),
+                    span(SpanType::Exit, SpanLayer::Database, RefType::CrossThread),
+                    span(SpanType::Local, SpanLayer::FAAS, RefType::CrossProcess),
+                ],
+                is_size_limited: true,
+            },
+            Segment::default(),
+        ];
+        let back = round_trip(RequestRef::Segments(&segments));
+        assert_eq!(back, (NOW, Input::Segments(segments)));
+    }
+
+    #[test]
+    fn rum_entries_round_trip_through_postcard() {
+        let event = |event_type, detail| RumEvent {
+            event_type: Some(event_type),
+            id: "e".into(),
+            time_ms: NOW,
+            service: "app".into(),
+            version: "1.0".into(),
+            env: "prod".into(),
+            source: "miniprogram".into(),
+            application_id: "a".into(),
+            session_id: "s".into(),
+            view: RumViewRef {
+                id: "v".into(),
+                name: "home".into(),
+                url: "pages/home".into(),
+                ..RumViewRef::default()
+            },
+            user: RumUser {
+                id: "u".into(),
+                ..RumUser::default()
+            },
+            document_version: Some(3),
+            name: "tap".into(),
+            duration_ms: Some(12.5),
+            status: Some(500),
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            dd_trace_id: "123".into(),
+            span_id: "b7ad6b7169203331".into(),
+            message: "boom".into(),
+            stack: "at f (a.js:1:2)".into(),
+            detail,
+            attributes: vec![("device.model".into(), "iPhone".into())],
+        };
+        let events = vec![
+            event(
+                RumEventType::View,
+                RumDetail::View(RumViewTimings::default()),
+            ),
+            event(
+                RumEventType::Action,
+                RumDetail::Action(RumActionDetail::default()),
+            ),
+            event(
+                RumEventType::Resource,
+                RumDetail::Resource(RumResourceDetail::default()),
+            ),
+            event(
+                RumEventType::Error,
+                RumDetail::Error(RumErrorDetail {
+                    source: "app".into(),
+                    ..RumErrorDetail::default()
+                }),
+            ),
+            event(RumEventType::LongTask, RumDetail::None),
+            event(RumEventType::Custom, RumDetail::None),
+            event(RumEventType::Vital, RumDetail::None),
+            RumEvent::default(),
+        ];
+        let back = round_trip(RequestRef::Rum(&events));
+        assert_eq!(back, (NOW, Input::Rum(RumBatch { events })));
+    }
+
+    #[test]
+    fn metrics_entries_round_trip_through_postcard_in_both_kinds() {
+        let batch = launch(1600.0);
+        let compact = crate::batch_codec::encode(&batch);
+        let (now, input) = round_trip(RequestRef::CompactMetrics(Bytes(&compact)));
+        assert_eq!(now, NOW);
+        let Input::Metrics(back) = input else {
+            panic!("{input:?}")
+        };
+        assert_eq!(
+            (back.resources, back.skipped_points),
+            (batch.resources.clone(), 2)
+        );
+        let (_, input) = round_trip(RequestRef::EncodedMetrics {
+            content_type: BODY_TYPE,
+            body: Bytes(&compact),
+        });
+        let Input::Metrics(back) = input else {
+            panic!("{input:?}")
+        };
+        assert_eq!(back.resources, batch.resources);
+    }
+
+    #[test]
+    fn an_unknown_format_or_damaged_entry_is_an_error() {
+        let recorder = Recorder::new(Arc::new(MemStorage::new()));
+        let bytes = tagged(&EntryRef {
+            now_ms: NOW,
+            request: RequestRef::Logs(&logs("x")),
+        });
+        let newer = Payload::Tagged {
+            format: 9,
+            bytes: &bytes,
+        };
+        assert!(matches!(
+            decode_entry(newer, recorder.as_ref()),
+            Err(Error::UnknownFormat(9))
+        ));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let longer = Payload::Tagged {
+            format: ENTRY_FORMAT_POSTCARD,
+            bytes: &longer,
+        };
+        assert!(matches!(
+            decode_entry(longer, recorder.as_ref()),
+            Err(Error::TrailingBytes(1))
+        ));
+        for cut in 0..bytes.len() {
+            let cut = Payload::Tagged {
+                format: ENTRY_FORMAT_POSTCARD,
+                bytes: &bytes[..cut],
+            };
+            assert!(decode_entry(cut, recorder.as_ref()).is_err());
+        }
+    }
+
+    #[test]
+    fn a_segment_of_an_earlier_version_replays_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<(u64, Vec<u8>)> = (1..=5)
+            .map(|seq| {
+                let logs = logs(&format!("old {seq}"));
+                (seq, old::entry(NOW, old::RequestRef::Logs(&logs)))
+            })
+            .collect();
+        write_legacy_segment(dir.path(), &entries);
+        // Before the upgrade, entries 1-2 were stored; 3-5 were only in the log.
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let recorder = Recorder::new(storage.clone());
+        for seq in 1..=2 {
+            let (_, effects) = recorder.prepare_logs(logs(&format!("old {seq}")), NOW);
+            apply_entry(storage.as_ref(), seq, effects, &AppliedSeqs::default()).unwrap();
+        }
+        storage.flush().unwrap();
+        recorder.take();
+
+        let (sink, report) = DurableSink::start(recorder.clone(), &settings(dir.path())).unwrap();
+        assert_eq!((report.entries, report.undecodable), (5, 0), "{report:?}");
+        assert_eq!((report.marks.logs, report.marks.metrics), (2, 2));
+        // Entries 1-2 are prepared again only because no issue mark covers them (they made no
+        // occurrences); their logs are not stored twice.
+        assert_eq!(
+            recorder.take(),
+            [
+                "log old 1",
+                "log old 2",
+                "log old 3",
+                "log old 4",
+                "log old 5"
+            ]
+        );
+        assert_eq!(
+            stored_logs(storage.as_ref()),
+            ["old 1", "old 2", "old 3", "old 4", "old 5"]
+        );
+        assert_eq!(storage.applied_seqs().unwrap().logs, 5);
+        sink.shutdown().unwrap();
+        // Applied once: a second start finds nothing to replay.
+        let (sink, report) = DurableSink::start(recorder.clone(), &settings(dir.path())).unwrap();
+        assert_eq!((report.entries, report.applied), (0, 0), "{report:?}");
+        assert_eq!(stored_logs(storage.as_ref()).len(), 5);
+        sink.shutdown().unwrap();
+    }
+
+    #[test]
+    fn old_entries_then_new_ones_in_one_folder_replay_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // An earlier version's segment: every kind of entry it wrote for metrics, and a log.
+        let (first, second, third) = (launch(1.0), launch(2.0), launch(3.0));
+        let compact = crate::batch_codec::encode(&second);
+        let body = crate::batch_codec::encode(&third);
+        let old_logs = logs("old 4");
+        let requests = [
+            old::RequestRef::Metrics(&first),
+            old::RequestRef::CompactMetrics(old::Bytes(&compact)),
+            old::RequestRef::EncodedMetrics {
+                content_type: BODY_TYPE,
+                body: old::Bytes(&body),
+            },
+            old::RequestRef::Logs(&old_logs),
+        ];
+        let entries: Vec<(u64, Vec<u8>)> = (1..)
+            .zip(requests)
+            .map(|(seq, request)| (seq, old::entry(NOW, request)))
+            .collect();
+        write_legacy_segment(dir.path(), &entries);
+        // This version appends after them, in a segment of its own.
+        {
+            let mut wal = Wal::open(dir.path()).unwrap();
+            assert_eq!(wal.last_seq(), Some(4));
+            let (new_logs, fourth) = (logs("new 6"), launch(4.0));
+            let compact = crate::batch_codec::encode(&fourth);
+            let requests = [
+                RequestRef::CompactMetrics(Bytes(&compact)),
+                RequestRef::Logs(&new_logs),
+                RequestRef::Rum(&[]),
+            ];
+            for (seq, request) in (5..).zip(requests) {
+                let payload = tagged(&EntryRef {
+                    now_ms: NOW,
+                    request,
+                });
+                wal.append(seq, ENTRY_FORMAT_POSTCARD, &payload).unwrap();
+            }
+            wal.sync().unwrap();
+            assert_eq!(wal.segment_count(), 2);
+        }
+
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let recorder = Recorder::new(storage.clone());
+        let (sink, report) = DurableSink::start(recorder.clone(), &settings(dir.path())).unwrap();
+        assert_eq!(
+            (report.entries, report.applied, report.undecodable),
+            (7, 7, 0),
+            "{report:?}"
+        );
+        assert_eq!(
+            recorder.take(),
+            [
+                "metrics 1",
+                "metrics 2",
+                "metrics 3",
+                "log old 4",
+                "metrics 4",
+                "log new 6"
+            ]
+        );
+        assert_eq!(stored_logs(storage.as_ref()), ["new 6", "old 4"]);
+        assert_eq!(storage.applied_seqs().unwrap().metrics, 7);
+        sink.shutdown().unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn new_requests_are_logged_tagged_as_postcard_never_bincode() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let recorder = Recorder::new(storage.clone());
+        let (sink, _) = DurableSink::start(recorder.clone(), &settings(dir.path())).unwrap();
+        assert_eq!(sink.ingest_logs(logs("a")).await.unwrap().accepted, 1);
+        assert_eq!(sink.ingest_logs(logs("b")).await.unwrap().accepted, 1);
+        // Dies before a persist: the entries stay in the log.
+        drop(sink);
+        let wal = Wal::open(dir.path()).unwrap();
+        let mut seen = Vec::new();
+        wal.replay(&mut |seq, payload| {
+            let Payload::Tagged {
+                format: ENTRY_FORMAT_POSTCARD,
+                bytes,
+            } = payload
+            else {
+                panic!("entry {seq} is {payload:?}")
+            };
+            let entry: Entry = postcard::from_bytes(bytes).unwrap();
+            let Request::Logs(logs) = entry.request else {
+                panic!("entry {seq} is not logs")
+            };
+            seen.push((seq, entry.now_ms, logs[0].body.content().to_string()));
+        })
+        .unwrap();
+        assert_eq!(seen, [(1, NOW, "a".into()), (2, NOW, "b".into())]);
+        assert_eq!(stored_logs(storage.as_ref()), ["a", "b"]);
     }
 }

@@ -29,7 +29,25 @@ pub enum Error {
     TooLarge(usize),
     /// A log entry could not be encoded.
     #[error("cannot encode the write-ahead log entry")]
-    Encode(#[source] bincode::Error),
+    Encode(#[source] postcard::Error),
+    /// A logged entry names a format this version does not know (a newer version wrote it).
+    #[error("write-ahead log entry format {0} is unknown")]
+    UnknownFormat(u8),
+    /// A logged entry is not valid postcard of an entry.
+    #[error("write-ahead log entry cannot be decoded")]
+    Decode(#[source] postcard::Error),
+    /// Bytes follow a logged entry.
+    #[error("{0} bytes follow the write-ahead log entry")]
+    TrailingBytes(usize),
+    /// An entry an earlier version wrote (bincode, untagged) cannot be decoded.
+    #[error("write-ahead log entry of an earlier version cannot be decoded")]
+    DecodeLegacy(#[source] bincode::Error),
+    /// A logged metrics batch in the compact encoding cannot be decoded.
+    #[error("logged metrics batch cannot be decoded")]
+    BatchCodec(#[from] crate::batch_codec::BatchCodecError),
+    /// A logged metrics body cannot be decoded again.
+    #[error("logged metrics body cannot be decoded")]
+    DecodeBody(#[source] crate::durable::BodyError),
     /// Storage failed (reading the applied marks, flushing).
     #[error("storage failed")]
     Storage(#[from] skylark_storage::Error),
