@@ -48,8 +48,8 @@ pub enum Error {
     /// A logged metrics body cannot be decoded again.
     #[error("logged metrics body cannot be decoded")]
     DecodeBody(#[source] crate::durable::BodyError),
-    /// Storage failed (reading the applied marks, flushing).
-    #[error("storage failed")]
+    /// Storage failed (reading the applied marks, flushing); shown as storage's own error.
+    #[error(transparent)]
     Storage(#[from] skylark_storage::Error),
     /// Replaying an entry into storage failed; the server must not start.
     #[error("replaying write-ahead log entry {seq} into storage failed")]
