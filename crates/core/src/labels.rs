@@ -521,10 +521,15 @@ mod tests {
             serde_json::to_string(&labels).unwrap(),
             serde_json::to_string(&map(&pairs)).unwrap()
         );
-        // The write-ahead log and stored tables are bincode: old entries must read back.
+        // Write-ahead logs written before postcard hold bincode of sample labels as a map, and
+        // are still replayed: those bytes must read back.
         let old = bincode::serialize(&map(&pairs)).unwrap();
         assert_eq!(bincode::serialize(&labels).unwrap(), old);
         assert_eq!(bincode::deserialize::<Labels>(&old).unwrap(), labels);
+        // postcard (no self-description) writes and reads the same map.
+        let compact = postcard::to_allocvec(&map(&pairs)).unwrap();
+        assert_eq!(postcard::to_allocvec(&labels).unwrap(), compact);
+        assert_eq!(postcard::from_bytes::<Labels>(&compact).unwrap(), labels);
         let back: Labels = serde_json::from_str(r#"{"z":"1","a":"2"}"#).unwrap();
         assert_eq!(back.iter().collect::<Vec<_>>(), [("a", "2"), ("z", "1")]);
     }

@@ -2,15 +2,16 @@
 //! own beyond configuration, the write path ([`pipeline`]) and background tasks.
 
 pub mod admin;
-pub mod batch_codec;
 pub mod config;
-pub mod durable;
 pub mod guards;
 pub mod issues;
 pub mod pipeline;
 pub mod retention;
 pub mod sourcemap_cli;
-pub mod wal;
+
+/// The write-ahead log, the durable sink and the batch codec live in `skylark-wal`; these
+/// re-exports keep their old paths (`skylark_server::durable::...`) working.
+pub use skylark_wal::{batch_codec, durable, wal};
 
 use anyhow::{Context, Result};
 use config::Config;

@@ -1,12 +1,12 @@
 //! The write path: decoded data → rules → storage. Each request is first *prepared* (rules run,
-//! nothing stored) into [`Effects`], then written; the durable sink (`durable`) puts a
-//! write-ahead log between the two.
+//! nothing stored) into [`Effects`], then written; the durable sink (`skylark_wal::durable`)
+//! puts a write-ahead log between the two.
 use skylark_core::traffic::Traffic;
 use skylark_core::{
-    is_too_far_ahead, HistogramGroup, IngestError, IngestReport, IngestSink, IssueOccurrence,
-    Labels, Layer, LogData, LogRecord, MeterEntity, MeterValue, MetricBatch, MetricDefinition,
-    MetricEmission, MetricFunction, RejectReason, Rejections, RumBatch, RumEvent, SampleFamilies,
-    Scope, Segment, SegmentRecord, SpanType, Step, TimeBucket,
+    is_too_far_ahead, HistogramGroup, IngestError, IngestReport, IngestSink, Labels, Layer,
+    LogData, MeterEntity, MeterValue, MetricBatch, MetricDefinition, MetricEmission,
+    MetricFunction, RejectReason, Rejections, RumBatch, RumEvent, SampleFamilies, Scope, Segment,
+    SegmentRecord, SpanType, Step, TimeBucket,
 };
 use skylark_lal::LalEngine;
 use skylark_mal::{EvalContext, RuleSet, TimeUnit};
@@ -566,43 +566,42 @@ impl Pipeline {
     }
 }
 
-/// What one request makes storage do, as the rules computed it.
-#[derive(Debug, Default)]
-pub struct Effects {
-    /// The time the request was processed at (traffic pings use it).
-    pub now_ms: i64,
-    /// Metric emissions to aggregate.
-    pub emissions: Vec<MetricEmission>,
-    /// Entities seen.
-    pub traffic: Vec<Traffic>,
-    /// Log records to store.
-    pub logs: Vec<LogRecord>,
-    /// Segment records to store.
-    pub segments: Vec<SegmentRecord>,
-    /// Error occurrences to fold into issues.
-    pub issues: Vec<IssueOccurrence>,
-    /// RUM events to store (views only in a higher version than stored).
-    pub rum: Vec<RumEvent>,
-}
+/// What a prepared request makes storage do; the durable sink that writes it owns the type.
+pub use skylark_wal::Effects;
 
-impl Effects {
-    /// Whether applying these effects would change nothing.
-    pub fn is_empty(&self) -> bool {
-        self.emissions.is_empty()
-            && self.traffic.is_empty()
-            && self.logs.is_empty()
-            && self.segments.is_empty()
-            && self.rum.is_empty()
-            && self.issues.is_empty()
+/// The durable sink's view of the pipeline: it logs a request, then has it prepared here (and
+/// again on replay).
+impl skylark_wal::WritePath for Pipeline {
+    fn now_ms(&self) -> i64 {
+        Pipeline::now_ms(self)
     }
-}
 
-impl Effects {
-    fn at(now_ms: i64) -> Self {
-        Effects {
-            now_ms,
-            ..Effects::default()
-        }
+    fn storage(&self) -> &Arc<dyn Storage> {
+        Pipeline::storage(self)
+    }
+
+    fn prepare_metrics(&self, batch: MetricBatch, now_ms: i64) -> (IngestReport, Effects) {
+        Pipeline::prepare_metrics(self, batch, now_ms)
+    }
+
+    fn prepare_logs(&self, logs: Vec<LogData>, now_ms: i64) -> (IngestReport, Effects) {
+        Pipeline::prepare_logs(self, logs, now_ms)
+    }
+
+    fn prepare_segments(&self, segments: Vec<Segment>, now_ms: i64) -> (IngestReport, Effects) {
+        Pipeline::prepare_segments(self, segments, now_ms)
+    }
+
+    fn prepare_rum(&self, batch: RumBatch, now_ms: i64) -> (IngestReport, Effects) {
+        Pipeline::prepare_rum(self, batch, now_ms)
+    }
+
+    fn decode_metrics_body(
+        &self,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<MetricBatch, skylark_wal::durable::BodyError> {
+        Ok(skylark_receiver::decode_metrics(content_type, body)?)
     }
 }
 

@@ -267,6 +267,7 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert_eq!(text.matches("service_name").count(), 1);
         assert_eq!(text.matches("wechat").count(), 1);
+        // Less than half of the bincode of the batch, which the log kept before this encoding.
         assert!(bytes.len() < bincode::serialize(&batch()).unwrap().len() / 2);
     }
 
