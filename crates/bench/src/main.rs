@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const USAGE: &str =
-    "usage: skylark-bench [--server PATH] [--fixtures DIR] [--rum-fixtures DIR] [--seconds N] [--concurrency N] [--storage-only] [--only metrics|logs|segments|rum]";
+    "usage: skylark-bench [--server PATH] [--fixtures DIR] [--rum-fixtures DIR] [--seconds N] [--concurrency N] [--storage-only] [--only metrics|logs|segments|rum]\n       skylark-bench --http-sink PORT   (the bare HTTP server the SDK-mix stage compares with)";
 
 struct Args {
     server: PathBuf,
@@ -35,6 +35,8 @@ struct Args {
     storage_only: bool,
     /// Only the workload whose path contains this (e.g. `logs`), for profiling one signal.
     only: Option<String>,
+    /// Serve as the bare HTTP sink on this port instead of benchmarking.
+    http_sink: Option<u16>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -46,6 +48,7 @@ fn parse_args() -> Result<Args> {
         concurrency: 32,
         storage_only: false,
         only: None,
+        http_sink: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -64,6 +67,7 @@ fn parse_args() -> Result<Args> {
             "--seconds",
             "--concurrency",
             "--only",
+            "--http-sink",
         ]
         .contains(&k.as_str())
         {
@@ -79,6 +83,7 @@ fn parse_args() -> Result<Args> {
             "--seconds" => a.seconds = v.parse()?,
             "--concurrency" => a.concurrency = v.parse()?,
             "--only" => a.only = Some(v),
+            "--http-sink" => a.http_sink = Some(v.parse()?),
             _ => bail!("unknown argument {k}\n{USAGE}"),
         }
     }
@@ -591,23 +596,39 @@ async fn end_to_end(
     seconds: u64,
     concurrency: usize,
 ) -> Result<Stage> {
-    let requests: Arc<Vec<(Vec<u8>, u64)>> = Arc::new(
-        w.bodies
-            .iter()
-            .enumerate()
-            .map(|(i, (body, n))| {
-                let target = w.rum.get(i).map_or(w.signal.path(), |r| r.target.as_str());
-                let mut r = format!(
-                    "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
-                    w.signal.content_type(),
-                    body.len()
-                )
-                .into_bytes();
-                r.extend_from_slice(body);
-                (r, *n)
-            })
-            .collect(),
-    );
+    let requests: Vec<(Vec<u8>, u64)> = w
+        .bodies
+        .iter()
+        .enumerate()
+        .map(|(i, (body, n))| {
+            let target = w.rum.get(i).map_or(w.signal.path(), |r| r.target.as_str());
+            (http_post(addr, target, w.signal.content_type(), body), *n)
+        })
+        .collect();
+    send_requests(server_pid, addr, requests, seconds, concurrency).await
+}
+
+/// A complete HTTP/1.1 `POST` of `body`.
+fn http_post(addr: std::net::SocketAddr, target: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// Sends `requests` (each with the items it carries) in turn from `concurrency` clients for
+/// `seconds`, counting 2xx answers and the server's CPU time.
+async fn send_requests(
+    server_pid: u32,
+    addr: std::net::SocketAddr,
+    requests: Vec<(Vec<u8>, u64)>,
+    seconds: u64,
+    concurrency: usize,
+) -> Result<Stage> {
+    let requests = Arc::new(requests);
     let (ok, failed, items) = (
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
@@ -738,6 +759,9 @@ fn print_durability_cost(workloads: &[Workload], sync: &[Stage], relaxed: &[Stag
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    if let Some(port) = args.http_sink {
+        return http_sink(port);
+    }
     let mut workloads = vec![
         Workload {
             signal: Signal::Metrics,
@@ -790,7 +814,12 @@ fn main() -> Result<()> {
     }
     let decode_before: Vec<(f64, f64)> =
         workloads.iter().map(decode_rate).collect::<Result<_>>()?;
-    let inproc = in_process(&workloads[0].bodies)?;
+    // The in-process stage runs metrics bodies (absent under `--only` another signal).
+    let metrics_at = workloads.iter().position(|w| w.signal == Signal::Metrics);
+    let inproc = match metrics_at {
+        Some(i) => Some(in_process(&workloads[i].bodies)?),
+        None => None,
+    };
 
     let data = tempfile::tempdir()?;
     let (rest, grpc) = (free_port()?, free_port()?);
@@ -868,12 +897,14 @@ fn main() -> Result<()> {
             100.0 * (1e6 / drps) / s.cpu_us_per_request()
         );
     }
-    println!(
-        "metrics in process (decode → MAL → sled, 1 thread, no HTTP): {:.0} req/s, {:.0} data points/s ({:.3} of decode-only)",
-        inproc.0,
-        inproc.1,
-        inproc.1 / decode[0].1
-    );
+    if let (Some(inproc), Some(i)) = (inproc, metrics_at) {
+        println!(
+            "metrics in process (decode → MAL → sled, 1 thread, no HTTP): {:.0} req/s, {:.0} data points/s ({:.3} of decode-only)",
+            inproc.0,
+            inproc.1,
+            inproc.1 / decode[i].1
+        );
+    }
     for (w, s) in workloads.iter().zip(&stages) {
         println!(
             "{}: {} acknowledged, {} failed in {:.1} s",
@@ -890,6 +921,7 @@ fn main() -> Result<()> {
     );
     let relaxed = stages_with_durability(&args, &workloads, "relaxed")?;
     print_durability_cost(&workloads, &stages, &relaxed);
+    sdk_mix_on_one_core(&args, &workloads)?;
     if std::env::var("SW_STORAGE").is_ok_and(|s| s == "postgresql") {
         storage_comparison(&args, &workloads)?;
     }
@@ -931,6 +963,145 @@ fn dashboard_query() -> serde_json::Value {
                   "end": end.format("%Y-%m-%d %H%M").to_string(), "step": "MINUTE"},
         },
     })
+}
+
+/// `--http-sink PORT`: the stand-in for the nginx of the data layer issue's first figure, on
+/// one thread: reads each request's whole body and answers 200, nothing else.
+fn http_sink(port: u16) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let app = axum::Router::new().fallback(|body: axum::body::Bytes| async move {
+            std::hint::black_box(body.len());
+            axum::http::StatusCode::OK
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+/// The fresh SDK traffic mix (the metrics, logs and segments bodies in turn, re-timed to now)
+/// over HTTP to `skylark` pinned to one core (`taskset -c 0`, default settings, sled), and to
+/// the bare HTTP sink pinned to the same core reading the same bodies, in this run. Skipped
+/// under `--only` or without `taskset`.
+fn sdk_mix_on_one_core(args: &Args, workloads: &[Workload]) -> Result<()> {
+    let mix: Vec<&Workload> = [Signal::Metrics, Signal::Logs, Signal::Segments]
+        .iter()
+        .filter_map(|s| workloads.iter().find(|w| w.signal == *s))
+        .collect();
+    if mix.len() < 3 || Command::new("taskset").arg("--version").output().is_err() {
+        println!(
+            "fresh SDK mix on one core: skipped (needs metrics, logs and segments, and taskset)"
+        );
+        return Ok(());
+    }
+    let requests_to = |addr: std::net::SocketAddr| {
+        let longest = mix.iter().map(|w| w.bodies.len()).max().unwrap_or(0);
+        let mut requests = Vec::new();
+        for i in 0..longest {
+            for w in &mix {
+                if let Some((body, n)) = w.bodies.get(i) {
+                    requests.push((
+                        http_post(addr, w.signal.path(), w.signal.content_type(), body),
+                        *n,
+                    ));
+                }
+            }
+        }
+        requests
+    };
+    let data = tempfile::tempdir()?;
+    let [rest, grpc, admin, sink_port] = free_ports()?;
+    let mut server = Command::new("taskset");
+    server
+        .arg("-c")
+        .arg("0")
+        .arg(&args.server)
+        .env("SW_CORE_REST_HOST", "127.0.0.1")
+        .env("SW_CORE_REST_PORT", rest.to_string())
+        .env("SW_CORE_GRPC_HOST", "127.0.0.1")
+        .env("SW_CORE_GRPC_PORT", grpc.to_string())
+        .env("SW_ADMIN_HOST", "127.0.0.1")
+        .env("SW_ADMIN_PORT", admin.to_string())
+        .env("SW_STORAGE", "sled")
+        .env("SW_STORAGE_SLED_PATH", data.path().join("db"))
+        .env("SKYLARK_STOP_ON_STDIN_EOF", "1")
+        .env("SKYLARK_LOG", "warn")
+        .stdin(Stdio::piped());
+    let mut sink = Command::new("taskset");
+    sink.arg("-c")
+        .arg("0")
+        .arg(std::env::current_exe()?)
+        .arg("--http-sink")
+        .arg(sink_port.to_string())
+        .stdin(Stdio::null());
+    let mut children = Vec::new();
+    for cmd in [&mut server, &mut sink] {
+        children.push(
+            cmd.spawn()
+                .context("cannot start a one-core stage process")?,
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        wait_ready(rest, "one-core skylark").await?;
+        let sink_addr = std::net::SocketAddr::from(([127, 0, 0, 1], sink_port));
+        let ready = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(sink_addr).await.is_err() {
+            if Instant::now() > ready {
+                bail!("the HTTP sink did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rest));
+        let skylark = send_requests(
+            children[0].id(),
+            addr,
+            requests_to(addr),
+            args.seconds,
+            args.concurrency,
+        )
+        .await?;
+        let bare = send_requests(
+            children[1].id(),
+            sink_addr,
+            requests_to(sink_addr),
+            args.seconds,
+            args.concurrency,
+        )
+        .await?;
+        Ok((skylark, bare))
+    });
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (skylark, bare) = result?;
+    let rate = |s: &Stage| s.ok as f64 / s.secs;
+    println!();
+    println!("| fresh SDK mix (metrics, logs, segments), server on one core | req/s | failed | server CPU µs/req |");
+    println!("|---|---|---|---|");
+    for (name, s) in [
+        ("skylark (sled, defaults)", &skylark),
+        ("bare HTTP sink (reads the body, 200)", &bare),
+    ] {
+        println!(
+            "| {name} | {:.0} | {} | {:.0} |",
+            rate(s),
+            s.failed,
+            s.cpu_us_per_request()
+        );
+    }
+    println!(
+        "fresh SDK mix on one core: skylark ÷ bare HTTP sink = {:.3}",
+        rate(&skylark) / rate(&bare)
+    );
+    Ok(())
 }
 
 /// Ingest through the whole path and dashboard latency, sled against PostgreSQL, in this run
