@@ -126,7 +126,7 @@ pub(crate) fn record_occurrences(
     if let Some(seq) = seq {
         ops.push(MarkKind::Issues.op(seq));
     }
-    store.apply(ops)
+    rows::apply_records(store, ops, seq.is_some())
 }
 
 /// Replaces issue `id` with `change(issue)`; `None` when there is no such issue. The caller

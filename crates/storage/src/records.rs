@@ -211,8 +211,9 @@ pub(crate) fn write_logs(
         ));
     }
     ops.extend(tags.into_iter().map(|k| (k, Some(Vec::new()))));
+    let marked = mark.is_some();
     ops.extend(mark);
-    store.apply(ops)
+    rows::apply_records(store, ops, marked)
 }
 
 fn log_matches(q: &LogQuery, log: &StoredLog) -> bool {
@@ -360,8 +361,9 @@ pub(crate) fn write_segments(
         ));
     }
     ops.extend(tags.into_iter().map(|k| (k, Some(Vec::new()))));
+    let marked = mark.is_some();
     ops.extend(mark);
-    store.apply(ops)
+    rows::apply_records(store, ops, marked)
 }
 
 fn segment_matches(q: &TraceQuery, r: &SegmentRecord) -> bool {

@@ -216,6 +216,19 @@ pub(crate) struct StoredService {
 }
 
 /// Encodes any row type with serde.
+/// Applies a batch of the write-ahead log's records: `marked` (it carries the log's mark) is
+/// applied without a sync of its own. The log keeps every entry past the metrics mark, and the
+/// flush that moves that mark syncs after this batch (sled recovers its log as a prefix, so that
+/// sync covers it); a crash before then replays the entry. Without a mark there is no such copy,
+/// so the batch is synced now.
+pub(crate) fn apply_records(store: &dyn RowStore, ops: Vec<RowOp>, marked: bool) -> Result<()> {
+    if marked {
+        store.apply_unsynced(ops)
+    } else {
+        store.apply(ops)
+    }
+}
+
 pub(crate) fn encode<T: serde::Serialize>(row: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(row).map_err(Error::Encode)
 }

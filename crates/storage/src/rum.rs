@@ -153,11 +153,12 @@ pub(crate) fn write_rum_events(
         }
         ops.push((session_key(&id), Some(rows::encode(&session)?)));
     }
+    let marked = mark.is_some();
     ops.extend(mark);
     if ops.is_empty() {
         return Ok(());
     }
-    store.apply(ops)
+    rows::apply_records(store, ops, marked)
 }
 
 fn session_key(id: &str) -> Vec<u8> {

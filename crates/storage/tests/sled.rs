@@ -329,3 +329,61 @@ fn opening_a_path_that_is_a_file_fails() {
     std::fs::write(&file, b"not a database").unwrap();
     assert!(SledStorage::open(SledConfig::new(&file)).is_err());
 }
+
+/// The write-ahead log's record batches are not synced one by one: a crash may lose the latest
+/// ones, but never a batch while keeping its mark (the log replays what the marks do not
+/// cover), and the flush that moves the metrics mark, which lets the log be cut, makes every
+/// batch before it durable.
+#[test]
+fn marked_record_batches_are_durable_with_the_next_flush_and_never_lose_their_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = 1_795_500_000_000;
+    {
+        // No background sync: only the store's own syncs put anything on disk.
+        let config = SledConfig {
+            flush_every_ms: None,
+            ..SledConfig::new(dir.path().join("live"))
+        };
+        let store = SledStorage::open(config).unwrap();
+        store.write_logs_through(1, vec![log(at, "one")]).unwrap();
+        store
+            .write_segments_through(2, vec![segment("s1", at)])
+            .unwrap();
+        copy_dir(&dir.path().join("live"), &dir.path().join("before-flush"));
+        store.write_metrics_through(2, Vec::new()).unwrap();
+        store.flush().unwrap();
+        store
+            .write_logs_through(3, vec![log(at + 1, "three")])
+            .unwrap();
+        copy_dir(&dir.path().join("live"), &dir.path().join("after-flush"));
+    }
+    let contents = |store: &SledStorage| {
+        let mut logs: Vec<String> = store
+            .query_logs(&LogQuery::default())
+            .unwrap()
+            .into_iter()
+            .map(|l| l.record.content)
+            .collect();
+        logs.sort();
+        (logs, store.get_trace("t1").unwrap().len())
+    };
+    let before = SledStorage::open(SledConfig::new(dir.path().join("before-flush"))).unwrap();
+    let marks = before.applied_seqs().unwrap();
+    let (logs, segments) = contents(&before);
+    assert_eq!(logs.len(), usize::from(marks.logs >= 1));
+    assert_eq!(segments, usize::from(marks.segments >= 2));
+    assert_eq!(marks.metrics, 0);
+
+    let after = SledStorage::open(SledConfig::new(dir.path().join("after-flush"))).unwrap();
+    let marks = after.applied_seqs().unwrap();
+    assert_eq!(marks.metrics, 2);
+    let (logs, segments) = contents(&after);
+    assert_eq!(segments, 1);
+    let expected: Vec<&str> = if marks.logs == 3 {
+        vec!["one", "three"]
+    } else {
+        assert_eq!(marks.logs, 1);
+        vec!["one"]
+    };
+    assert_eq!(logs, expected);
+}
