@@ -456,12 +456,6 @@ fn rss_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// `N` distinct free ports: the listeners are held until all are picked, so servers started
 /// together never get the same port.
 fn free_ports<const N: usize>() -> Result<[u16; N]> {
@@ -702,23 +696,35 @@ async fn wait_ready(rest: u16, label: &str) -> Result<()> {
     Ok(())
 }
 
-/// The end-to-end stages against a fresh server started with `SW_CORE_DURABILITY=mode`.
-fn stages_with_durability(args: &Args, workloads: &[Workload], mode: &str) -> Result<Vec<Stage>> {
-    let data = tempfile::tempdir()?;
-    let (rest, grpc, admin) = (free_port()?, free_port()?, free_port()?);
-    let mut child = Command::new(&args.server)
-        .env("SW_CORE_REST_HOST", "127.0.0.1")
+/// A bench server's settings on `cmd` (the server, or `taskset` running it): loopback ports
+/// `[rest, grpc, admin]`, `storage` with its data folder under `data`, stopping when its stdin
+/// closes, warnings only.
+fn server_settings<'a>(
+    cmd: &'a mut Command,
+    [rest, grpc, admin]: [u16; 3],
+    storage: &str,
+    data: &Path,
+) -> &'a mut Command {
+    cmd.env("SW_CORE_REST_HOST", "127.0.0.1")
         .env("SW_CORE_REST_PORT", rest.to_string())
         .env("SW_CORE_GRPC_HOST", "127.0.0.1")
         .env("SW_CORE_GRPC_PORT", grpc.to_string())
         .env("SW_ADMIN_HOST", "127.0.0.1")
         .env("SW_ADMIN_PORT", admin.to_string())
-        .env("SW_STORAGE", "sled")
-        .env("SW_STORAGE_SLED_PATH", data.path().join("db"))
-        .env("SW_CORE_DURABILITY", mode)
+        .env("SW_STORAGE", storage)
+        .env("SW_STORAGE_SLED_PATH", data.join("db"))
         .env("SKYLARK_STOP_ON_STDIN_EOF", "1")
         .env("SKYLARK_LOG", "warn")
         .stdin(Stdio::piped())
+}
+
+/// The end-to-end stages against a fresh server started with `SW_CORE_DURABILITY=mode`.
+fn stages_with_durability(args: &Args, workloads: &[Workload], mode: &str) -> Result<Vec<Stage>> {
+    let data = tempfile::tempdir()?;
+    let ports = free_ports()?;
+    let rest = ports[0];
+    let mut child = server_settings(&mut Command::new(&args.server), ports, "sled", data.path())
+        .env("SW_CORE_DURABILITY", mode)
         .spawn()
         .with_context(|| format!("cannot start {}", args.server.display()))?;
     let pid = child.id();
@@ -822,17 +828,9 @@ fn main() -> Result<()> {
     };
 
     let data = tempfile::tempdir()?;
-    let (rest, grpc) = (free_port()?, free_port()?);
-    let mut child = Command::new(&args.server)
-        .env("SW_CORE_REST_HOST", "127.0.0.1")
-        .env("SW_CORE_REST_PORT", rest.to_string())
-        .env("SW_CORE_GRPC_HOST", "127.0.0.1")
-        .env("SW_CORE_GRPC_PORT", grpc.to_string())
-        .env("SW_STORAGE", "sled")
-        .env("SW_STORAGE_SLED_PATH", data.path().join("db"))
-        .env("SKYLARK_STOP_ON_STDIN_EOF", "1")
-        .env("SKYLARK_LOG", "warn")
-        .stdin(Stdio::piped())
+    let ports = free_ports()?;
+    let rest = ports[0];
+    let mut child = server_settings(&mut Command::new(&args.server), ports, "sled", data.path())
         .spawn()
         .with_context(|| format!("cannot start {}", args.server.display()))?;
     let pid = child.id();
@@ -1015,21 +1013,8 @@ fn sdk_mix_on_one_core(args: &Args, workloads: &[Workload]) -> Result<()> {
     let data = tempfile::tempdir()?;
     let [rest, grpc, admin, sink_port] = free_ports()?;
     let mut server = Command::new("taskset");
-    server
-        .arg("-c")
-        .arg("0")
-        .arg(&args.server)
-        .env("SW_CORE_REST_HOST", "127.0.0.1")
-        .env("SW_CORE_REST_PORT", rest.to_string())
-        .env("SW_CORE_GRPC_HOST", "127.0.0.1")
-        .env("SW_CORE_GRPC_PORT", grpc.to_string())
-        .env("SW_ADMIN_HOST", "127.0.0.1")
-        .env("SW_ADMIN_PORT", admin.to_string())
-        .env("SW_STORAGE", "sled")
-        .env("SW_STORAGE_SLED_PATH", data.path().join("db"))
-        .env("SKYLARK_STOP_ON_STDIN_EOF", "1")
-        .env("SKYLARK_LOG", "warn")
-        .stdin(Stdio::piped());
+    server.arg("-c").arg("0").arg(&args.server);
+    server_settings(&mut server, [rest, grpc, admin], "sled", data.path());
     let mut sink = Command::new("taskset");
     sink.arg("-c")
         .arg("0")
@@ -1133,19 +1118,14 @@ fn storage_comparison(args: &Args, workloads: &[Workload]) -> Result<()> {
             None
         };
         let data = tempfile::tempdir()?;
-        let (rest, grpc, admin) = (ports[0], ports[1], ports[2]);
+        let rest = ports[0];
         let mut cmd = Command::new(&args.server);
-        cmd.env("SW_CORE_REST_HOST", "127.0.0.1")
-            .env("SW_CORE_REST_PORT", rest.to_string())
-            .env("SW_CORE_GRPC_HOST", "127.0.0.1")
-            .env("SW_CORE_GRPC_PORT", grpc.to_string())
-            .env("SW_ADMIN_HOST", "127.0.0.1")
-            .env("SW_ADMIN_PORT", admin.to_string())
-            .env("SW_STORAGE", backend)
-            .env("SW_STORAGE_SLED_PATH", data.path().join("db"))
-            .env("SKYLARK_STOP_ON_STDIN_EOF", "1")
-            .env("SKYLARK_LOG", "warn")
-            .stdin(Stdio::piped());
+        server_settings(
+            &mut cmd,
+            [ports[0], ports[1], ports[2]],
+            backend,
+            data.path(),
+        );
         if let Some(db) = &scratch {
             cmd.env("SW_JDBC_URL", db.jdbc_url())
                 .env("SW_DATA_SOURCE_USER", db.user())

@@ -17,6 +17,22 @@ pub(crate) struct Db {
 /// Lock connections: enough for every kind of lock and the sweep to wait at once.
 const LOCK_CONNECTIONS: usize = 4;
 
+/// A pool of at most `size` connections to the configured database.
+fn pool_of(config: &crate::PostgresConfig, size: usize) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config.driver_config(),
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(Error::BuildPool)
+}
+
 impl Db {
     pub(crate) fn new(config: &crate::PostgresConfig) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -25,30 +41,8 @@ impl Db {
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
-        let manager = Manager::from_config(
-            config.driver_config(),
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(Error::BuildPool)?;
-        let lock_manager = Manager::from_config(
-            config.driver_config(),
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let lock_pool = Pool::builder(lock_manager)
-            .max_size(LOCK_CONNECTIONS)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(Error::BuildPool)?;
+        let pool = pool_of(config, config.pool_size)?;
+        let lock_pool = pool_of(config, LOCK_CONNECTIONS)?;
         Ok(Db {
             runtime: Some(runtime),
             pool,
