@@ -66,8 +66,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the server with extra environment settings and waits until GraphQL answers.
+    /// Starts the server with extra environment settings and waits until GraphQL answers. A
+    /// free port another test took between its choice and the server's bind is chosen anew.
     pub async fn start_with(env: &[(&str, &str)]) -> Server {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1.. {
+            match Server::try_start(env).await {
+                Ok(server) => return server,
+                Err(log) if attempt < ATTEMPTS && log.contains("Address already in use") => {}
+                Err(log) => panic!("skylark did not start; log:\n{log}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    /// One start; the server's log when it does not answer.
+    async fn try_start(env: &[(&str, &str)]) -> Result<Server, String> {
         let data = tempfile::tempdir().expect("tempdir");
         let (rest, grpc, admin) = (free_port(), free_port(), free_port());
         let log = std::fs::File::create(data.path().join("server.log")).expect("log file");
@@ -88,7 +102,7 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn skylark");
-        let server = Server {
+        let mut server = Server {
             child,
             rest,
             grpc,
@@ -109,12 +123,13 @@ impl Server {
                     break;
                 }
             }
-            if Instant::now() > deadline {
-                panic!("skylark did not start; log:\n{}", server.log());
+            let exited = matches!(server.child.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() > deadline {
+                return Err(server.log());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        server
+        Ok(server)
     }
 
     /// Starts the server with the default settings.
