@@ -149,6 +149,45 @@ fn records_of_day(storage: &dyn Storage, day: i64) -> (Vec<String>, Vec<String>)
     )
 }
 
+/// The server's retention sweeper over `storage`, every 20 ms, with a TTL of `TTL_DAYS` and an
+/// injected clock starting at `START_MS`.
+struct Sweeper {
+    now: Arc<AtomicI64>,
+    telemetry: Arc<Telemetry>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sweeper {
+    fn start(storage: Arc<dyn Storage>) -> Sweeper {
+        let now = Arc::new(AtomicI64::new(START_MS));
+        let clock: Clock = {
+            let now = now.clone();
+            Arc::new(move || now.load(Ordering::SeqCst))
+        };
+        let telemetry = Arc::new(Telemetry::new());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let policy = RetentionPolicy {
+            metrics_days: TTL_DAYS,
+            records_days: TTL_DAYS,
+        };
+        let task = spawn_sweeper(
+            storage,
+            policy,
+            clock,
+            Duration::from_millis(20),
+            telemetry.clone(),
+            stop_rx,
+        );
+        Sweeper {
+            now,
+            telemetry,
+            stop_tx,
+            task,
+        }
+    }
+}
+
 async fn await_sweep(telemetry: &Telemetry) {
     let sweeps = telemetry.histogram(STORAGE_RETENTION_SWEEP_DURATION_SECONDS, &[]);
     let before = sweeps.count();
@@ -170,25 +209,12 @@ async fn expired_data_disappears_and_disk_use_stops_growing() {
         })
         .unwrap(),
     );
-    let now = Arc::new(AtomicI64::new(START_MS));
-    let clock: Clock = {
-        let now = now.clone();
-        Arc::new(move || now.load(Ordering::SeqCst))
-    };
-    let telemetry = Arc::new(Telemetry::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let policy = RetentionPolicy {
-        metrics_days: TTL_DAYS,
-        records_days: TTL_DAYS,
-    };
-    let sweeper = spawn_sweeper(
-        storage.clone(),
-        policy,
-        clock,
-        Duration::from_millis(20),
-        telemetry.clone(),
-        stop_rx,
-    );
+    let Sweeper {
+        now,
+        telemetry,
+        stop_tx,
+        task: sweeper,
+    } = Sweeper::start(storage.clone());
 
     let mut sizes = Vec::new();
     for day in 0..DAYS {
@@ -264,25 +290,12 @@ async fn postgres_day_partitions_past_the_ttl_are_dropped() {
     let pg =
         Arc::new(skylark_storage_postgres::PostgresStorage::connect(&db.config("node-a")).unwrap());
     let storage: Arc<dyn Storage> = pg.clone();
-    let now = Arc::new(AtomicI64::new(START_MS));
-    let clock: Clock = {
-        let now = now.clone();
-        Arc::new(move || now.load(Ordering::SeqCst))
-    };
-    let telemetry = Arc::new(Telemetry::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let policy = RetentionPolicy {
-        metrics_days: TTL_DAYS,
-        records_days: TTL_DAYS,
-    };
-    let sweeper = spawn_sweeper(
-        storage.clone(),
-        policy,
-        clock,
-        Duration::from_millis(20),
-        telemetry.clone(),
-        stop_rx,
-    );
+    let Sweeper {
+        now,
+        telemetry,
+        stop_tx,
+        task: sweeper,
+    } = Sweeper::start(storage.clone());
     let first_day = (START_MS / DAY_MS) as i32;
     for day in 0..6i64 {
         let at_ms = START_MS + day * DAY_MS;

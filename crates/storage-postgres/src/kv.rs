@@ -64,26 +64,14 @@ impl PgRows {
         let timed = is_timed_range(&start);
         let rows = self.db.run(move |pool| async move {
             let client = pool.get().await.map_err(Error::pool("scanning kv"))?;
-            let sql = match (timed, reverse) {
-                (false, true) => {
-                    "SELECT k, v FROM kv WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
-                       AND ($3::bytea IS NULL OR k < $3) ORDER BY k DESC LIMIT $4"
-                }
-                (false, false) => {
-                    "SELECT k, v FROM kv WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
-                       AND ($3::bytea IS NULL OR k > $3) ORDER BY k LIMIT $4"
-                }
-                (true, true) => {
-                    "SELECT k, v FROM kv_by_day WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
-                       AND ($3::bytea IS NULL OR k < $3) ORDER BY k DESC LIMIT $4"
-                }
-                (true, false) => {
-                    "SELECT k, v FROM kv_by_day WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
-                       AND ($3::bytea IS NULL OR k > $3) ORDER BY k LIMIT $4"
-                }
-            };
+            let table = if timed { "kv_by_day" } else { "kv" };
+            let (after_cmp, order) = if reverse { ("<", "DESC") } else { (">", "ASC") };
+            let sql = format!(
+                "SELECT k, v FROM {table} WHERE k >= $1 AND ($2::bytea IS NULL OR k < $2)
+                   AND ($3::bytea IS NULL OR k {after_cmp} $3) ORDER BY k {order} LIMIT $4"
+            );
             let rows =
-                crate::storage::query_cached(&client, sql, &[&start, &end, &after, &SCAN_BATCH])
+                crate::storage::query_cached(&client, &sql, &[&start, &end, &after, &SCAN_BATCH])
                     .await
                     .map_err(Error::db("scanning kv"))?;
             Ok(rows

@@ -3,11 +3,9 @@
 //! Exact filters (entity ids, trace, time, duration, state) run in SQL; tag and keyword filters
 //! run here on rows read in key order in batches, with the sled backend's exact semantics.
 use crate::error::{Error, Result};
-use skylark_core::segment::SEARCHABLE_TAG_MAX_CHARS;
 use skylark_core::{EndpointId, InstanceId, LogRecord, SegmentRecord, ServiceId};
 use skylark_storage::{
-    LogQuery, StoredLog, TraceOrder, TraceQuery, TraceState, LOG_CONTENT_MAX_BYTES, LOG_TAGS_MAX,
-    LOG_TRUNCATED_TAG,
+    indexable_tag, truncate_log, LogQuery, Page, StoredLog, TraceOrder, TraceQuery, TraceState,
 };
 use std::collections::BTreeSet;
 use tokio_postgres::types::ToSql;
@@ -34,31 +32,49 @@ fn set(value: Option<&str>) -> Option<&str> {
     value.filter(|s| !s.is_empty())
 }
 
-fn truncate_log(record: &mut LogRecord) {
-    let mut truncated = false;
-    if record.content.len() > LOG_CONTENT_MAX_BYTES {
-        let mut end = LOG_CONTENT_MAX_BYTES;
-        while !record.content.is_char_boundary(end) {
-            end -= 1;
-        }
-        record.content.truncate(end);
-        truncated = true;
-    }
-    if record.tags.len() > LOG_TAGS_MAX {
-        record.tags.truncate(LOG_TAGS_MAX);
-        truncated = true;
-    }
-    if truncated {
-        tracing::warn!(service = %record.service, "oversized log truncated before storage");
-        let (key, value) = LOG_TRUNCATED_TAG;
-        record.tags.push((key.to_string(), value.to_string()));
-    }
+/// A batch of logs or segments, ready to insert into the table of the same name (also the name
+/// of their write-ahead-log mark).
+pub(crate) enum RecordRows {
+    Logs(LogRows),
+    Segments(SegmentRows),
 }
 
-fn indexable_tag(key: &str, value: &str) -> bool {
-    let value_chars = value.chars().count();
-    value_chars <= SEARCHABLE_TAG_MAX_CHARS
-        && key.chars().count() + 1 + value_chars <= SEARCHABLE_TAG_MAX_CHARS
+impl RecordRows {
+    pub(crate) fn table(&self) -> &'static str {
+        match self {
+            RecordRows::Logs(_) => "logs",
+            RecordRows::Segments(_) => "segments",
+        }
+    }
+
+    pub(crate) fn writing(&self) -> &'static str {
+        match self {
+            RecordRows::Logs(_) => "writing logs",
+            RecordRows::Segments(_) => "writing segments",
+        }
+    }
+
+    pub(crate) fn committing(&self) -> &'static str {
+        match self {
+            RecordRows::Logs(_) => "committing logs",
+            RecordRows::Segments(_) => "committing segments",
+        }
+    }
+
+    /// The UTC days the batch's rows fall in.
+    pub(crate) fn days(&self) -> &BTreeSet<i32> {
+        match self {
+            RecordRows::Logs(rows) => &rows.days,
+            RecordRows::Segments(rows) => &rows.days,
+        }
+    }
+
+    pub(crate) async fn insert(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<()> {
+        match self {
+            RecordRows::Logs(rows) => rows.insert(tx).await,
+            RecordRows::Segments(rows) => rows.insert(tx).await,
+        }
+    }
 }
 
 /// Columns of the logs to insert, one vector per column (`UNNEST`).
@@ -309,6 +325,19 @@ impl Filter {
         }
     }
 
+    /// `start_ms <= column <= end_ms` where given, and the same bounds on `day`, so that only
+    /// the day partitions in range are read.
+    fn add_time_range(&mut self, column: &str, start_ms: Option<i64>, end_ms: Option<i64>) {
+        if let Some(v) = start_ms {
+            self.add(&format!("{column} >="), v);
+            self.add("day >=", day_of(v));
+        }
+        if let Some(v) = end_ms {
+            self.add(&format!("{column} <="), v);
+            self.add("day <=", day_of(v));
+        }
+    }
+
     fn sql(&self) -> String {
         if self.conditions.is_empty() {
             "TRUE".to_string()
@@ -329,9 +358,9 @@ pub(crate) async fn query_logs(
     client: &deadpool_postgres::Client,
     q: LogQuery,
 ) -> Result<Vec<StoredLog>> {
-    let mut out = Vec::new();
+    let mut page = Page::new(q.offset, q.limit);
     if q.limit == 0 {
-        return Ok(out);
+        return Ok(page.into_items());
     }
     let mut f = Filter::default();
     f.add_entities(
@@ -348,20 +377,12 @@ pub(crate) async fn query_logs(
     if let Some(v) = q.span_id {
         f.add("span_id =", v);
     }
-    if let Some(v) = q.start_ms {
-        f.add("ts >=", v);
-        f.add("day >=", day_of(v));
-    }
-    if let Some(v) = q.end_ms {
-        f.add("ts <=", v);
-        f.add("day <=", day_of(v));
-    }
+    f.add_time_range("ts", q.start_ms, q.end_ms);
     let (cmp, dir) = if q.order_desc {
         ("<", "DESC")
     } else {
         (">", "ASC")
     };
-    let mut skipped = 0usize;
     let mut after: Option<(i64, String)> = None;
     loop {
         let mut sql = format!("SELECT ts, id, body FROM logs WHERE {}", f.sql());
@@ -387,38 +408,23 @@ pub(crate) async fn query_logs(
             let log: StoredLog =
                 serde_json::from_slice(row.get::<_, &[u8]>(2)).map_err(Error::codec("logs"))?;
             after = Some((row.get(0), row.get(1)));
-            if !q.matches_tags_and_keywords(&log) {
-                continue;
-            }
-            if skipped < q.offset {
-                skipped += 1;
-                continue;
-            }
-            out.push(log);
-            if out.len() >= q.limit {
-                return Ok(out);
+            if q.matches_tags_and_keywords(&log) && !page.offer(log) {
+                return Ok(page.into_items());
             }
         }
         if !full {
-            return Ok(out);
+            return Ok(page.into_items());
         }
     }
-}
-
-fn segment_tags_match(q: &TraceQuery, r: &SegmentRecord) -> bool {
-    q.tags.iter().all(|(key, value)| {
-        let (key, value) = (key.trim(), value.trim());
-        r.tags.iter().any(|(k, v)| k == key && v == value)
-    })
 }
 
 pub(crate) async fn query_segments(
     client: &deadpool_postgres::Client,
     q: TraceQuery,
 ) -> Result<Vec<SegmentRecord>> {
-    let mut out = Vec::new();
+    let mut page = Page::new(q.offset, q.limit);
     if q.limit == 0 {
-        return Ok(out);
+        return Ok(page.into_items());
     }
     let mut f = Filter::default();
     f.add_entities(
@@ -429,14 +435,7 @@ pub(crate) async fn query_segments(
     if let Some(v) = set(q.trace_id.as_deref()) {
         f.add("trace_id =", v.to_string());
     }
-    if let Some(v) = q.start_ms {
-        f.add("start_ms >=", v);
-        f.add("day >=", day_of(v));
-    }
-    if let Some(v) = q.end_ms {
-        f.add("start_ms <=", v);
-        f.add("day <=", day_of(v));
-    }
+    f.add_time_range("start_ms", q.start_ms, q.end_ms);
     if let Some(v) = q.min_duration {
         f.add("latency_ms >=", v);
     }
@@ -450,7 +449,6 @@ pub(crate) async fn query_segments(
     }
     // Latest first; by duration, ties latest first (the sled key order, descending).
     let by_duration = q.order == TraceOrder::ByDuration;
-    let mut skipped = 0usize;
     let mut after: Option<(i64, i64, String)> = None;
     loop {
         let mut sql = format!(
@@ -491,20 +489,12 @@ pub(crate) async fn query_segments(
             after = Some((row.get(0), row.get(1), row.get(2)));
             let record: SegmentRecord =
                 serde_json::from_slice(row.get::<_, &[u8]>(3)).map_err(Error::codec("segments"))?;
-            if !segment_tags_match(&q, &record) {
-                continue;
-            }
-            if skipped < q.offset {
-                skipped += 1;
-                continue;
-            }
-            out.push(record);
-            if out.len() >= q.limit {
-                return Ok(out);
+            if q.matches_tags(&record) && !page.offer(record) {
+                return Ok(page.into_items());
             }
         }
         if !full {
-            return Ok(out);
+            return Ok(page.into_items());
         }
     }
 }

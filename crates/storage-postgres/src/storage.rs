@@ -4,7 +4,7 @@ use crate::deferred::{Lane, Lanes};
 use crate::error::{Error, Result};
 use crate::kv::PgRows;
 use crate::metrics::{self, PendingRow, RowKey, Rows, METRIC_STEPS};
-use crate::records::{self, LogRows, SegmentRows, DAY_MS};
+use crate::records::{self, LogRows, RecordRows, SegmentRows, DAY_MS};
 use crate::schema::{self, KnownPartitions};
 use crate::traffic::{DirtyTraffic, LocalTraffic};
 use crate::PostgresConfig;
@@ -19,7 +19,7 @@ use skylark_storage::{
     KvStorage, LogQuery, RetentionPolicy, RumPage, RumQuery, ServiceRecord, SessionPage,
     SessionQuery, SourceMapRecord, Storage, StoredLog, TemplateRecord, TraceQuery,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -119,30 +119,7 @@ impl RecordSink {
         if logs.is_empty() && seq.is_none() {
             return Ok(());
         }
-        let rows = LogRows::new(logs)?;
-        let missing = self.partitions.missing("logs", rows.days.iter().copied());
-        let node = self.node.clone();
-        let created = missing.clone();
-        self.db.run(move |pool| async move {
-            let mut client = pool.get().await.map_err(Error::pool("writing logs"))?;
-            schema::ensure_partitions(&mut client, "logs", &missing).await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(Error::db("writing logs"))?;
-            // Sent together (pipelined on the connection), run in this order.
-            let mark = async {
-                match seq {
-                    Some(seq) => store_mark(&tx, &node, "logs", seq_param(seq)).await,
-                    None => Ok(()),
-                }
-            };
-            futures_util::try_join!(relaxed_commit(&tx), rows.insert(&tx), mark)?;
-            tx.commit().await.map_err(Error::db("committing logs"))?;
-            Ok(())
-        })?;
-        self.partitions.created("logs", &created);
-        Ok(())
+        self.write_with_mark(seq, RecordRows::Logs(LogRows::new(logs)?))
     }
 
     fn write_segments_with_mark(
@@ -153,33 +130,34 @@ impl RecordSink {
         if segments.is_empty() && seq.is_none() {
             return Ok(());
         }
-        let rows = SegmentRows::new(segments)?;
-        let missing = self
-            .partitions
-            .missing("segments", rows.days.iter().copied());
+        self.write_with_mark(seq, RecordRows::Segments(SegmentRows::new(segments)?))
+    }
+
+    /// Inserts `rows` and stores `seq` as the mark of their kind, in one transaction.
+    fn write_with_mark(&self, seq: Option<u64>, rows: RecordRows) -> Result<()> {
+        let table = rows.table();
+        let missing = self.partitions.missing(table, rows.days().iter().copied());
         let node = self.node.clone();
         let created = missing.clone();
         self.db.run(move |pool| async move {
-            let mut client = pool.get().await.map_err(Error::pool("writing segments"))?;
-            schema::ensure_partitions(&mut client, "segments", &missing).await?;
+            let mut client = pool.get().await.map_err(Error::pool(rows.writing()))?;
+            schema::ensure_partitions(&mut client, table, &missing).await?;
             let tx = client
                 .transaction()
                 .await
-                .map_err(Error::db("writing segments"))?;
+                .map_err(Error::db(rows.writing()))?;
             // Sent together (pipelined on the connection), run in this order.
             let mark = async {
                 match seq {
-                    Some(seq) => store_mark(&tx, &node, "segments", seq_param(seq)).await,
+                    Some(seq) => store_mark(&tx, &node, table, seq_param(seq)).await,
                     None => Ok(()),
                 }
             };
             futures_util::try_join!(relaxed_commit(&tx), rows.insert(&tx), mark)?;
-            tx.commit()
-                .await
-                .map_err(Error::db("committing segments"))?;
+            tx.commit().await.map_err(Error::db(rows.committing()))?;
             Ok(())
         })?;
-        self.partitions.created("segments", &created);
+        self.partitions.created(table, &created);
         Ok(())
     }
 }
@@ -569,109 +547,63 @@ impl PostgresStorage {
         Ok(out)
     }
 
-    fn children(
+    /// The stored instances or endpoints (`R`) matching `service` and `id`, merged with the
+    /// pings this node has not persisted yet, seen since `since_ms`, by name then id.
+    fn children<R: ChildRecord>(
         &self,
-        table: &'static str,
         service: Option<&ServiceId>,
         id: Option<&str>,
         since_ms: i64,
-    ) -> Result<Vec<(String, String, String, i64)>> {
-        let service = service.map(|s| s.as_str().to_string());
-        let id = id.map(str::to_string);
-        let sql = format!(
-            "SELECT id, name, service_id, last_ping_ms FROM {table}
-              WHERE ($1::text IS NULL OR service_id = $1) AND ($2::text IS NULL OR id = $2)
-                AND last_ping_ms >= $3"
+    ) -> Result<Vec<R>> {
+        let (service_filter, id_filter) = (
+            service.map(|s| s.as_str().to_string()),
+            id.map(str::to_string),
         );
-        let mut rows: Vec<(String, String, String, i64)> = self.db.run(move |pool| async move {
+        let sql = format!(
+            "SELECT id, name, service_id, last_ping_ms FROM {}
+              WHERE ($1::text IS NULL OR service_id = $1) AND ($2::text IS NULL OR id = $2)",
+            R::TABLE
+        );
+        let mut out: Vec<R> = self.db.run(move |pool| async move {
             let client = pool.get().await.map_err(Error::pool("listing entities"))?;
             let rows = client
-                .query(&sql, &[&service, &id, &since_ms])
+                .query(&sql, &[&service_filter, &id_filter])
                 .await
                 .map_err(Error::db("listing entities"))?;
             Ok(rows
                 .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .map(|r| R::new(r.get(0), r.get(1), r.get(2), r.get(3)))
                 .collect::<Vec<_>>())
         })?;
-        rows.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(rows)
-    }
-
-    fn instances_of(
-        &self,
-        service: Option<&ServiceId>,
-        id: Option<&str>,
-        since_ms: i64,
-    ) -> Result<Vec<InstanceRecord>> {
-        const KIND: u8 = crate::traffic::INSTANCE;
-        let mut out: Vec<InstanceRecord> = self
-            .children("instances", service, id, i64::MIN)?
-            .into_iter()
-            .map(|(id, name, service_id, last_ping_ms)| InstanceRecord {
-                id: InstanceId::from_raw(id),
-                name,
-                service_id: ServiceId::from_raw(service_id),
-                last_ping_ms,
-            })
-            .collect();
         let traffic = self.traffic.lock();
         for o in out.iter_mut() {
-            if let Some(latest) = traffic.latest_ping(KIND, o.id.as_str()) {
-                o.last_ping_ms = o.last_ping_ms.max(latest);
+            if let Some(latest) = traffic.latest_ping(R::KIND, o.id()) {
+                o.ping(latest);
             }
         }
-        for r in traffic.dirty.instances.values() {
-            if service.is_some_and(|s| *s != r.service_id)
-                || id.is_some_and(|i| i != r.id.as_str())
-                || r.last_ping_ms < since_ms
+        let mut at: HashMap<String, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.id().to_string(), i))
+            .collect();
+        for r in R::dirty(&traffic.dirty) {
+            if service.is_some_and(|s| s != r.service_id())
+                || id.is_some_and(|i| i != r.id())
+                || r.last_ping_ms() < since_ms
             {
                 continue;
             }
-            match out.iter_mut().find(|o| o.id == r.id) {
-                Some(o) => o.last_ping_ms = o.last_ping_ms.max(r.last_ping_ms),
-                None => out.push(r.clone()),
+            match at.get(r.id()) {
+                Some(&i) => out[i].ping(r.last_ping_ms()),
+                None => {
+                    at.insert(r.id().to_string(), out.len());
+                    out.push(r.clone());
+                }
             }
         }
         // After the overlay: this node may have seen an entity later than the database says.
-        out.retain(|r| r.last_ping_ms >= since_ms);
-        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-        Ok(out)
-    }
-
-    fn endpoints_of(
-        &self,
-        service: Option<&ServiceId>,
-        id: Option<&str>,
-    ) -> Result<Vec<EndpointRecord>> {
-        const KIND: u8 = crate::traffic::ENDPOINT;
-        let mut out: Vec<EndpointRecord> = self
-            .children("endpoints", service, id, i64::MIN)?
-            .into_iter()
-            .map(|(id, name, service_id, last_ping_ms)| EndpointRecord {
-                id: EndpointId::from_raw(id),
-                name,
-                service_id: ServiceId::from_raw(service_id),
-                last_ping_ms,
-            })
-            .collect();
-        let traffic = self.traffic.lock();
-        for o in out.iter_mut() {
-            if let Some(latest) = traffic.latest_ping(KIND, o.id.as_str()) {
-                o.last_ping_ms = o.last_ping_ms.max(latest);
-            }
-        }
-        for r in traffic.dirty.endpoints.values() {
-            if service.is_some_and(|s| *s != r.service_id) || id.is_some_and(|i| i != r.id.as_str())
-            {
-                continue;
-            }
-            match out.iter_mut().find(|o| o.id == r.id) {
-                Some(o) => o.last_ping_ms = o.last_ping_ms.max(r.last_ping_ms),
-                None => out.push(r.clone()),
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        out.retain(|r| r.last_ping_ms() >= since_ms);
+        out.sort_by(|a, b| a.name().cmp(b.name()).then_with(|| a.id().cmp(b.id())));
         Ok(out)
     }
 
@@ -932,12 +864,12 @@ impl Storage for PostgresStorage {
         service: &ServiceId,
         since_ms: i64,
     ) -> StorageResult<Vec<InstanceRecord>> {
-        Ok(self.instances_of(Some(service), None, since_ms)?)
+        Ok(self.children::<InstanceRecord>(Some(service), None, since_ms)?)
     }
 
     fn get_instance(&self, id: &InstanceId) -> StorageResult<Option<InstanceRecord>> {
         Ok(self
-            .instances_of(None, Some(id.as_str()), i64::MIN)?
+            .children::<InstanceRecord>(None, Some(id.as_str()), i64::MIN)?
             .into_iter()
             .next())
     }
@@ -950,7 +882,7 @@ impl Storage for PostgresStorage {
     ) -> StorageResult<Vec<EndpointRecord>> {
         let keyword = keyword.filter(|k| !k.is_empty());
         Ok(self
-            .endpoints_of(Some(service), None)?
+            .children::<EndpointRecord>(Some(service), None, i64::MIN)?
             .into_iter()
             .filter(|e| keyword.is_none_or(|k| e.name.contains(k)))
             .take(limit)
@@ -959,7 +891,7 @@ impl Storage for PostgresStorage {
 
     fn get_endpoint(&self, id: &EndpointId) -> StorageResult<Option<EndpointRecord>> {
         Ok(self
-            .endpoints_of(None, Some(id.as_str()))?
+            .children::<EndpointRecord>(None, Some(id.as_str()), i64::MIN)?
             .into_iter()
             .next())
     }
@@ -1212,3 +1144,70 @@ impl PostgresStorage {
         })?)
     }
 }
+
+/// What instance and endpoint records share, for listing them with this node's pings.
+trait ChildRecord: Clone + Send + 'static {
+    /// Their table.
+    const TABLE: &'static str;
+    /// Their kind in the ping bookkeeping.
+    const KIND: u8;
+    fn new(id: String, name: String, service_id: String, last_ping_ms: i64) -> Self;
+    /// This node's unpersisted ones.
+    fn dirty(traffic: &DirtyTraffic) -> impl Iterator<Item = &Self>;
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+    fn service_id(&self) -> &ServiceId;
+    fn last_ping_ms(&self) -> i64;
+    /// Moves the last ping to `at_ms` if that is later.
+    fn ping(&mut self, at_ms: i64);
+}
+
+macro_rules! child_record {
+    ($record:ty, $id:ident, $table:literal, $kind:expr, $dirty:ident) => {
+        impl ChildRecord for $record {
+            const TABLE: &'static str = $table;
+            const KIND: u8 = $kind;
+            fn new(id: String, name: String, service_id: String, last_ping_ms: i64) -> Self {
+                Self {
+                    id: $id::from_raw(id),
+                    name,
+                    service_id: ServiceId::from_raw(service_id),
+                    last_ping_ms,
+                }
+            }
+            fn dirty(traffic: &DirtyTraffic) -> impl Iterator<Item = &Self> {
+                traffic.$dirty.values()
+            }
+            fn id(&self) -> &str {
+                self.id.as_str()
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn service_id(&self) -> &ServiceId {
+                &self.service_id
+            }
+            fn last_ping_ms(&self) -> i64 {
+                self.last_ping_ms
+            }
+            fn ping(&mut self, at_ms: i64) {
+                self.last_ping_ms = self.last_ping_ms.max(at_ms);
+            }
+        }
+    };
+}
+
+child_record!(
+    InstanceRecord,
+    InstanceId,
+    "instances",
+    crate::traffic::INSTANCE,
+    instances
+);
+child_record!(
+    EndpointRecord,
+    EndpointId,
+    "endpoints",
+    crate::traffic::ENDPOINT,
+    endpoints
+);

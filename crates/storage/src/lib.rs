@@ -34,7 +34,9 @@ pub use model::{
     IssueQuery, LogQuery, RetentionPolicy, RumPage, RumQuery, ServiceRecord, SessionPage,
     SessionQuery, SourceMapRecord, StoredLog, TemplateRecord, TraceOrder, TraceQuery, TraceState,
 };
-pub use records::{LOG_CONTENT_MAX_BYTES, LOG_TAGS_MAX, LOG_TRUNCATED_TAG};
+pub use records::{
+    indexable_tag, truncate_log, Page, LOG_CONTENT_MAX_BYTES, LOG_TAGS_MAX, LOG_TRUNCATED_TAG,
+};
 pub use rows::{RangeVisitor, RowOp, RowStore, RowVisitor};
 pub use rum::RUM_TOTAL_MAX;
 pub use sled_storage::{SledConfig, SledStorage};

@@ -219,6 +219,17 @@ pub struct TraceQuery {
     pub limit: usize,
 }
 
+impl TraceQuery {
+    /// Whether `segment` carries every tag filter (exact key and value, trimmed): the filter no
+    /// index or SQL predicate applies (every backend checks it on the decoded segment).
+    pub fn matches_tags(&self, segment: &skylark_core::SegmentRecord) -> bool {
+        self.tags.iter().all(|(key, value)| {
+            let (key, value) = (key.trim(), value.trim());
+            segment.tags.iter().any(|(k, v)| k == key && v == value)
+        })
+    }
+}
+
 impl Default for TraceQuery {
     /// No filters, latest first, no paging.
     fn default() -> Self {

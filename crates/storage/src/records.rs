@@ -95,8 +95,9 @@ fn set<S: FilterText>(value: &Option<S>) -> Option<&str> {
     value.as_ref().map(|s| s.text()).filter(|s| !s.is_empty())
 }
 
-/// Cuts `record` down to the storage limits, marking it when anything was cut.
-fn truncate_log(record: &mut LogRecord) {
+/// Cuts `record` down to the storage limits, marking it when anything was cut (every backend
+/// stores logs through this).
+pub fn truncate_log(record: &mut LogRecord) {
     let mut truncated = false;
     if record.content.len() > LOG_CONTENT_MAX_BYTES {
         let mut end = LOG_CONTENT_MAX_BYTES;
@@ -121,14 +122,15 @@ fn truncate_log(record: &mut LogRecord) {
 }
 
 /// Whether a tag is small enough for the autocomplete index (OAP's 256-character tag limit).
-fn indexable_tag(key: &str, value: &str) -> bool {
+pub fn indexable_tag(key: &str, value: &str) -> bool {
     let value_chars = value.chars().count();
     value_chars <= SEARCHABLE_TAG_MAX_CHARS
         && key.chars().count() + 1 + value_chars <= SEARCHABLE_TAG_MAX_CHARS
 }
 
-/// Stops offering items once `limit` are kept after skipping `offset`.
-struct Page<T> {
+/// One page of a filtered scan: stops offering items once `limit` are kept after skipping
+/// `offset`.
+pub struct Page<T> {
     offset: usize,
     limit: usize,
     skipped: usize,
@@ -136,7 +138,8 @@ struct Page<T> {
 }
 
 impl<T> Page<T> {
-    fn new(offset: usize, limit: usize) -> Self {
+    /// An empty page of `limit` items after the first `offset`.
+    pub fn new(offset: usize, limit: usize) -> Self {
         Page {
             offset,
             limit,
@@ -145,12 +148,13 @@ impl<T> Page<T> {
         }
     }
 
-    fn full(&self) -> bool {
+    /// Whether the page holds `limit` items.
+    pub fn full(&self) -> bool {
         self.items.len() >= self.limit
     }
 
     /// Takes `item` if it falls in the page; `false` once nothing more is wanted.
-    fn offer(&mut self, item: T) -> bool {
+    pub fn offer(&mut self, item: T) -> bool {
         if self.full() {
             return false;
         }
@@ -160,6 +164,11 @@ impl<T> Page<T> {
             self.items.push(item);
         }
         !self.full()
+    }
+
+    /// The items kept.
+    pub fn into_items(self) -> Vec<T> {
+        self.items
     }
 }
 
@@ -383,11 +392,7 @@ fn segment_matches(q: &TraceQuery, r: &SegmentRecord) -> bool {
         TraceState::Success => !r.is_error,
         TraceState::Error => r.is_error,
     };
-    state
-        && q.tags.iter().all(|(key, value)| {
-            let (key, value) = (key.trim(), value.trim());
-            r.tags.iter().any(|(k, v)| k == key && v == value)
-        })
+    state && q.matches_tags(r)
 }
 
 /// Latest first, then by key so equal times have a stable order.
