@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const USAGE: &str =
-    "usage: skylark-bench [--server PATH] [--fixtures DIR] [--rum-fixtures DIR] [--seconds N] [--concurrency N] [--storage-only] [--only metrics|logs|segments|rum]\n       skylark-bench --http-sink PORT   (the bare HTTP server the SDK-mix stage compares with)";
+    "usage: skylark-bench [--server PATH] [--fixtures DIR] [--rum-fixtures DIR] [--seconds N] [--concurrency N] [--storage-only] [--only metrics|logs|segments|rum]\n       skylark-bench --http-sink PORT [--http-sink-threads N]   (the bare HTTP server the one-core and ceiling stages compare with; 1 thread unless told)";
 
 struct Args {
     server: PathBuf,
@@ -37,6 +37,8 @@ struct Args {
     only: Option<String>,
     /// Serve as the bare HTTP sink on this port instead of benchmarking.
     http_sink: Option<u16>,
+    /// Worker threads of the bare HTTP sink.
+    http_sink_threads: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -49,6 +51,7 @@ fn parse_args() -> Result<Args> {
         storage_only: false,
         only: None,
         http_sink: None,
+        http_sink_threads: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -68,6 +71,7 @@ fn parse_args() -> Result<Args> {
             "--concurrency",
             "--only",
             "--http-sink",
+            "--http-sink-threads",
         ]
         .contains(&k.as_str())
         {
@@ -84,6 +88,7 @@ fn parse_args() -> Result<Args> {
             "--concurrency" => a.concurrency = v.parse()?,
             "--only" => a.only = Some(v),
             "--http-sink" => a.http_sink = Some(v.parse()?),
+            "--http-sink-threads" => a.http_sink_threads = v.parse()?,
             _ => bail!("unknown argument {k}\n{USAGE}"),
         }
     }
@@ -766,7 +771,7 @@ fn print_durability_cost(workloads: &[Workload], sync: &[Stage], relaxed: &[Stag
 fn main() -> Result<()> {
     let args = parse_args()?;
     if let Some(port) = args.http_sink {
-        return http_sink(port);
+        return http_sink(port, args.http_sink_threads);
     }
     let mut workloads = vec![
         Workload {
@@ -917,6 +922,7 @@ fn main() -> Result<()> {
         idle_rss as f64 / 1024.0,
         peak_rss as f64 / 1024.0
     );
+    http_ceiling(&args, &workloads, &decode, &stages)?;
     let relaxed = stages_with_durability(&args, &workloads, "relaxed")?;
     print_durability_cost(&workloads, &stages, &relaxed);
     sdk_mix_on_one_core(&args, &workloads)?;
@@ -964,11 +970,18 @@ fn dashboard_query() -> serde_json::Value {
 }
 
 /// `--http-sink PORT`: the stand-in for the nginx of the data layer issue's first figure, on
-/// one thread: reads each request's whole body and answers 200, nothing else.
-fn http_sink(port: u16) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+/// `threads` threads: reads each request's whole body and answers 200, nothing else.
+fn http_sink(port: u16, threads: usize) -> Result<()> {
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
     rt.block_on(async move {
         let app = axum::Router::new().fallback(|body: axum::body::Bytes| async move {
             std::hint::black_box(body.len());
@@ -978,6 +991,72 @@ fn http_sink(port: u16) -> Result<()> {
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+/// Waits until something accepts connections on `addr` (at most 10 s).
+async fn wait_listening(addr: std::net::SocketAddr, what: &str) -> Result<()> {
+    let ready = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if Instant::now() > ready {
+            bail!("{what} did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// The same bodies, clients and duration against the bare HTTP sink on as many threads as the
+/// machine has cores: what the end-to-end ratio would be if the server did nothing but read
+/// each request, i.e. the highest ratio this machine and client can show.
+fn http_ceiling(
+    args: &Args,
+    workloads: &[Workload],
+    decode: &[(f64, f64)],
+    stages: &[Stage],
+) -> Result<()> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let [port] = free_ports()?;
+    let mut sink = Command::new(std::env::current_exe()?)
+        .arg("--http-sink")
+        .arg(port.to_string())
+        .arg("--http-sink-threads")
+        .arg(threads.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot start the bare HTTP sink")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        wait_listening(addr, "the HTTP sink").await?;
+        let mut bare = Vec::new();
+        for w in workloads {
+            bare.push(end_to_end(sink.id(), addr, w, args.seconds, args.concurrency).await?);
+        }
+        Ok::<_, anyhow::Error>(bare)
+    });
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let bare = result?;
+    println!();
+    println!(
+        "| signal | bare HTTP sink ({threads} threads, {} clients) items/s | sink ÷ decode-only (the ceiling) | skylark ÷ sink |",
+        args.concurrency
+    );
+    println!("|---|---|---|---|");
+    for (((w, (_, dips)), s), b) in workloads.iter().zip(decode).zip(stages).zip(&bare) {
+        let (eips, bips) = (s.items as f64 / s.secs, b.items as f64 / b.secs);
+        println!(
+            "| {} ({}) | {bips:.0} | {:.3} | {:.3} |",
+            w.signal.path(),
+            w.signal.unit(),
+            bips / dips,
+            eips / bips
+        );
+    }
+    Ok(())
 }
 
 /// The fresh SDK traffic mix (the metrics, logs and segments bodies in turn, re-timed to now)
@@ -1036,13 +1115,7 @@ fn sdk_mix_on_one_core(args: &Args, workloads: &[Workload]) -> Result<()> {
     let result = rt.block_on(async {
         wait_ready(rest, "one-core skylark").await?;
         let sink_addr = std::net::SocketAddr::from(([127, 0, 0, 1], sink_port));
-        let ready = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(sink_addr).await.is_err() {
-            if Instant::now() > ready {
-                bail!("the HTTP sink did not start");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_listening(sink_addr, "the HTTP sink").await?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rest));
         let skylark = send_requests(
             children[0].id(),
@@ -1060,7 +1133,7 @@ fn sdk_mix_on_one_core(args: &Args, workloads: &[Workload]) -> Result<()> {
             args.concurrency,
         )
         .await?;
-        Ok((skylark, bare))
+        Ok::<_, anyhow::Error>((skylark, bare))
     });
     for child in &mut children {
         let _ = child.kill();
