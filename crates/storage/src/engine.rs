@@ -10,6 +10,7 @@ use crate::model::{
 };
 use crate::model::{IssueQuery, SourceMapRecord};
 use crate::records::{self, LogIds};
+use crate::rollups::Watermarks;
 use crate::rows::{self, RowOp, RowStore};
 use crate::templates;
 use crate::traffic::{TakenTraffic, TrafficCache};
@@ -86,7 +87,7 @@ fn merge_into(
 /// Rows per storage batch of a flush. sled applies a batch under a lock that every reader and
 /// writer of the database waits for, so one batch of a whole flush (100k+ rows at scale) held
 /// queries and log writes off for seconds; a chunk of this size lands in milliseconds.
-const FLUSH_CHUNK_ROWS: usize = 1024;
+pub(crate) const FLUSH_CHUNK_ROWS: usize = 1024;
 
 /// Deletions per batch while expiring metric rows, for the same reason.
 const EXPIRY_CHUNK_ROWS: usize = 4096;
@@ -124,12 +125,29 @@ pub(crate) struct Engine<K: RowStore> {
     metrics_mark: MetricsMark,
     /// Serialises the read-fold-write of issue rows (ingest and status changes).
     issues_lock: Mutex<()>,
+    /// Which hours and days are closed and built (see `rollups`).
+    rollups: Watermarks,
+    /// Epoch milliseconds now: what closes hours and days.
+    clock: fn() -> i64,
+}
+
+/// The system clock in epoch milliseconds.
+fn system_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl<K: RowStore> Engine<K> {
     /// An engine over `store`, with the traffic mirror loaded from it.
     pub(crate) fn new(store: K) -> Result<Self> {
+        Self::with_clock(store, system_ms)
+    }
+
+    /// An engine whose hours and days close by `clock` (epoch milliseconds).
+    pub(crate) fn with_clock(store: K, clock: fn() -> i64) -> Result<Self> {
         migrate_format(&store)?;
+        let rollups = Watermarks::load(&store, clock())?;
         let traffic = TrafficCache::load(&store)?;
         let metrics_mark = MetricsMark::load(&store)?;
         Ok(Engine {
@@ -145,6 +163,8 @@ impl<K: RowStore> Engine<K> {
             log_ids: LogIds::new(),
             metrics_mark,
             issues_lock: Mutex::new(()),
+            rollups,
+            clock,
         })
     }
 
@@ -325,15 +345,14 @@ impl<K: RowStore> Engine<K> {
             let function = emission.metric.function;
             let state = MetricState::from_emission(function, &emission.value);
             let entity_id = emission.entity.id();
-            // Seconds never carry metrics; a finer bucket is cut down to its minute.
-            let base = if emission.minute.step == Step::Second {
-                emission.minute.to_step(Step::Minute)
-            } else {
-                emission.minute
-            };
+            let base = as_minute(emission.minute);
             // Hour and day rows take the raw state of each emission (not minute values), so
-            // their averages are Σ/count over every emission, as OAP's toHour/toDay.
-            for step in METRIC_STEPS.into_iter().filter(|s| *s >= base.step) {
+            // their averages are Σ/count over every emission, as OAP's toHour/toDay. While the
+            // hour (day) is open, its row is built later from the minute rows instead.
+            for step in METRIC_STEPS
+                .into_iter()
+                .filter(|s| *s == Step::Minute || self.rollups.takes_directly(base, *s))
+            {
                 let bucket = base.to_step(step);
                 match keys::write_metric_key(&mut key, &emission.metric.name, &entity_id, bucket) {
                     Some(()) if !wanted(&key)? => {}
@@ -385,6 +404,9 @@ impl<K: RowStore> Engine<K> {
             let mut in_flight = self.in_flight.write();
             let mut pending = self.pending.lock();
             std::mem::swap(&mut *in_flight, &mut *pending);
+            // Emissions from here on go to the rows of hours that close now directly; those
+            // taken before are stored below, then the closed hours are built from them.
+            self.rollups.close_through((self.clock)());
             self.pending_len.store(pending.len(), Ordering::Relaxed);
             let bytes = self.pending_bytes.swap(0, Ordering::Relaxed);
             self.in_flight_bytes.store(bytes, Ordering::Relaxed);
@@ -397,6 +419,12 @@ impl<K: RowStore> Engine<K> {
         match result {
             Ok(()) => {
                 self.metrics_mark.stored(mark);
+                let built = self
+                    .rollups
+                    .build_closed(&self.store, mark, FLUSH_CHUNK_ROWS)?;
+                if built > 0 {
+                    tracing::debug!(rows = built, "hour and day rows built");
+                }
                 tracing::debug!(
                     rows = keys.len(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
@@ -509,23 +537,34 @@ impl<K: RowStore> Engine<K> {
         let function = metric.function;
         let in_flight = self.in_flight.read();
         let mut out = Vec::with_capacity(buckets.len());
+        let mut parts = Vec::new();
         for bucket in buckets {
-            let Some(key) = keys::metric_key(&metric.name, entity_id, *bucket) else {
-                out.push(None);
-                continue;
-            };
-            let mut state = match self.store.get(&key)? {
-                Some(bytes) => Some(rows::decode_metric(&key, &bytes)?.state),
-                None => None,
-            };
-            let newer = [
-                in_flight.get(&key).cloned(),
-                self.pending.lock().get(&key).cloned(),
-            ];
-            for row in newer.into_iter().flatten() {
-                match &mut state {
-                    Some(s) => s.combine(row.function, &row.state),
-                    None => state = Some(row.state),
+            parts.clear();
+            self.rollups.parts(*bucket, &mut parts);
+            let mut state: Option<MetricState> = None;
+            for part in &parts {
+                let Some(key) = keys::metric_key(&metric.name, entity_id, *part) else {
+                    continue;
+                };
+                let stored = match self.store.get(&key)? {
+                    Some(bytes) => {
+                        let row = rows::decode_metric(&key, &bytes)?;
+                        Some((row.function, row.state))
+                    }
+                    None => None,
+                };
+                let newer = [
+                    in_flight.get(&key).cloned(),
+                    self.pending.lock().get(&key).cloned(),
+                ]
+                .into_iter()
+                .flatten()
+                .map(|row| (row.function, row.state));
+                for (row_function, row_state) in stored.into_iter().chain(newer) {
+                    match &mut state {
+                        Some(s) => s.combine(row_function, &row_state),
+                        None => state = Some(row_state),
+                    }
                 }
             }
             out.push(state.map(|s| s.value(function, &metric.percentile_ranks, bucket.step)));
@@ -540,7 +579,13 @@ impl<K: RowStore> Engine<K> {
     ) -> Result<Vec<String>> {
         let mut entities = BTreeSet::new();
         let in_flight = self.in_flight.read();
+        let mut parts = Vec::new();
         for bucket in buckets {
+            self.rollups.parts(*bucket, &mut parts);
+        }
+        parts.sort_unstable();
+        parts.dedup();
+        for bucket in &parts {
             let Some(prefix) = keys::metric_prefix(&metric.name, *bucket) else {
                 continue;
             };
@@ -758,8 +803,10 @@ impl<K: RowStore> Engine<K> {
     }
 }
 
-/// The storage format this build writes: 2 = binary metric rows carrying their persist's mark.
-pub(crate) const CURRENT_FORMAT: u32 = 2;
+/// The storage format this build writes: 2 = binary metric rows carrying their persist's mark;
+/// 3 = hour and day rows built when their bucket closes (an older build would read an open
+/// hour's missing row as no data).
+pub(crate) const CURRENT_FORMAT: u32 = 3;
 
 /// Rows rewritten per batch while migrating.
 const MIGRATION_CHUNK_ROWS: usize = 4096;
@@ -791,7 +838,10 @@ fn migrate_format(store: &dyn RowStore) -> Result<()> {
     let mut migrated = 0usize;
     let mut from = vec![keys::METRIC];
     let end = vec![keys::METRIC + 1];
-    loop {
+    // Format 2 → 3 rewrites nothing: its hour and day rows are complete, and the rollup
+    // watermarks start at the hour and day the folder is first opened in.
+    let mut json_rows_left = found < 2;
+    while json_rows_left {
         let mut ops: Vec<RowOp> = Vec::new();
         let mut last: Option<Vec<u8>> = None;
         store.scan_range(&from, &end, false, &mut |key, value| {
@@ -816,7 +866,7 @@ fn migrate_format(store: &dyn RowStore) -> Result<()> {
                 key.push(0);
                 from = key;
             }
-            _ => break,
+            _ => json_rows_left = false,
         }
     }
     store.apply(vec![(
@@ -833,6 +883,21 @@ fn migrate_format(store: &dyn RowStore) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The minute an emission's bucket counts in: a second's minute, or the first minute of a
+/// coarser bucket (emissions are per minute; this keeps every row built from minutes).
+fn as_minute(bucket: TimeBucket) -> TimeBucket {
+    let value = match bucket.step {
+        Step::Second => bucket.value / 100,
+        Step::Minute => bucket.value,
+        Step::Hour => bucket.value * 100,
+        Step::Day => bucket.value * 10_000,
+    };
+    TimeBucket {
+        step: Step::Minute,
+        value,
+    }
 }
 
 impl<K: RowStore> Drop for Engine<K> {
@@ -920,6 +985,21 @@ mod tests {
 
     const MINUTE: i64 = 202612061005;
 
+    /// Two days after [`MINUTE`]: its hour and day are long closed, so its emissions go to
+    /// minute, hour and day rows alike.
+    fn two_days_later() -> i64 {
+        TimeBucket {
+            step: Step::Minute,
+            value: 202612081005,
+        }
+        .start_epoch_ms()
+        .unwrap()
+    }
+
+    fn engine_after(rows: SharedRows) -> Result<Engine<SharedRows>> {
+        Engine::with_clock(rows, two_days_later)
+    }
+
     fn metric() -> Arc<MetricDefinition> {
         Arc::new(MetricDefinition {
             name: "meter_wechat_mp_app_launch_duration".to_string(),
@@ -970,7 +1050,7 @@ mod tests {
     #[test]
     fn a_flush_spans_chunks_and_reads_the_same_as_one_batch() {
         let rows = SharedRows::new();
-        let engine = Engine::new(rows.clone()).unwrap();
+        let engine = engine_after(rows.clone()).unwrap();
         engine
             .write_metrics_through(1, entry(SERVICES, 100))
             .unwrap();
@@ -990,7 +1070,7 @@ mod tests {
     #[test]
     fn a_flush_cut_short_between_chunks_counts_nothing_twice_after_replay() {
         let entries = [(1, entry(SERVICES, 100)), (2, entry(SERVICES, 300))];
-        let reference = Engine::new(SharedRows::new()).unwrap();
+        let reference = engine_after(SharedRows::new()).unwrap();
         for (seq, emissions) in entries.clone() {
             reference.write_metrics_through(seq, emissions).unwrap();
         }
@@ -1002,7 +1082,7 @@ mod tests {
         reference.flush().unwrap();
 
         let rows = SharedRows::new();
-        let crashed = Engine::new(rows.clone()).unwrap();
+        let crashed = engine_after(rows.clone()).unwrap();
         for (seq, emissions) in entries.clone() {
             crashed.write_metrics_through(seq, emissions).unwrap();
         }
@@ -1014,7 +1094,7 @@ mod tests {
         assert_eq!(rows.metric_rows(), 2 * FLUSH_CHUNK_ROWS);
 
         rows.writes_left.store(usize::MAX, Ordering::SeqCst);
-        let restarted = Engine::new(rows.clone()).unwrap();
+        let restarted = engine_after(rows.clone()).unwrap();
         let from = restarted.applied_seqs().unwrap().metrics;
         assert_eq!(from, 0, "the mark is stored with the last chunk only");
         for (seq, emissions) in entries.into_iter().filter(|(seq, _)| *seq > from) {
@@ -1041,7 +1121,7 @@ mod tests {
     fn a_format_1_folder_is_migrated_at_start_and_reads_the_same() {
         // Written as format 1 did: JSON rows, no format row.
         let rows = SharedRows::new();
-        let legacy = Engine::new(SharedRows::new()).unwrap();
+        let legacy = engine_after(SharedRows::new()).unwrap();
         legacy.write_metrics(entry(3_000, 120)).unwrap();
         legacy.flush().unwrap();
         let expected = values(&legacy, 3_000);
@@ -1071,7 +1151,7 @@ mod tests {
             .values()
             .any(|v| v.first() == Some(&b'{')));
 
-        let migrated = Engine::new(rows.clone()).unwrap();
+        let migrated = engine_after(rows.clone()).unwrap();
         assert_eq!(values(&migrated, 3_000), expected);
         let stored = rows.rows().read();
         let metric_rows: Vec<&Vec<u8>> = stored
@@ -1092,11 +1172,11 @@ mod tests {
         let rows = SharedRows::new();
         rows.rows()
             .write()
-            .insert(vec![keys::FORMAT], 3u32.to_be_bytes().to_vec());
-        let error = Engine::new(rows.clone()).err().unwrap();
+            .insert(vec![keys::FORMAT], 4u32.to_be_bytes().to_vec());
+        let error = engine_after(rows.clone()).err().unwrap();
         assert_eq!(
             error.to_string(),
-            "the data folder is in storage format 3, newer than this Skylark reads (format 2): \
+            "the data folder is in storage format 4, newer than this Skylark reads (format 3): \
              run the Skylark that wrote it, or start from an empty folder"
         );
         assert_eq!(rows.rows().read().len(), 1);
@@ -1105,7 +1185,7 @@ mod tests {
     #[test]
     fn a_failed_chunk_keeps_its_rows_for_the_next_flush() {
         let rows = SharedRows::new();
-        let engine = Engine::new(rows.clone()).unwrap();
+        let engine = engine_after(rows.clone()).unwrap();
         engine
             .write_metrics_through(1, entry(SERVICES, 100))
             .unwrap();
@@ -1118,5 +1198,242 @@ mod tests {
         engine.flush().unwrap();
         assert_eq!(values(&engine, SERVICES), expected);
         assert_eq!(engine.pending_rows(), 0);
+    }
+
+    thread_local! {
+        /// The clock of the rollup tests, per test thread.
+        static NOW: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+    }
+
+    fn test_clock() -> i64 {
+        NOW.get()
+    }
+
+    /// Sets the test clock to local minute `minute` (`yyyyMMddHHmm`).
+    fn set_now(minute: i64) {
+        NOW.set(
+            TimeBucket {
+                step: Step::Minute,
+                value: minute,
+            }
+            .start_epoch_ms()
+            .unwrap(),
+        );
+    }
+
+    /// One emission of `value` for service `mp-0` in `minute`.
+    fn at(minute: i64, value: i64) -> Vec<MetricEmission> {
+        vec![MetricEmission {
+            metric: metric(),
+            entity: MeterEntity::service("mp-0", Layer::WECHAT_MINI_PROGRAM),
+            minute: TimeBucket {
+                step: Step::Minute,
+                value: minute,
+            },
+            value: MeterValue::Single(value),
+        }]
+    }
+
+    /// The hour and day values of `mp-0` for hour `hour` (`yyyyMMddHH`).
+    fn hour_and_day(engine: &Engine<SharedRows>, hour: i64) -> Vec<Option<MetricValue>> {
+        let id = MeterEntity::service("mp-0", Layer::WECHAT_MINI_PROGRAM).id();
+        let buckets = [
+            TimeBucket {
+                step: Step::Hour,
+                value: hour,
+            },
+            TimeBucket {
+                step: Step::Day,
+                value: hour / 100,
+            },
+        ];
+        engine.read_metric(&metric(), &id, &buckets).unwrap()
+    }
+
+    fn rows_of_step(rows: &SharedRows, step: Step) -> usize {
+        let prefix = keys::metric_step_prefix(step).unwrap();
+        rows.rows()
+            .read()
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .count()
+    }
+
+    #[test]
+    fn an_open_hour_is_read_from_its_minutes_and_built_once_when_it_closes() {
+        set_now(202612061040);
+        let rows = SharedRows::new();
+        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        engine
+            .write_metrics_through(1, at(202612061005, 100))
+            .unwrap();
+        engine
+            .write_metrics_through(2, at(202612061030, 300))
+            .unwrap();
+        engine.flush().unwrap();
+        // Open: only minute rows are written, and the hour and day read as their average.
+        assert_eq!(rows_of_step(&rows, Step::Minute), 2);
+        assert_eq!(rows_of_step(&rows, Step::Hour), 0);
+        assert_eq!(rows_of_step(&rows, Step::Day), 0);
+        let open = hour_and_day(&engine, 2026120610);
+        assert_eq!(open, vec![Some(MetricValue::Single(200)); 2]);
+
+        // Past 11:05 the hour has closed: the next persist builds its row from the minutes.
+        set_now(202612061106);
+        engine
+            .write_metrics_through(3, at(202612061101, 600))
+            .unwrap();
+        engine.flush().unwrap();
+        assert_eq!(rows_of_step(&rows, Step::Hour), 1);
+        assert_eq!(
+            hour_and_day(&engine, 2026120610),
+            vec![
+                Some(MetricValue::Single(200)),
+                Some(MetricValue::Single(333))
+            ]
+        );
+        assert_eq!(
+            hour_and_day(&engine, 2026120611),
+            vec![
+                Some(MetricValue::Single(600)),
+                Some(MetricValue::Single(333))
+            ]
+        );
+
+        // A late emission for the closed hour adds to its row, and to the open day's value.
+        engine
+            .write_metrics_through(4, at(202612061059, 800))
+            .unwrap();
+        let late = vec![
+            Some(MetricValue::Single(400)),
+            Some(MetricValue::Single(450)),
+        ];
+        assert_eq!(hour_and_day(&engine, 2026120610), late);
+        engine.flush().unwrap();
+        assert_eq!(hour_and_day(&engine, 2026120610), late);
+        assert_eq!(rows_of_step(&rows, Step::Day), 0);
+
+        // The next day, the day's row is built from its hour rows.
+        set_now(202612070006);
+        engine.flush().unwrap();
+        assert_eq!(rows_of_step(&rows, Step::Day), 1);
+        assert_eq!(hour_and_day(&engine, 2026120610), late);
+        assert_eq!(engine.applied_seqs().unwrap().metrics, 4);
+    }
+
+    #[test]
+    fn hours_that_close_while_the_server_is_down_are_built_at_its_first_persist() {
+        set_now(202612061040);
+        let rows = SharedRows::new();
+        {
+            let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+            engine
+                .write_metrics_through(1, at(202612061005, 100))
+                .unwrap();
+            engine
+                .write_metrics_through(2, at(202612061130, 300))
+                .unwrap();
+        }
+        assert_eq!(rows_of_step(&rows, Step::Hour), 0);
+        set_now(202612061406);
+        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        engine.flush().unwrap();
+        // Hours 10 and 11 were built (12 and 13 had no minutes).
+        assert_eq!(rows_of_step(&rows, Step::Hour), 2);
+        assert_eq!(
+            hour_and_day(&engine, 2026120611),
+            vec![
+                Some(MetricValue::Single(300)),
+                Some(MetricValue::Single(200))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_build_cut_short_is_done_again_and_counts_nothing_twice() {
+        set_now(202612061040);
+        let rows = SharedRows::new();
+        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        let services = 3 * FLUSH_CHUNK_ROWS;
+        let emissions: Vec<MetricEmission> = (0..services)
+            .map(|i| MetricEmission {
+                metric: metric(),
+                entity: MeterEntity::service(format!("mp-{i:05}"), Layer::WECHAT_MINI_PROGRAM),
+                minute: TimeBucket {
+                    step: Step::Minute,
+                    value: 202612061005,
+                },
+                value: MeterValue::Single(100 + i as i64),
+            })
+            .collect();
+        engine.write_metrics_through(1, emissions).unwrap();
+        engine.flush().unwrap();
+        set_now(202612061106);
+        // The minute rows are stored: this persist writes its mark, then the build's batches,
+        // the second of which fails as a crash would leave it.
+        rows.writes_left.store(2, Ordering::SeqCst);
+        assert!(engine.flush().is_err());
+        drop(engine);
+        rows.writes_left.store(usize::MAX, Ordering::SeqCst);
+        assert!(rows_of_step(&rows, Step::Hour) > 0);
+
+        let restarted = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        restarted.flush().unwrap();
+        assert_eq!(rows_of_step(&rows, Step::Hour), services);
+        let hour = [TimeBucket {
+            step: Step::Hour,
+            value: 2026120610,
+        }];
+        for i in [0, FLUSH_CHUNK_ROWS + 7, services - 1] {
+            let id = MeterEntity::service(format!("mp-{i:05}"), Layer::WECHAT_MINI_PROGRAM).id();
+            assert_eq!(
+                restarted.read_metric(&metric(), &id, &hour).unwrap(),
+                vec![Some(MetricValue::Single(100 + i as i64))]
+            );
+        }
+    }
+
+    #[test]
+    fn a_format_2_folder_keeps_its_hour_rows_and_builds_the_hours_that_close_after() {
+        // Format 2 wrote minute, hour and day rows at every persist and had no watermarks.
+        let rows = SharedRows::new();
+        {
+            let old = engine_after(rows.clone()).unwrap();
+            old.write_metrics_through(1, at(202612060905, 100)).unwrap();
+            old.write_metrics_through(2, at(202612061005, 300)).unwrap();
+        }
+        {
+            let mut stored = rows.rows().write();
+            stored.retain(|k, _| k.first() != Some(&keys::ROLLUP));
+            stored.insert(vec![keys::FORMAT], 2u32.to_be_bytes().to_vec());
+        }
+        assert_eq!(rows_of_step(&rows, Step::Hour), 2);
+
+        // Opened during hour 10: hour 9 is read from its row, hour 10 from its minutes.
+        set_now(202612061040);
+        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        assert_eq!(
+            rows.rows().read().get(&vec![keys::FORMAT]),
+            Some(&CURRENT_FORMAT.to_be_bytes().to_vec())
+        );
+        engine
+            .write_metrics_through(3, at(202612061006, 500))
+            .unwrap();
+        engine.flush().unwrap();
+        assert_eq!(
+            hour_and_day(&engine, 2026120609),
+            vec![
+                Some(MetricValue::Single(100)),
+                Some(MetricValue::Single(300))
+            ]
+        );
+        let ten = vec![
+            Some(MetricValue::Single(400)),
+            Some(MetricValue::Single(300)),
+        ];
+        assert_eq!(hour_and_day(&engine, 2026120610), ten);
+        set_now(202612061106);
+        engine.flush().unwrap();
+        assert_eq!(hour_and_day(&engine, 2026120610), ten);
     }
 }

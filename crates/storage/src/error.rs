@@ -59,6 +59,9 @@ pub enum Error {
     /// A row could not be encoded.
     #[error("row could not be encoded")]
     Encode(#[source] serde_json::Error),
+    /// The clock gave a time that is not a calendar time here.
+    #[error("the clock's time {0} ms is not a valid time")]
+    InvalidClock(i64),
 }
 
 impl Error {

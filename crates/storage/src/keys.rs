@@ -45,6 +45,10 @@ pub(crate) const RUM_SESSION: u8 = b'x';
 /// `X | start time | session id` → empty: sessions by start.
 pub(crate) const RUM_SESSION_BY_START: u8 = b'X';
 
+/// Rollup watermarks: `o | step` → the first minute (bucket value, 8, BE) whose hour (or day)
+/// row is not yet built; rows of every earlier hour (day) are complete.
+pub(crate) const ROLLUP: u8 = b'o';
+
 /// The data folder's format: `F` → format number (4, BE). Absent in folders written before
 /// formats were numbered (format 1: JSON metric rows).
 pub(crate) const FORMAT: u8 = b'F';
@@ -144,6 +148,22 @@ pub(crate) fn write_metric_key(
     key.extend_from_slice(metric.as_bytes());
     key.extend_from_slice(entity_id.as_bytes());
     Some(())
+}
+
+/// The key of the rollup watermark of `step` (hour or day).
+pub(crate) fn rollup_key(step: Step) -> Option<Vec<u8>> {
+    Some(vec![ROLLUP, step_byte(step)?])
+}
+
+/// The metric name and entity id bytes of a full metric key.
+pub(crate) fn split_metric_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = key.get(10..)?;
+    let (len, rest) = rest.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    if rest.len() < len {
+        return None;
+    }
+    Some(rest.split_at(len))
 }
 
 /// The entity id of a metric key that starts with `prefix` (from [`metric_prefix`]).
@@ -330,6 +350,14 @@ mod tests {
         write_metric_key(&mut buf, "cpm", "e", minute(8)).unwrap();
         assert_eq!(buf, metric_key("cpm", "e", minute(8)).unwrap());
         assert!(buf.starts_with(&metric_prefix("cpm", minute(8)).unwrap()));
+    }
+
+    #[test]
+    fn a_metric_key_splits_into_its_metric_and_entity() {
+        let key = metric_key("cpm", "svc.1", minute(202601010000)).unwrap();
+        let (metric, entity) = split_metric_key(&key).unwrap();
+        assert_eq!((metric, entity), (&b"cpm"[..], &b"svc.1"[..]));
+        assert!(split_metric_key(&key[..12]).is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod kv_storage;
 mod mem_storage;
 mod model;
 mod records;
+mod rollups;
 mod rows;
 mod rum;
 mod sled_storage;
