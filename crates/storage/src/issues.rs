@@ -4,6 +4,8 @@
 //! the occurrence's event row, its minute counter and (from the write-ahead log) the issues mark,
 //! so a replay never counts an occurrence twice. Events are kept in a ring of
 //! [`ISSUE_EVENTS_KEPT`] slots per issue (the latest occurrences); minute counters feed trends.
+//! Issue and event rows are binary (postcard behind a tag byte, as log rows), about half their
+//! JSON size and cheaper to fold on the ingest path; JSON rows written before still read.
 use crate::applied::MarkKind;
 use crate::model::{IssueOrder, IssueQuery, SourceMapRecord};
 use crate::rows::{self, RowOp, RowStore};
@@ -57,7 +59,7 @@ fn map_key(kind: u8, service: &str, version: &str, file: &str) -> Vec<u8> {
 pub(crate) fn get_issue(store: &dyn RowStore, id: &str) -> Result<Option<Issue>> {
     let key = issue_key(id);
     match store.get(&key)? {
-        Some(bytes) => Ok(Some(rows::decode(&key, &bytes)?)),
+        Some(bytes) => Ok(Some(rows::decode_record(&key, &bytes)?)),
         None => Ok(None),
     }
 }
@@ -90,7 +92,7 @@ pub(crate) fn record_occurrences(
         if !issues.contains_key(&id) {
             let key = issue_key(&id);
             let issue: Option<Issue> = match pre.get(&key)? {
-                Some(bytes) => Some(rows::decode(&key, &bytes)?),
+                Some(bytes) => Some(rows::decode_record(&key, &bytes)?),
                 None => None,
             };
             issues.insert(id.clone(), issue);
@@ -111,13 +113,13 @@ pub(crate) fn record_occurrences(
         minutes.insert(minute_key, count + 1);
         ops.push((
             child_key(ISSUE_EVENT, &id, &slot.to_be_bytes()),
-            Some(rows::encode(&occurrence)?),
+            Some(rows::encode_record(&occurrence)?),
         ));
         issues.insert(id, Some(issue));
     }
     for (id, issue) in issues {
         if let Some(issue) = issue {
-            ops.push((issue_key(&id), Some(rows::encode(&issue)?)));
+            ops.push((issue_key(&id), Some(rows::encode_record(&issue)?)));
         }
     }
     for (key, count) in minutes {
@@ -140,7 +142,7 @@ pub(crate) fn update_issue(
         return Ok(None);
     };
     let issue = change(issue);
-    store.apply(vec![(issue_key(id), Some(rows::encode(&issue)?))])?;
+    store.apply(vec![(issue_key(id), Some(rows::encode_record(&issue)?))])?;
     Ok(Some(issue))
 }
 
@@ -171,7 +173,7 @@ fn matches(q: &IssueQuery, issue: &Issue) -> bool {
 pub(crate) fn query_issues(store: &dyn RowStore, q: &IssueQuery) -> Result<(Vec<Issue>, usize)> {
     let mut found = Vec::new();
     store.scan_prefix(&[ISSUE], &mut |key, value| {
-        let issue: Issue = rows::decode(key, value)?;
+        let issue: Issue = rows::decode_record(key, value)?;
         if matches(q, &issue) {
             found.push(issue);
         }
@@ -196,7 +198,7 @@ pub(crate) fn issue_events(
 ) -> Result<Vec<IssueOccurrence>> {
     let mut events: Vec<IssueOccurrence> = Vec::new();
     store.scan_prefix(&child_key(ISSUE_EVENT, id, &[]), &mut |key, value| {
-        events.push(rows::decode(key, value)?);
+        events.push(rows::decode_record(key, value)?);
         Ok(())
     })?;
     events.sort_by_key(|e| Reverse(e.time_ms));
@@ -297,4 +299,95 @@ pub(crate) fn delete_source_map(
         (meta, None),
     ])?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem_storage::MemRows;
+    use skylark_core::{IssueStatus, Layer};
+
+    fn occurrence(time_ms: i64, message: &str) -> IssueOccurrence {
+        IssueOccurrence {
+            fingerprint: "f1".into(),
+            service: "shop".into(),
+            layer: Layer::WECHAT_MINI_PROGRAM,
+            kind: "js".into(),
+            error_type: "TypeError".into(),
+            title: "TypeError: boom".into(),
+            culprit: String::new(),
+            time_ms,
+            version: "1.0.0".into(),
+            page: "pages/a".into(),
+            message: message.into(),
+            stack: "at onLoad (pages/a.js:1:2)".into(),
+            session_id: None,
+            user_id: Some("u1".into()),
+            trace_id: None,
+        }
+    }
+
+    fn count(issue: Option<Issue>, o: &IssueOccurrence) -> Issue {
+        let mut issue = issue.unwrap_or_else(|| Issue {
+            id: o.fingerprint.clone(),
+            service: o.service.clone(),
+            layer: o.layer,
+            kind: o.kind.clone(),
+            error_type: o.error_type.clone(),
+            title: o.title.clone(),
+            culprit: o.culprit.clone(),
+            first_seen_ms: o.time_ms,
+            last_seen_ms: o.time_ms,
+            count: 0,
+            versions: Vec::new(),
+            pages: Vec::new(),
+            sessions: Vec::new(),
+            users: Vec::new(),
+            status: IssueStatus::Unresolved,
+            resolved_at_ms: None,
+            resolved_in_version: None,
+            regressed_at_ms: None,
+            regressed_in_version: None,
+        });
+        issue.count += 1;
+        issue.last_seen_ms = o.time_ms;
+        issue
+    }
+
+    #[test]
+    fn json_issue_rows_from_before_fold_on_and_new_rows_are_binary() {
+        let store = MemRows::default();
+        // As written before: JSON issue and event rows.
+        let first = occurrence(60_000, "first");
+        let issue = count(None, &first);
+        store
+            .apply(vec![
+                (issue_key("f1"), Some(rows::encode(&issue).unwrap())),
+                (
+                    child_key(ISSUE_EVENT, "f1", &0u32.to_be_bytes()),
+                    Some(rows::encode(&first).unwrap()),
+                ),
+            ])
+            .unwrap();
+        let second = occurrence(120_000, "second");
+        record_occurrences(&store, Some(7), vec![second.clone()], &count).unwrap();
+
+        let stored = get_issue(&store, "f1").unwrap().unwrap();
+        assert_eq!((stored.count, stored.last_seen_ms), (2, 120_000));
+        assert_eq!(
+            issue_events(&store, "f1", 0, 10).unwrap(),
+            vec![second.clone(), first]
+        );
+        let rows = store.rows.read();
+        let new_event = &rows[&child_key(ISSUE_EVENT, "f1", &1u32.to_be_bytes())];
+        assert!(rows::is_binary_record(new_event));
+        assert!(rows::is_binary_record(&rows[&issue_key("f1")]));
+        let json = rows::encode(&second).unwrap();
+        assert!(
+            new_event.len() < json.len(),
+            "{} >= {}",
+            new_event.len(),
+            json.len()
+        );
+    }
 }
