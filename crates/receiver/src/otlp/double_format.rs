@@ -1,5 +1,6 @@
 //! Java's `Double.toString`, because OAP renders attribute doubles, histogram bounds (`le`) and
 //! summary quantiles with it and MAL rules match on those strings (`le = "10.0"`).
+use skylark_core::LabelText;
 
 /// Formats `value` the way Java's `Double.toString(double)` does: `1.0`, `0.001`, `1234567.0`,
 /// `1.0E7`, `1.0E-4`, `-2.5E10`, `NaN`, `Infinity`, `-Infinity`, `-0.0`.
@@ -68,6 +69,30 @@ pub fn java_double_to_string(value: f64) -> String {
     }
 }
 
+/// [`java_double_to_string`] as shared label text, for histogram bounds (`le`) and summary
+/// quantiles. Every point of a histogram names the same few bounds, request after request, so
+/// each is formatted once per thread and then shared by every label set that names it; the cache
+/// is bounded so that odd bounds from a client cannot grow it forever.
+pub(crate) fn java_double_text(value: f64) -> LabelText {
+    const MAX_CACHED: usize = 4096;
+    thread_local! {
+        static TEXTS: std::cell::RefCell<foldhash::HashMap<u64, LabelText>> = Default::default();
+    }
+    // Keyed by the bits, not the value: 0.0 and -0.0 print differently.
+    let bits = value.to_bits();
+    TEXTS.with(|texts| {
+        let mut texts = texts.borrow_mut();
+        if let Some(text) = texts.get(&bits) {
+            return text.clone();
+        }
+        let text = LabelText::from(java_double_to_string(value));
+        if texts.len() < MAX_CACHED {
+            texts.insert(bits, text.clone());
+        }
+        text
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::java_double_to_string as j;
@@ -107,6 +132,23 @@ mod tests {
         ];
         for (value, expected) in cases {
             assert_eq!(j(*value), *expected, "formatting {value:?}");
+        }
+    }
+
+    #[test]
+    fn shared_texts_are_the_java_texts_past_the_cache() {
+        // More distinct values than the per-thread cache keeps, each asked twice, plus the
+        // values whose bits differ but whose texts may not (signed zeros, NaNs).
+        let mut values: Vec<f64> = (0..5_000).map(|i| f64::from(i) * 2.5).collect();
+        values.extend([-0.0, 0.0, f64::NAN, -f64::NAN, f64::INFINITY, 1.0e-323]);
+        for round in 0..2 {
+            for value in &values {
+                assert_eq!(
+                    &*super::java_double_text(*value),
+                    j(*value),
+                    "{value:?}, round {round}"
+                );
+            }
         }
     }
 }

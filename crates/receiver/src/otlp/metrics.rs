@@ -34,7 +34,8 @@ use skylark_core::{
 };
 
 use super::attributes::{merged_labels, resource_labels};
-use super::{java_double_to_string, OtlpEncoding};
+use super::double_format::java_double_text;
+use super::OtlpEncoding;
 use crate::Result;
 
 /// Label OAP puts the bucket upper bound in.
@@ -126,9 +127,9 @@ fn number_value(point: &NumberDataPoint) -> f64 {
 /// Sets `le`/`quantile` keyed values the way OAP's `HashMap<Double, _>` does: a repeated key
 /// overwrites the earlier value in place. Keys compare by their Java string, which is equivalent
 /// to `Double.equals`.
-fn upsert_keyed(entries: &mut Vec<(String, f64)>, key: f64, value: f64) {
-    let key = java_double_to_string(key);
-    match entries.iter_mut().find(|(k, _)| *k == key) {
+fn upsert_keyed(entries: &mut Vec<(LabelText, f64)>, key: f64, value: f64) {
+    let key = java_double_text(key);
+    match entries.iter_mut().find(|(k, _)| **k == *key) {
         Some(entry) => entry.1 = value,
         None => entries.push((key, value)),
     }
@@ -311,7 +312,7 @@ impl FamiliesBuilder {
         labels: Labels,
         count: u64,
         sum: f64,
-        buckets: &[(String, f64)],
+        buckets: &[(LabelText, f64)],
         timestamp_ms: i64,
     ) {
         self.push(
@@ -324,7 +325,7 @@ impl FamiliesBuilder {
         let le_key = LabelText::from(LE_LABEL);
         for (le, value) in buckets {
             let mut bucket_labels = labels.clone();
-            bucket_labels.insert(le_key.clone(), le.as_str());
+            bucket_labels.insert(le_key.clone(), le.clone());
             self.push(name, bucket_labels, *value, timestamp_ms);
         }
     }
@@ -477,7 +478,7 @@ impl FamiliesBuilder {
         }
         for (quantile, value) in quantiles {
             let mut quantile_labels = labels.clone();
-            quantile_labels.insert(QUANTILE_LABEL.to_owned(), quantile);
+            quantile_labels.insert(QUANTILE_LABEL, quantile);
             self.push(name, quantile_labels, value, timestamp_ms);
         }
     }
