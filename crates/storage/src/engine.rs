@@ -341,6 +341,9 @@ impl<K: RowStore> Engine<K> {
     ) -> Result<()> {
         let mut key = Vec::new();
         let mut grown = 0usize;
+        if let Some(latest) = emissions.iter().map(|e| as_minute(e.minute).value).max() {
+            self.rollups.saw_minute(latest);
+        }
         for emission in &emissions {
             let function = emission.metric.function;
             let state = MetricState::from_emission(function, &emission.value);

@@ -155,6 +155,12 @@ pub(crate) fn rollup_key(step: Step) -> Option<Vec<u8>> {
     Some(vec![ROLLUP, step_byte(step)?])
 }
 
+/// The bucket number of a metric key.
+pub(crate) fn metric_bucket_of(key: &[u8]) -> Option<i64> {
+    let bytes = key.get(2..10)?;
+    Some(from_ordered_i64(<[u8; 8]>::try_from(bytes).ok()?))
+}
+
 /// The metric name and entity id bytes of a full metric key.
 pub(crate) fn split_metric_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
     let rest = key.get(10..)?;
@@ -358,6 +364,7 @@ mod tests {
         let (metric, entity) = split_metric_key(&key).unwrap();
         assert_eq!((metric, entity), (&b"cpm"[..], &b"svc.1"[..]));
         assert!(split_metric_key(&key[..12]).is_none());
+        assert_eq!(metric_bucket_of(&key), Some(202601010000));
     }
 
     #[test]

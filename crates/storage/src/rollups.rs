@@ -39,6 +39,9 @@ pub(crate) struct Watermarks {
     open_from: [AtomicI64; 2],
     /// The first bucket whose rows are not built: reads of earlier buckets use their rows.
     built_before: [AtomicI64; 2],
+    /// The latest minute any metric row was written for: later minutes hold no rows, so an
+    /// open hour or day is read only up to it (not 60 minutes of every hour still to come).
+    latest_minute: AtomicI64,
 }
 
 impl Watermarks {
@@ -70,10 +73,26 @@ impl Watermarks {
         if !ops.is_empty() {
             store.apply(ops)?;
         }
+        // The last minute row in key order is the latest minute (keys are bucket-major).
+        let mut latest_minute = i64::MIN;
+        if let Some(start) = keys::metric_step_prefix(Step::Minute) {
+            let mut end = start.clone();
+            end[1] += 1;
+            store.scan_range(&start, &end, true, &mut |key, _| {
+                latest_minute = keys::metric_bucket_of(key).unwrap_or(i64::MIN);
+                Ok(false)
+            })?;
+        }
         Ok(Watermarks {
             open_from: values.map(AtomicI64::new),
             built_before: values.map(AtomicI64::new),
+            latest_minute: AtomicI64::new(latest_minute),
         })
+    }
+
+    /// Notes that a row of minute `minute` is being written. Call before the row is visible.
+    pub(crate) fn saw_minute(&self, minute: i64) {
+        self.latest_minute.fetch_max(minute, Ordering::Release);
     }
 
     /// Whether an emission in `minute` also goes to its row of `step` (the bucket has closed);
@@ -110,14 +129,20 @@ impl Watermarks {
             return;
         }
         let (_, finer, count) = ROLLUPS[i];
+        let latest = self.latest_minute.load(Ordering::Acquire);
         for n in 0..count {
-            self.parts(
-                TimeBucket {
-                    step: finer,
-                    value: bucket.value * 100 + n,
-                },
-                out,
-            );
+            let part = TimeBucket {
+                step: finer,
+                value: bucket.value * 100 + n,
+            };
+            let first_minute = match finer {
+                Step::Hour => part.value * 100,
+                _ => part.value,
+            };
+            if first_minute > latest {
+                break;
+            }
+            self.parts(part, out);
         }
     }
 
@@ -293,5 +318,80 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["a_long_metric", "b", "cpm", "cpm_x"]);
+    }
+
+    fn watermarks(built_hour: i64, built_day: i64, latest_minute: i64) -> Watermarks {
+        Watermarks {
+            open_from: [AtomicI64::new(built_hour), AtomicI64::new(built_day)],
+            built_before: [AtomicI64::new(built_hour), AtomicI64::new(built_day)],
+            latest_minute: AtomicI64::new(latest_minute),
+        }
+    }
+
+    #[test]
+    fn an_open_day_is_read_from_built_hours_and_the_minutes_up_to_the_latest() {
+        // Hours before 10 are built; rows exist up to 10:47.
+        let marks = watermarks(2026120610, 20261206, 202612061047);
+        let mut parts = Vec::new();
+        marks.parts(
+            TimeBucket {
+                step: Step::Day,
+                value: 20261206,
+            },
+            &mut parts,
+        );
+        assert_eq!(parts.len(), 10 + 48);
+        assert_eq!(
+            parts[9],
+            TimeBucket {
+                step: Step::Hour,
+                value: 2026120609
+            }
+        );
+        assert_eq!(
+            parts[10],
+            TimeBucket {
+                step: Step::Minute,
+                value: 202612061000
+            }
+        );
+        assert_eq!(
+            parts.last(),
+            Some(&TimeBucket {
+                step: Step::Minute,
+                value: 202612061047
+            })
+        );
+        // A row for a later minute widens what is read.
+        marks.saw_minute(202612061105);
+        parts.clear();
+        marks.parts(
+            TimeBucket {
+                step: Step::Hour,
+                value: 2026120611,
+            },
+            &mut parts,
+        );
+        assert_eq!(parts.len(), 6);
+    }
+
+    #[test]
+    fn the_latest_minute_is_found_in_the_stored_rows() {
+        let store = MemRows::default();
+        let key = |value| {
+            let minute = TimeBucket {
+                step: Step::Minute,
+                value,
+            };
+            keys::metric_key("cpm", "svc", minute).unwrap()
+        };
+        store
+            .apply(vec![
+                (key(202612061005), Some(vec![1])),
+                (key(202612061130), Some(vec![1])),
+            ])
+            .unwrap();
+        let marks = Watermarks::load(&store, 0).unwrap();
+        assert_eq!(marks.latest_minute.load(Ordering::Relaxed), 202612061130);
     }
 }
