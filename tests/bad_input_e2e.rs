@@ -64,9 +64,11 @@ fn minute_ago_nanos() -> u64 {
     ((now - now % 60 - 60 + 30) as u64) * 1_000_000_000
 }
 
-async fn launch_value(server: &Server) -> Vec<String> {
-    let now = chrono::Local::now() - chrono::Duration::minutes(1);
-    let minute = now.format("%Y-%m-%d %H%M").to_string();
+/// The service's launch duration in the minute of `t_nanos` (the data's own minute, so a test
+/// that runs across a minute boundary still asks for the minute it wrote).
+async fn launch_value(server: &Server, t_nanos: u64) -> Vec<String> {
+    let at = chrono::DateTime::from_timestamp_nanos(t_nanos as i64).with_timezone(&chrono::Local);
+    let minute = at.format("%Y-%m-%d %H%M").to_string();
     let q = "query ($e: Entity!, $d: Duration!) { r: execExpression(expression: \"meter_wechat_mp_app_launch_duration\", entity: $e, duration: $d) { results { values { value } } error } }";
     let reply = server
         .graphql(q, json!({"e": {"serviceName": SERVICE, "normal": true}, "d": {"start": minute, "end": minute, "step": "MINUTE"}}))
@@ -163,7 +165,7 @@ async fn bad_requests_are_refused_and_good_data_survives() {
 
     // The service value is the average of every accepted request: (100 + 300 + 200) / 3 = 200.
     // (Each request's points are first averaged by MAL: 100; 300 (NaN/Inf skipped); 200.)
-    assert_eq!(launch_value(&server).await, ["200"], "{}", server.log());
+    assert_eq!(launch_value(&server, t).await, ["200"], "{}", server.log());
     let reply = server.graphql("query { version }", json!({})).await;
     assert!(reply["data"]["version"].is_string(), "server keeps serving");
 }
