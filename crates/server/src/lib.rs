@@ -224,6 +224,7 @@ pub async fn serve(
     };
 
     let flush_storage = durable.clone();
+    let rollup_storage = storage.clone();
     let period = Duration::from_millis(config.core.persistent_period_ms);
     let mut flush_stop = stop_rx.clone();
     let flush_budget = budget.clone();
@@ -258,6 +259,16 @@ pub async fn serve(
                     &[("trigger", trigger), ("outcome", outcome)],
                 )
                 .inc();
+            // Hours and days that closed are built after a successful periodic persist, outside
+            // it: the persist stays short, and so do the ones at shutdown and after a replay.
+            if outcome == "ok" && trigger == "period" {
+                let s = rollup_storage.clone();
+                match tokio::task::spawn_blocking(move || s.build_rollups()).await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "building hour and day rows failed"),
+                    Err(e) => tracing::error!(error = %e, "rollup build task failed"),
+                    Ok(Ok(_)) => {}
+                }
+            }
         }
     });
 

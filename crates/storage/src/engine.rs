@@ -23,7 +23,7 @@ use skylark_core::{
     TimeBucket,
 };
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// A not-yet-stored metric row.
@@ -129,7 +129,15 @@ pub(crate) struct Engine<K: RowStore> {
     rollups: Watermarks,
     /// Epoch milliseconds now: what closes hours and days.
     clock: fn() -> i64,
+    /// The mark the last flush stored, [`FLUSH_FAILED`] after a failed one, [`NO_FLUSH_YET`]
+    /// before any: what a rollup build may rely on.
+    last_flush_stored: AtomicU64,
 }
+
+/// `last_flush_stored` after a failed flush.
+const FLUSH_FAILED: u64 = u64::MAX;
+/// `last_flush_stored` before the first flush of this process.
+const NO_FLUSH_YET: u64 = u64::MAX - 1;
 
 /// The system clock in epoch milliseconds.
 fn system_ms() -> i64 {
@@ -165,6 +173,7 @@ impl<K: RowStore> Engine<K> {
             issues_lock: Mutex::new(()),
             rollups,
             clock,
+            last_flush_stored: AtomicU64::new(NO_FLUSH_YET),
         })
     }
 
@@ -422,12 +431,7 @@ impl<K: RowStore> Engine<K> {
         match result {
             Ok(()) => {
                 self.metrics_mark.stored(mark);
-                let built = self
-                    .rollups
-                    .build_closed(&self.store, mark, FLUSH_CHUNK_ROWS)?;
-                if built > 0 {
-                    tracing::debug!(rows = built, "hour and day rows built");
-                }
+                self.last_flush_stored.store(mark, Ordering::Release);
                 tracing::debug!(
                     rows = keys.len(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
@@ -436,6 +440,8 @@ impl<K: RowStore> Engine<K> {
                 Ok(())
             }
             Err((taken, error)) => {
+                self.last_flush_stored
+                    .store(FLUSH_FAILED, Ordering::Release);
                 tracing::error!(%error, "storage flush failed, rows kept in memory for the next one");
                 self.restore_in_flight();
                 if let Some(taken) = taken {
@@ -512,6 +518,29 @@ impl<K: RowStore> Engine<K> {
         // Durable once, with no lock held: readers already see the rows, and only the mark's
         // durability matters to the write-ahead log, which is cut back after this returns.
         self.store.sync().map_err(|error| (None, error))
+    }
+
+    /// Builds the rows of the hours and days that have closed (see `rollups`). Only after a
+    /// flush that stored everything: rows taken before an hour closed must all be stored, and a
+    /// failed flush puts some back in memory without their hour's share.
+    pub(crate) fn build_rollups(&self) -> Result<usize> {
+        let _flushing = self.flush_lock.lock();
+        let mark = self.last_flush_stored.load(Ordering::Acquire);
+        if mark == FLUSH_FAILED || mark == NO_FLUSH_YET {
+            return Ok(0);
+        }
+        let started = Instant::now();
+        let built = self
+            .rollups
+            .build_closed(&self.store, mark, FLUSH_CHUNK_ROWS)?;
+        if built > 0 {
+            tracing::info!(
+                rows = built,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "hour and day rows built"
+            );
+        }
+        Ok(built)
     }
 
     /// Puts the rows still in flight (those of chunks that did not land) back in front of
@@ -1253,6 +1282,12 @@ mod tests {
         engine.read_metric(&metric(), &id, &buckets).unwrap()
     }
 
+    /// What the periodic persist does: flush, then build what has closed.
+    fn persist(engine: &Engine<SharedRows>) {
+        engine.flush().unwrap();
+        engine.build_rollups().unwrap();
+    }
+
     fn rows_of_step(rows: &SharedRows, step: Step) -> usize {
         let prefix = keys::metric_step_prefix(step).unwrap();
         rows.rows()
@@ -1273,7 +1308,7 @@ mod tests {
         engine
             .write_metrics_through(2, at(202612061030, 300))
             .unwrap();
-        engine.flush().unwrap();
+        persist(&engine);
         // Open: only minute rows are written, and the hour and day read as their average.
         assert_eq!(rows_of_step(&rows, Step::Minute), 2);
         assert_eq!(rows_of_step(&rows, Step::Hour), 0);
@@ -1286,7 +1321,7 @@ mod tests {
         engine
             .write_metrics_through(3, at(202612061101, 600))
             .unwrap();
-        engine.flush().unwrap();
+        persist(&engine);
         assert_eq!(rows_of_step(&rows, Step::Hour), 1);
         assert_eq!(
             hour_and_day(&engine, 2026120610),
@@ -1312,13 +1347,13 @@ mod tests {
             Some(MetricValue::Single(450)),
         ];
         assert_eq!(hour_and_day(&engine, 2026120610), late);
-        engine.flush().unwrap();
+        persist(&engine);
         assert_eq!(hour_and_day(&engine, 2026120610), late);
         assert_eq!(rows_of_step(&rows, Step::Day), 0);
 
         // The next day, the day's row is built from its hour rows.
         set_now(202612070006);
-        engine.flush().unwrap();
+        persist(&engine);
         assert_eq!(rows_of_step(&rows, Step::Day), 1);
         assert_eq!(hour_and_day(&engine, 2026120610), late);
         assert_eq!(engine.applied_seqs().unwrap().metrics, 4);
@@ -1340,7 +1375,7 @@ mod tests {
         assert_eq!(rows_of_step(&rows, Step::Hour), 0);
         set_now(202612061406);
         let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
-        engine.flush().unwrap();
+        persist(&engine);
         // Hours 10 and 11 were built (12 and 13 had no minutes).
         assert_eq!(rows_of_step(&rows, Step::Hour), 2);
         assert_eq!(
@@ -1370,18 +1405,19 @@ mod tests {
             })
             .collect();
         engine.write_metrics_through(1, emissions).unwrap();
-        engine.flush().unwrap();
+        persist(&engine);
         set_now(202612061106);
         // The minute rows are stored: this persist writes its mark, then the build's batches,
         // the second of which fails as a crash would leave it.
         rows.writes_left.store(2, Ordering::SeqCst);
-        assert!(engine.flush().is_err());
+        engine.flush().unwrap();
+        assert!(engine.build_rollups().is_err());
         drop(engine);
         rows.writes_left.store(usize::MAX, Ordering::SeqCst);
         assert!(rows_of_step(&rows, Step::Hour) > 0);
 
         let restarted = Engine::with_clock(rows.clone(), test_clock).unwrap();
-        restarted.flush().unwrap();
+        persist(&restarted);
         assert_eq!(rows_of_step(&rows, Step::Hour), services);
         let hour = [TimeBucket {
             step: Step::Hour,
@@ -1422,7 +1458,7 @@ mod tests {
         engine
             .write_metrics_through(3, at(202612061006, 500))
             .unwrap();
-        engine.flush().unwrap();
+        persist(&engine);
         assert_eq!(
             hour_and_day(&engine, 2026120609),
             vec![
@@ -1436,7 +1472,31 @@ mod tests {
         ];
         assert_eq!(hour_and_day(&engine, 2026120610), ten);
         set_now(202612061106);
-        engine.flush().unwrap();
+        persist(&engine);
         assert_eq!(hour_and_day(&engine, 2026120610), ten);
+    }
+
+    #[test]
+    fn nothing_is_built_after_a_failed_flush_until_one_stores_everything() {
+        set_now(202612061040);
+        let rows = SharedRows::new();
+        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        engine
+            .write_metrics_through(1, at(202612061005, 100))
+            .unwrap();
+        set_now(202612061106);
+        // The flush that closes hour 10 fails: its minute row goes back to memory.
+        rows.writes_left.store(0, Ordering::SeqCst);
+        assert!(engine.flush().is_err());
+        rows.writes_left.store(usize::MAX, Ordering::SeqCst);
+        assert_eq!(engine.build_rollups().unwrap(), 0);
+        assert_eq!(rows_of_step(&rows, Step::Hour), 0);
+        // Once a flush has stored it, the hour is built with it.
+        persist(&engine);
+        assert_eq!(rows_of_step(&rows, Step::Hour), 1);
+        assert_eq!(
+            hour_and_day(&engine, 2026120610),
+            vec![Some(MetricValue::Single(100)); 2]
+        );
     }
 }

@@ -71,6 +71,14 @@ pub trait Storage: Send + Sync + 'static {
     /// Persists everything aggregated so far (one batch), merging with stored rows.
     fn flush(&self) -> Result<()>;
 
+    /// Builds the rows of hours and days that have closed, once, from their finer rows, and
+    /// returns how many it wrote. Backends that keep rollups up to date at every flush have
+    /// nothing to build. Called by the periodic persist after a flush, never by the one at
+    /// shutdown or after a replay, so those stay short.
+    fn build_rollups(&self) -> Result<usize> {
+        Ok(0)
+    }
+
     /// Metric rows (minute, hour and day each count) waiting for the next flush; callers may
     /// flush early when this grows large.
     fn pending_rows(&self) -> usize {
@@ -415,6 +423,9 @@ macro_rules! delegate_storage {
             }
             fn flush(&self) -> $crate::Result<()> {
                 self.engine.flush()
+            }
+            fn build_rollups(&self) -> $crate::Result<usize> {
+                self.engine.build_rollups()
             }
             fn pending_rows(&self) -> usize {
                 self.engine.pending_rows()
