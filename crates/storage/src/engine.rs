@@ -3,12 +3,13 @@
 use crate::alarms;
 use crate::applied::{self, AppliedSeqs, MarkKind, MetricsMark};
 use crate::issues;
-use crate::keys::{self, DAY_MS, METRIC_STEPS};
+use crate::keys::{self, NameId, DAY_MS, METRIC_STEPS};
 use crate::model::{
     AlarmQuery, AlarmRecord, EndpointRecord, InstanceRecord, LogQuery, RetentionPolicy,
     ServiceRecord, StoredLog, TemplateRecord, TraceQuery,
 };
 use crate::model::{IssueQuery, SourceMapRecord};
+use crate::names::Names;
 use crate::records::{self, LogIds};
 use crate::rollups::Watermarks;
 use crate::rows::{self, RowOp, RowStore};
@@ -127,6 +128,8 @@ pub(crate) struct Engine<K: RowStore> {
     issues_lock: Mutex<()>,
     /// Which hours and days are closed and built (see `rollups`).
     rollups: Watermarks,
+    /// The ids metric keys use for metric names and entity ids.
+    names: Names,
     /// Epoch milliseconds now: what closes hours and days.
     clock: fn() -> i64,
     /// The mark the last flush stored, [`FLUSH_FAILED`] after a failed one, [`NO_FLUSH_YET`]
@@ -154,7 +157,7 @@ impl<K: RowStore> Engine<K> {
 
     /// An engine whose hours and days close by `clock` (epoch milliseconds).
     pub(crate) fn with_clock(store: K, clock: fn() -> i64) -> Result<Self> {
-        migrate_format(&store)?;
+        let names = migrate_format(&store)?;
         let rollups = Watermarks::load(&store, clock())?;
         let traffic = TrafficCache::load(&store)?;
         let metrics_mark = MetricsMark::load(&store)?;
@@ -172,6 +175,7 @@ impl<K: RowStore> Engine<K> {
             metrics_mark,
             issues_lock: Mutex::new(()),
             rollups,
+            names,
             clock,
             last_flush_stored: AtomicU64::new(NO_FLUSH_YET),
         })
@@ -353,10 +357,23 @@ impl<K: RowStore> Engine<K> {
         if let Some(latest) = emissions.iter().map(|e| as_minute(e.minute).value).max() {
             self.rollups.saw_minute(latest);
         }
+        // Consecutive emissions mostly share their metric: look its id up once per run.
+        let mut last_metric: Option<(&str, NameId)> = None;
         for emission in &emissions {
             let function = emission.metric.function;
             let state = MetricState::from_emission(function, &emission.value);
-            let entity_id = emission.entity.id();
+            let name = emission.metric.name.as_str();
+            let metric_id = match last_metric {
+                Some((last, id)) if last == name => Some(id),
+                _ => self.names.id_or_new(name),
+            };
+            let (Some(metric_id), Some(entity)) =
+                (metric_id, self.names.id_or_new(&emission.entity.id()))
+            else {
+                tracing::warn!(metric = %name, "metric key dictionary full, emission dropped");
+                continue;
+            };
+            last_metric = Some((name, metric_id));
             let base = as_minute(emission.minute);
             // Hour and day rows take the raw state of each emission (not minute values), so
             // their averages are Σ/count over every emission, as OAP's toHour/toDay. While the
@@ -366,7 +383,7 @@ impl<K: RowStore> Engine<K> {
                 .filter(|s| *s == Step::Minute || self.rollups.takes_directly(base, *s))
             {
                 let bucket = base.to_step(step);
-                match keys::write_metric_key(&mut key, &emission.metric.name, &entity_id, bucket) {
+                match keys::write_metric_key(&mut key, metric_id, entity, bucket) {
                     Some(()) if !wanted(&key)? => {}
                     // Most rows are already pending: combine without allocating a key.
                     Some(()) => match pending.get_mut(key.as_slice()) {
@@ -378,10 +395,8 @@ impl<K: RowStore> Engine<K> {
                         }
                         None => grown += merge_into(pending, key.clone(), function, &state),
                     },
-                    None => tracing::warn!(
-                        metric = %emission.metric.name,
-                        "metric name too long to store, emission dropped"
-                    ),
+                    // Emissions are per minute or coarser: every step here is stored.
+                    None => {}
                 }
             }
         }
@@ -469,8 +484,16 @@ impl<K: RowStore> Engine<K> {
         for (index, chunk) in chunks.into_iter().enumerate() {
             let fail = |error| (None, error);
             let mut ops: Vec<RowOp> = Vec::with_capacity(chunk.len() + 2);
-            if index == 0 && !chunk.is_empty() {
-                ops.push(MarkKind::MetricsStarted.op(mark));
+            // The ids handed out since the last flush go with the first chunk, before any row
+            // that uses them: a row stored without its names could not be read.
+            let mut names_stored = None;
+            if index == 0 {
+                let (names, count) = self.names.unstored();
+                ops.extend(names);
+                names_stored = Some(count);
+                if !chunk.is_empty() {
+                    ops.push(MarkKind::MetricsStarted.op(mark));
+                }
             }
             {
                 let in_flight = self.in_flight.read();
@@ -501,6 +524,9 @@ impl<K: RowStore> Engine<K> {
             let mut in_flight = self.in_flight.write();
             if let Err(error) = self.store.apply_unsynced(ops) {
                 return Err((taken, error));
+            }
+            if let Some(count) = names_stored {
+                self.names.stored_up_to(count);
             }
             let mut freed = 0;
             for key in chunk {
@@ -567,6 +593,12 @@ impl<K: RowStore> Engine<K> {
         buckets: &[TimeBucket],
     ) -> Result<Vec<Option<MetricValue>>> {
         let function = metric.function;
+        let (Some(metric_id), Some(entity)) =
+            (self.names.id(&metric.name), self.names.id(entity_id))
+        else {
+            // Never written: an id is handed out before the first row that uses it.
+            return Ok(buckets.iter().map(|_| None).collect());
+        };
         let in_flight = self.in_flight.read();
         let mut out = Vec::with_capacity(buckets.len());
         let mut parts = Vec::new();
@@ -575,7 +607,7 @@ impl<K: RowStore> Engine<K> {
             self.rollups.parts(*bucket, &mut parts);
             let mut state: Option<MetricState> = None;
             for part in &parts {
-                let Some(key) = keys::metric_key(&metric.name, entity_id, *part) else {
+                let Some(key) = keys::metric_key(metric_id, entity, *part) else {
                     continue;
                 };
                 let stored = match self.store.get(&key)? {
@@ -609,7 +641,10 @@ impl<K: RowStore> Engine<K> {
         metric: &MetricDefinition,
         buckets: &[TimeBucket],
     ) -> Result<Vec<String>> {
-        let mut entities = BTreeSet::new();
+        let Some(metric_id) = self.names.id(&metric.name) else {
+            return Ok(Vec::new());
+        };
+        let mut ids = BTreeSet::new();
         let in_flight = self.in_flight.read();
         let mut parts = Vec::new();
         for bucket in buckets {
@@ -618,22 +653,29 @@ impl<K: RowStore> Engine<K> {
         parts.sort_unstable();
         parts.dedup();
         for bucket in &parts {
-            let Some(prefix) = keys::metric_prefix(&metric.name, *bucket) else {
+            let Some(prefix) = keys::metric_prefix(metric_id, *bucket) else {
                 continue;
             };
+            let entity_of = |key: &[u8]| keys::split_metric_key(key).map(|(_, entity)| entity);
             self.store.scan_prefix(&prefix, &mut |key, _| {
-                entities.extend(keys::entity_of(key, &prefix));
+                ids.extend(entity_of(key));
                 Ok(())
             })?;
             for key in rows_with_prefix(&in_flight, &prefix) {
-                entities.extend(keys::entity_of(key, &prefix));
+                ids.extend(entity_of(key));
             }
             let pending = self.pending.lock();
             for key in rows_with_prefix(&pending, &prefix) {
-                entities.extend(keys::entity_of(key, &prefix));
+                ids.extend(entity_of(key));
             }
         }
-        Ok(entities.into_iter().collect())
+        let mut entities: Vec<String> = ids
+            .into_iter()
+            .filter_map(|id| self.names.name(id))
+            .map(|name| name.to_string())
+            .collect();
+        entities.sort_unstable();
+        Ok(entities)
     }
 
     pub(crate) fn list_services(&self, layer: Option<Layer>) -> Result<Vec<ServiceRecord>> {
@@ -837,18 +879,22 @@ impl<K: RowStore> Engine<K> {
 
 /// The storage format this build writes: 2 = binary metric rows carrying their persist's mark;
 /// 3 = hour and day rows built when their bucket closes (an older build would read an open
-/// hour's missing row as no data).
-pub(crate) const CURRENT_FORMAT: u32 = 3;
+/// hour's missing row as no data); 4 = metric keys name their metric and entity by dictionary id.
+pub(crate) const CURRENT_FORMAT: u32 = 4;
 
 /// Rows rewritten per batch while migrating.
 const MIGRATION_CHUNK_ROWS: usize = 4096;
 
-/// Brings a data folder to [`CURRENT_FORMAT`] before anything reads it, or refuses a newer one.
+/// Brings a data folder to [`CURRENT_FORMAT`] before anything reads it, or refuses a newer one;
+/// returns the metric key dictionary.
 ///
-/// Format 1 (folders written before formats were numbered) stored metric rows as JSON; they are
-/// rewritten in the binary format chunk by chunk, then the format row is written. A migration
-/// cut short is simply done again: both encodings decode, and a rewritten row is skipped.
-fn migrate_format(store: &dyn RowStore) -> Result<()> {
+/// Formats 1–3 spelled the metric name and entity id out in every metric key (format 1 also
+/// stored the rows as JSON): each such row is rewritten under its dictionary key, in batches
+/// that add the row's new form, its names and the removal of the old row at once. A migration
+/// cut short is simply carried on at the next start: what is left is exactly the old rows.
+/// Format 2 → 3 rewrote nothing: its hour and day rows are complete, and the rollup watermarks
+/// start at the hour and day the folder is first opened in.
+fn migrate_format(store: &dyn RowStore) -> Result<Names> {
     let found = match store.get(&[keys::FORMAT])? {
         Some(bytes) => {
             let bytes =
@@ -863,43 +909,52 @@ fn migrate_format(store: &dyn RowStore) -> Result<()> {
             supported: CURRENT_FORMAT,
         });
     }
+    let names = Names::load(store)?;
     if found == CURRENT_FORMAT {
-        return Ok(());
+        return Ok(names);
     }
     let started = Instant::now();
     let mut migrated = 0usize;
-    let mut from = vec![keys::METRIC];
-    let end = vec![keys::METRIC + 1];
-    // Format 2 → 3 rewrites nothing: its hour and day rows are complete, and the rollup
-    // watermarks start at the hour and day the folder is first opened in.
-    let mut json_rows_left = found < 2;
-    while json_rows_left {
+    let (from, end) = (vec![keys::LEGACY_METRIC], vec![keys::LEGACY_METRIC + 1]);
+    loop {
         let mut ops: Vec<RowOp> = Vec::new();
-        let mut last: Option<Vec<u8>> = None;
+        let mut rows_in_batch = 0;
         store.scan_range(&from, &end, false, &mut |key, value| {
-            if rows::is_json_metric(value) {
+            let legacy =
+                keys::split_legacy_metric_key(key).ok_or_else(|| crate::Error::CorruptName {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: "not a metric key of formats 1 to 3".to_string(),
+                })?;
+            let value = if rows::is_json_metric(value) {
                 let row = rows::decode_metric(key, value)?;
-                ops.push((
-                    key.to_vec(),
-                    Some(rows::encode_metric(row.function, &row.state, row.through)?),
-                ));
+                rows::encode_metric(row.function, &row.state, row.through)?
+            } else {
+                value.to_vec()
+            };
+            if let (Some(metric), Some(entity)) = (
+                names.id_or_new(legacy.metric),
+                names.id_or_new(legacy.entity),
+            ) {
+                let mut new_key = Vec::with_capacity(keys::METRIC_KEY_LEN);
+                new_key.push(keys::METRIC);
+                new_key.extend_from_slice(legacy.step_and_bucket);
+                new_key.extend_from_slice(&metric.to_be_bytes());
+                new_key.extend_from_slice(&entity.to_be_bytes());
+                ops.push((new_key, Some(value)));
             }
-            last = Some(key.to_vec());
-            Ok(ops.len() < MIGRATION_CHUNK_ROWS)
+            ops.push((key.to_vec(), None));
+            rows_in_batch += 1;
+            Ok(rows_in_batch < MIGRATION_CHUNK_ROWS)
         })?;
-        migrated += ops.len();
-        let done = ops.len() < MIGRATION_CHUNK_ROWS;
-        if !ops.is_empty() {
-            store.apply(ops)?;
+        if rows_in_batch == 0 {
+            break;
         }
-        match last {
-            Some(mut key) if !done => {
-                // The next scan starts just after the last key seen.
-                key.push(0);
-                from = key;
-            }
-            _ => json_rows_left = false,
-        }
+        migrated += rows_in_batch;
+        // The batch's names first, in the same atomic batch as the rows that use them.
+        let (mut batch, count) = names.unstored();
+        batch.append(&mut ops);
+        store.apply(batch)?;
+        names.stored_up_to(count);
     }
     store.apply(vec![(
         vec![keys::FORMAT],
@@ -910,11 +965,12 @@ fn migrate_format(store: &dyn RowStore) -> Result<()> {
             from = found,
             to = CURRENT_FORMAT,
             metric_rows = migrated,
+            names = names.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "data folder migrated"
         );
     }
-    Ok(())
+    Ok(names)
 }
 
 /// The minute an emission's bucket counts in: a second's minute, or the first minute of a
@@ -975,7 +1031,57 @@ mod tests {
             self.rows()
                 .read()
                 .keys()
-                .filter(|k| k.first() == Some(&b'm'))
+                .filter(|k| k.first() == Some(&keys::METRIC))
+                .count()
+        }
+
+        /// Rewrites the folder as formats 1–3 laid it out: metric keys spelling out the metric
+        /// name and entity id, no dictionary; values turned by `value` and the format row set
+        /// to `format` (`None`: no format row, as format 1).
+        fn to_legacy_layout(&self, format: Option<u32>, value: impl Fn(&[u8], &[u8]) -> Vec<u8>) {
+            let mut stored = self.rows().write();
+            let names: BTreeMap<NameId, String> = stored
+                .iter()
+                .filter(|(k, _)| k.first() == Some(&keys::NAME))
+                .map(|(k, v)| {
+                    let id = NameId::from_be_bytes(v.as_slice().try_into().unwrap());
+                    (id, String::from_utf8(k[1..].to_vec()).unwrap())
+                })
+                .collect();
+            let old = std::mem::take(&mut *stored);
+            for (key, row) in old {
+                match key.first().copied() {
+                    Some(keys::NAME) | Some(keys::FORMAT) => {}
+                    Some(keys::METRIC) => {
+                        let (metric, entity) = keys::split_metric_key(&key).unwrap();
+                        let bucket = TimeBucket {
+                            step: match key[1] {
+                                1 => Step::Minute,
+                                2 => Step::Hour,
+                                _ => Step::Day,
+                            },
+                            value: keys::metric_bucket_of(&key).unwrap(),
+                        };
+                        let legacy =
+                            keys::legacy_metric_key(&names[&metric], &names[&entity], bucket);
+                        let row = value(&key, &row);
+                        stored.insert(legacy, row);
+                    }
+                    _ => {
+                        stored.insert(key, row);
+                    }
+                }
+            }
+            if let Some(format) = format {
+                stored.insert(vec![keys::FORMAT], format.to_be_bytes().to_vec());
+            }
+        }
+
+        fn legacy_rows(&self) -> usize {
+            self.rows()
+                .read()
+                .keys()
+                .filter(|k| k.first() == Some(&keys::LEGACY_METRIC))
                 .count()
         }
     }
@@ -1151,32 +1257,25 @@ mod tests {
 
     #[test]
     fn a_format_1_folder_is_migrated_at_start_and_reads_the_same() {
-        // Written as format 1 did: JSON rows, no format row.
+        // Written as format 1 did: JSON rows under spelled-out keys, no format row.
         let rows = SharedRows::new();
-        let legacy = engine_after(SharedRows::new()).unwrap();
-        legacy.write_metrics(entry(3_000, 120)).unwrap();
-        legacy.flush().unwrap();
-        let expected = values(&legacy, 3_000);
-        {
-            let mut stored = rows.rows().write();
-            for (key, value) in legacy.store.rows().read().iter() {
-                let value = if key.first() == Some(&keys::METRIC) {
-                    let row = rows::decode_metric(key, value).unwrap();
-                    let state = match row.state {
-                        MetricState::Avg { summation, count } => {
-                            format!(r#"{{"Avg":{{"summation":{summation},"count":{count}}}}}"#)
-                        }
-                        other => panic!("unexpected state {other:?}"),
-                    };
-                    format!(r#"{{"function":"Avg","state":{state}}}"#).into_bytes()
-                } else {
-                    value.clone()
-                };
-                if key.as_slice() != [keys::FORMAT] {
-                    stored.insert(key.clone(), value);
+        let expected = {
+            let legacy = engine_after(rows.clone()).unwrap();
+            legacy.write_metrics(entry(3_000, 120)).unwrap();
+            legacy.flush().unwrap();
+            values(&legacy, 3_000)
+        };
+        rows.to_legacy_layout(None, |key, value| {
+            let row = rows::decode_metric(key, value).unwrap();
+            let state = match row.state {
+                MetricState::Avg { summation, count } => {
+                    format!(r#"{{"Avg":{{"summation":{summation},"count":{count}}}}}"#)
                 }
-            }
-        }
+                other => panic!("unexpected state {other:?}"),
+            };
+            format!(r#"{{"function":"Avg","state":{state}}}"#).into_bytes()
+        });
+        assert_eq!(rows.legacy_rows(), 9_000);
         assert!(rows
             .rows()
             .read()
@@ -1185,14 +1284,16 @@ mod tests {
 
         let migrated = engine_after(rows.clone()).unwrap();
         assert_eq!(values(&migrated, 3_000), expected);
+        assert_eq!(rows.legacy_rows(), 0);
         let stored = rows.rows().read();
-        let metric_rows: Vec<&Vec<u8>> = stored
+        let metric_rows: Vec<(&Vec<u8>, &Vec<u8>)> = stored
             .iter()
             .filter(|(k, _)| k.first() == Some(&keys::METRIC))
-            .map(|(_, v)| v)
             .collect();
         assert_eq!(metric_rows.len(), 9_000);
-        assert!(metric_rows.iter().all(|v| !rows::is_json_metric(v)));
+        assert!(metric_rows
+            .iter()
+            .all(|(k, v)| k.len() == keys::METRIC_KEY_LEN && !rows::is_json_metric(v)));
         assert_eq!(
             stored.get(&vec![keys::FORMAT]),
             Some(&CURRENT_FORMAT.to_be_bytes().to_vec())
@@ -1200,15 +1301,79 @@ mod tests {
     }
 
     #[test]
+    fn a_format_3_folder_is_migrated_to_dictionary_keys_even_when_cut_short() {
+        // Format 3: binary rows under spelled-out keys, built hours and watermarks.
+        set_now(202612060950);
+        let rows = SharedRows::new();
+        {
+            let old = Engine::with_clock(rows.clone(), test_clock).unwrap();
+            old.write_metrics_through(1, at(202612060905, 100)).unwrap();
+            old.write_metrics(entry(3_000, 120)).unwrap();
+            old.write_metrics_through(2, at(202612061005, 300)).unwrap();
+            set_now(202612061110);
+            persist(&old);
+        }
+        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        let expected = (
+            values(&engine, 3_000),
+            hour_and_day(&engine, 2026120609),
+            hour_and_day(&engine, 2026120610),
+        );
+        drop(engine);
+        // Hours 9 and 10 of `mp-0`, hour 10 of the 3,000 others.
+        assert_eq!(rows_of_step(&rows, Step::Hour), 3_002);
+        let rows_before = rows.metric_rows();
+        rows.to_legacy_layout(Some(3), |_, value| value.to_vec());
+        assert_eq!(rows.legacy_rows(), rows_before);
+
+        // The first start dies after one batch: some rows old, some new.
+        assert!(rows_before > MIGRATION_CHUNK_ROWS);
+        rows.writes_left.store(1, Ordering::SeqCst);
+        assert!(Engine::with_clock(rows.clone(), test_clock).is_err());
+        assert_eq!(rows.metric_rows(), MIGRATION_CHUNK_ROWS);
+        assert_eq!(rows.legacy_rows(), rows_before - MIGRATION_CHUNK_ROWS);
+
+        rows.writes_left.store(usize::MAX, Ordering::SeqCst);
+        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        assert_eq!(rows.legacy_rows(), 0);
+        assert_eq!(rows.metric_rows(), rows_before);
+        assert_eq!(
+            (
+                values(&engine, 3_000),
+                hour_and_day(&engine, 2026120609),
+                hour_and_day(&engine, 2026120610),
+            ),
+            expected
+        );
+        assert_eq!(
+            expected.1,
+            vec![
+                Some(MetricValue::Single(100)),
+                Some(MetricValue::Single(200))
+            ]
+        );
+        // Built hours stay built, and late data still lands in them.
+        engine
+            .write_metrics_through(3, at(202612061006, 500))
+            .unwrap();
+        persist(&engine);
+        assert_eq!(
+            hour_and_day(&engine, 2026120610)[0],
+            Some(MetricValue::Single(400))
+        );
+        assert_eq!(rows_of_step(&rows, Step::Hour), 3_002);
+    }
+
+    #[test]
     fn a_folder_from_a_newer_skylark_is_refused_untouched() {
         let rows = SharedRows::new();
         rows.rows()
             .write()
-            .insert(vec![keys::FORMAT], 4u32.to_be_bytes().to_vec());
+            .insert(vec![keys::FORMAT], 5u32.to_be_bytes().to_vec());
         let error = engine_after(rows.clone()).err().unwrap();
         assert_eq!(
             error.to_string(),
-            "the data folder is in storage format 4, newer than this Skylark reads (format 3): \
+            "the data folder is in storage format 5, newer than this Skylark reads (format 4): \
              run the Skylark that wrote it, or start from an empty folder"
         );
         assert_eq!(rows.rows().read().len(), 1);
@@ -1441,12 +1606,13 @@ mod tests {
             old.write_metrics_through(1, at(202612060905, 100)).unwrap();
             old.write_metrics_through(2, at(202612061005, 300)).unwrap();
         }
-        {
-            let mut stored = rows.rows().write();
-            stored.retain(|k, _| k.first() != Some(&keys::ROLLUP));
-            stored.insert(vec![keys::FORMAT], 2u32.to_be_bytes().to_vec());
-        }
+        rows.rows()
+            .write()
+            .retain(|k, _| k.first() != Some(&keys::ROLLUP));
         assert_eq!(rows_of_step(&rows, Step::Hour), 2);
+        let rows_before = rows.metric_rows();
+        rows.to_legacy_layout(Some(2), |_, value| value.to_vec());
+        assert_eq!(rows.legacy_rows(), rows_before);
 
         // Opened during hour 10: hour 9 is read from its row, hour 10 from its minutes.
         set_now(202612061040);

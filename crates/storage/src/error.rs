@@ -24,6 +24,14 @@ pub enum Error {
         #[source]
         source: postcard::Error,
     },
+    /// A row of the metric key dictionary could not be read.
+    #[error("the metric dictionary row {key} is corrupt: {reason}")]
+    CorruptName {
+        /// The row key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A row could not be encoded in the binary row format.
     #[error("row could not be encoded")]
     EncodeRow(#[source] postcard::Error),

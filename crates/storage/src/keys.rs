@@ -5,8 +5,15 @@
 //! than X" is one contiguous key range per step.
 use skylark_core::{Step, TimeBucket};
 
-/// Metric rows: `m | step | bucket(8, BE) | len(metric)(2, BE) | metric | entity id`.
-pub(crate) const METRIC: u8 = b'm';
+/// Metric rows: `n | step | bucket(8, BE) | metric name id(4, BE) | entity id's id(4, BE)`, the
+/// ids from the [`NAME`] dictionary: 18 bytes, where spelled-out names took ~85.
+pub(crate) const METRIC: u8 = b'n';
+/// Metric rows of formats 1–3: `m | step | bucket(8, BE) | len(metric)(2, BE) | metric | entity
+/// id`. Rewritten as [`METRIC`] rows when such a folder is opened.
+pub(crate) const LEGACY_METRIC: u8 = b'm';
+/// The dictionary of metric keys: `d | name` → its id (4, BE). Names are metric names and entity
+/// ids, in one numbering; an id is never reused or removed.
+pub(crate) const NAME: u8 = b'd';
 /// Service rows: `s | service id | 0 | layer(4, BE)`.
 pub(crate) const SERVICE: u8 = b's';
 /// Instance rows: `i | instance id`.
@@ -115,18 +122,23 @@ pub(crate) fn metric_bucket_start(bucket: TimeBucket) -> Option<Vec<u8>> {
     Some(key)
 }
 
-/// `m | step | bucket | len | metric`: every entity of `metric` in `bucket`.
-pub(crate) fn metric_prefix(metric: &str, bucket: TimeBucket) -> Option<Vec<u8>> {
-    let mut key = Vec::new();
-    write_metric_key(&mut key, metric, "", bucket)?;
+/// The number a metric name or entity id stands for in metric keys (see [`NAME`]).
+pub(crate) type NameId = u32;
+
+/// Length of a full metric key.
+pub(crate) const METRIC_KEY_LEN: usize = 18;
+
+/// `n | step | bucket | metric`: every entity of `metric` in `bucket`.
+pub(crate) fn metric_prefix(metric: NameId, bucket: TimeBucket) -> Option<Vec<u8>> {
+    let mut key = metric_bucket_start(bucket)?;
+    key.extend_from_slice(&metric.to_be_bytes());
     Some(key)
 }
 
-/// The full key of one metric row. `None` for second buckets and absurdly long metric names,
-/// which are never stored.
-pub(crate) fn metric_key(metric: &str, entity_id: &str, bucket: TimeBucket) -> Option<Vec<u8>> {
-    let mut key = Vec::new();
-    write_metric_key(&mut key, metric, entity_id, bucket)?;
+/// The full key of one metric row. `None` for second buckets, which are never stored.
+pub(crate) fn metric_key(metric: NameId, entity: NameId, bucket: TimeBucket) -> Option<Vec<u8>> {
+    let mut key = Vec::with_capacity(METRIC_KEY_LEN);
+    write_metric_key(&mut key, metric, entity, bucket)?;
     Some(key)
 }
 
@@ -134,19 +146,16 @@ pub(crate) fn metric_key(metric: &str, entity_id: &str, bucket: TimeBucket) -> O
 /// unspecified) when the row is never stored.
 pub(crate) fn write_metric_key(
     key: &mut Vec<u8>,
-    metric: &str,
-    entity_id: &str,
+    metric: NameId,
+    entity: NameId,
     bucket: TimeBucket,
 ) -> Option<()> {
-    let len = u16::try_from(metric.len()).ok()?;
     let step = step_byte(bucket.step)?;
     key.clear();
-    key.reserve(12 + metric.len() + entity_id.len());
     key.extend_from_slice(&[METRIC, step]);
     key.extend_from_slice(&ordered_i64(bucket.value));
-    key.extend_from_slice(&len.to_be_bytes());
-    key.extend_from_slice(metric.as_bytes());
-    key.extend_from_slice(entity_id.as_bytes());
+    key.extend_from_slice(&metric.to_be_bytes());
+    key.extend_from_slice(&entity.to_be_bytes());
     Some(())
 }
 
@@ -161,21 +170,61 @@ pub(crate) fn metric_bucket_of(key: &[u8]) -> Option<i64> {
     Some(from_ordered_i64(<[u8; 8]>::try_from(bytes).ok()?))
 }
 
-/// The metric name and entity id bytes of a full metric key.
-pub(crate) fn split_metric_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
-    let rest = key.get(10..)?;
-    let (len, rest) = rest.split_first_chunk::<2>()?;
+/// The metric and entity ids of a full metric key.
+pub(crate) fn split_metric_key(key: &[u8]) -> Option<(NameId, NameId)> {
+    if key.len() != METRIC_KEY_LEN || key.first() != Some(&METRIC) {
+        return None;
+    }
+    let metric = NameId::from_be_bytes(key.get(10..14)?.try_into().ok()?);
+    let entity = NameId::from_be_bytes(key.get(14..18)?.try_into().ok()?);
+    Some((metric, entity))
+}
+
+/// A metric row key of formats 1–3 ([`LEGACY_METRIC`]), taken apart: the step byte and
+/// bucket bytes as they are, the metric name and the entity id.
+pub(crate) struct LegacyMetricKey<'a> {
+    /// `step | bucket(8)`, the same bytes in the new layout.
+    pub(crate) step_and_bucket: &'a [u8],
+    /// The metric name.
+    pub(crate) metric: &'a str,
+    /// The entity id.
+    pub(crate) entity: &'a str,
+}
+
+/// Parses a [`LEGACY_METRIC`] key; `None` for anything else.
+pub(crate) fn split_legacy_metric_key(key: &[u8]) -> Option<LegacyMetricKey<'_>> {
+    let rest = key.strip_prefix(&[LEGACY_METRIC])?;
+    let step_and_bucket = rest.get(..9)?;
+    let (len, rest) = rest.get(9..)?.split_first_chunk::<2>()?;
     let len = usize::from(u16::from_be_bytes(*len));
     if rest.len() < len {
         return None;
     }
-    Some(rest.split_at(len))
+    let (metric, entity) = rest.split_at(len);
+    Some(LegacyMetricKey {
+        step_and_bucket,
+        metric: std::str::from_utf8(metric).ok()?,
+        entity: std::str::from_utf8(entity).ok()?,
+    })
 }
 
-/// The entity id of a metric key that starts with `prefix` (from [`metric_prefix`]).
-pub(crate) fn entity_of(key: &[u8], prefix: &[u8]) -> Option<String> {
-    let rest = key.strip_prefix(prefix)?;
-    String::from_utf8(rest.to_vec()).ok()
+/// A metric row key as formats 1–3 wrote it: what migration tests start from.
+#[cfg(test)]
+pub(crate) fn legacy_metric_key(metric: &str, entity: &str, bucket: TimeBucket) -> Vec<u8> {
+    let mut key = vec![LEGACY_METRIC, step_byte(bucket.step).unwrap()];
+    key.extend_from_slice(&ordered_i64(bucket.value));
+    key.extend_from_slice(&(metric.len() as u16).to_be_bytes());
+    key.extend_from_slice(metric.as_bytes());
+    key.extend_from_slice(entity.as_bytes());
+    key
+}
+
+/// The key of the dictionary row of `name`.
+pub(crate) fn name_key(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + name.len());
+    key.push(NAME);
+    key.extend_from_slice(name.as_bytes());
+    key
 }
 
 /// `s | service id | 0`: every layer row of one service.
@@ -342,8 +391,8 @@ mod tests {
 
     #[test]
     fn keys_sort_by_bucket_first() {
-        let a = metric_key("zzz", "e", minute(202601010000)).unwrap();
-        let b = metric_key("aaa", "e", minute(202601010001)).unwrap();
+        let a = metric_key(u32::MAX, 9, minute(202601010000)).unwrap();
+        let b = metric_key(0, 0, minute(202601010001)).unwrap();
         assert!(a < b);
         let start = metric_bucket_start(minute(202601010001)).unwrap();
         assert!(a < start && start <= b);
@@ -352,28 +401,35 @@ mod tests {
     #[test]
     fn a_reused_key_buffer_holds_exactly_the_new_key() {
         let mut buf = Vec::new();
-        write_metric_key(&mut buf, "a_long_metric_name", "a_long_entity", minute(7)).unwrap();
-        write_metric_key(&mut buf, "cpm", "e", minute(8)).unwrap();
-        assert_eq!(buf, metric_key("cpm", "e", minute(8)).unwrap());
-        assert!(buf.starts_with(&metric_prefix("cpm", minute(8)).unwrap()));
+        write_metric_key(&mut buf, 70_000, 1, minute(7)).unwrap();
+        write_metric_key(&mut buf, 3, 4, minute(8)).unwrap();
+        assert_eq!(buf, metric_key(3, 4, minute(8)).unwrap());
+        assert_eq!(buf.len(), METRIC_KEY_LEN);
+        assert!(buf.starts_with(&metric_prefix(3, minute(8)).unwrap()));
     }
 
     #[test]
     fn a_metric_key_splits_into_its_metric_and_entity() {
-        let key = metric_key("cpm", "svc.1", minute(202601010000)).unwrap();
-        let (metric, entity) = split_metric_key(&key).unwrap();
-        assert_eq!((metric, entity), (&b"cpm"[..], &b"svc.1"[..]));
+        let key = metric_key(7, 300_000, minute(202601010000)).unwrap();
+        assert_eq!(split_metric_key(&key), Some((7, 300_000)));
         assert!(split_metric_key(&key[..12]).is_none());
         assert_eq!(metric_bucket_of(&key), Some(202601010000));
+        let p = metric_prefix(7, minute(202601010000)).unwrap();
+        assert!(key.starts_with(&p));
+        assert!(!metric_key(8, 300_000, minute(202601010000))
+            .unwrap()
+            .starts_with(&p));
     }
 
     #[test]
-    fn metric_prefix_does_not_match_longer_metric_names() {
-        let p = metric_prefix("cpm", minute(1)).unwrap();
-        let other = metric_key("cpm_x", "e", minute(1)).unwrap();
-        assert!(!other.starts_with(&p));
-        let own = metric_key("cpm", "e1", minute(1)).unwrap();
-        assert_eq!(entity_of(&own, &p).as_deref(), Some("e1"));
+    fn a_legacy_key_parses_into_its_bucket_metric_and_entity() {
+        let key = legacy_metric_key("cpm", "svc.1", minute(202601010000));
+        let legacy = split_legacy_metric_key(&key).unwrap();
+        assert_eq!((legacy.metric, legacy.entity), ("cpm", "svc.1"));
+        let new = metric_key(1, 2, minute(202601010000)).unwrap();
+        assert_eq!(legacy.step_and_bucket, &new[1..10]);
+        assert!(split_legacy_metric_key(&key[..12]).is_none());
+        assert!(split_legacy_metric_key(&new).is_none());
     }
 
     #[test]
@@ -382,7 +438,7 @@ mod tests {
             step: Step::Second,
             value: 1,
         };
-        assert!(metric_key("m", "e", b).is_none());
+        assert!(metric_key(1, 2, b).is_none());
     }
 
     #[test]

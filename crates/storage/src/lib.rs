@@ -14,6 +14,7 @@ mod keys;
 mod kv_storage;
 mod mem_storage;
 mod model;
+mod names;
 mod records;
 mod rollups;
 mod rows;

@@ -12,7 +12,7 @@
 //!
 //! Building a bucket overwrites its rows with what its finer rows hold, so building it again
 //! after a crash cut it short gives the same rows, never double counts.
-use crate::keys;
+use crate::keys::{self, NameId};
 use crate::rows::{self, RowOp, RowStore};
 use crate::Result;
 use skylark_core::{MetricFunction, MetricState, Step, TimeBucket};
@@ -199,19 +199,16 @@ fn build_bucket(
         })
         .collect();
     // Metric by metric, so only one metric's entities are held at a time.
-    let mut metrics: std::collections::BTreeSet<Vec<u8>> = Default::default();
+    let mut metrics: std::collections::BTreeSet<NameId> = Default::default();
     for part in &parts {
         metrics.extend(metrics_in(store, *part)?);
     }
     let mut ops: Vec<RowOp> = Vec::new();
     let mut rows_built = 0;
     for metric in metrics {
-        let Ok(name) = std::str::from_utf8(&metric) else {
-            continue;
-        };
         let mut combined: HashMap<Vec<u8>, (MetricFunction, MetricState)> = HashMap::new();
         for part in &parts {
-            let Some(prefix) = keys::metric_prefix(name, *part) else {
+            let Some(prefix) = keys::metric_prefix(metric, *part) else {
                 continue;
             };
             store.scan_prefix(&prefix, &mut |key, value| {
@@ -226,7 +223,7 @@ fn build_bucket(
                 Ok(())
             })?;
         }
-        let Some(prefix) = keys::metric_prefix(name, bucket) else {
+        let Some(prefix) = keys::metric_prefix(metric, bucket) else {
             continue;
         };
         for (entity, (function, state)) in combined {
@@ -247,9 +244,9 @@ fn build_bucket(
     Ok(rows_built)
 }
 
-/// The metric names with rows in `bucket`, one seek each: after a metric's first row, the scan
-/// jumps past all of its entities (entity ids are UTF-8, so no key byte after the name is 0xFF).
-fn metrics_in(store: &dyn RowStore, bucket: TimeBucket) -> Result<Vec<Vec<u8>>> {
+/// The metrics with rows in `bucket`, one seek each: after a metric's first row, the scan
+/// jumps to the next metric id.
+fn metrics_in(store: &dyn RowStore, bucket: TimeBucket) -> Result<Vec<NameId>> {
     let (Some(mut from), Some(end)) = (
         keys::metric_bucket_start(bucket),
         keys::metric_bucket_start(TimeBucket {
@@ -259,25 +256,24 @@ fn metrics_in(store: &dyn RowStore, bucket: TimeBucket) -> Result<Vec<Vec<u8>>> 
     ) else {
         return Ok(Vec::new());
     };
-    let mut names = Vec::new();
+    let mut metrics = Vec::new();
     loop {
-        let mut found: Option<Vec<u8>> = None;
+        let mut found: Option<NameId> = None;
         store.scan_range(&from, &end, false, &mut |key, _| {
-            found = keys::split_metric_key(key).map(|(metric, _)| metric.to_vec());
+            found = keys::split_metric_key(key).map(|(metric, _)| metric);
             Ok(false)
         })?;
-        let Some(name) = found else {
-            return Ok(names);
+        let Some(metric) = found else {
+            return Ok(metrics);
         };
-        let Some(mut next) = std::str::from_utf8(&name)
-            .ok()
-            .and_then(|n| keys::metric_prefix(n, bucket))
+        metrics.push(metric);
+        let Some(next) = metric
+            .checked_add(1)
+            .and_then(|next| keys::metric_prefix(next, bucket))
         else {
-            return Ok(names);
+            return Ok(metrics);
         };
-        next.push(0xFF);
         from = next;
-        names.push(name);
     }
 }
 
@@ -294,9 +290,9 @@ mod tests {
             value: 202612061005,
         };
         let mut ops = Vec::new();
-        // Names of different lengths interleave in key order (the length comes first).
-        for metric in ["cpm", "a_long_metric", "b", "cpm_x"] {
-            for entity in ["svc.1", "svc.2", "\u{7f}"] {
+        // Ids far apart, and entity ids at both ends of their range.
+        for metric in [3, 0, 70_000, u32::MAX] {
+            for entity in [0, 5, u32::MAX] {
                 let key = keys::metric_key(metric, entity, minute).unwrap();
                 ops.push((key, Some(vec![1])));
             }
@@ -306,18 +302,12 @@ mod tests {
             step: Step::Minute,
             value: 202612061006,
         };
-        ops.push((
-            keys::metric_key("zz", "svc.1", next).unwrap(),
-            Some(vec![1]),
-        ));
+        ops.push((keys::metric_key(9, 1, next).unwrap(), Some(vec![1])));
         store.apply(ops).unwrap();
-        let mut names: Vec<String> = metrics_in(&store, minute)
-            .unwrap()
-            .into_iter()
-            .map(|n| String::from_utf8(n).unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["a_long_metric", "b", "cpm", "cpm_x"]);
+        assert_eq!(
+            metrics_in(&store, minute).unwrap(),
+            [0, 3, 70_000, u32::MAX]
+        );
     }
 
     fn watermarks(built_hour: i64, built_day: i64, latest_minute: i64) -> Watermarks {
@@ -383,7 +373,7 @@ mod tests {
                 step: Step::Minute,
                 value,
             };
-            keys::metric_key("cpm", "svc", minute).unwrap()
+            keys::metric_key(1, 2, minute).unwrap()
         };
         store
             .apply(vec![
