@@ -1,8 +1,11 @@
-//! A data folder written by an earlier Skylark (storage format 1: JSON metric rows, no format
-//! row) is migrated at start-up and answers as it did. The folder in `tests/data/format1.tar.gz`
-//! was written by the `skylark` of main before format 2 (commit 248d011): metrics for
-//! `migration-sim` at 2026-12-06 07:00, 07:01 and 07:02 UTC (app launch 100, 200 and 300 ms,
-//! two points each) and one error log, then a clean shutdown.
+//! Data folders written by earlier Skylarks are migrated at start-up and answer as they did.
+//! Both folders hold the same data, written by `tests/data/make_format1.py` and a clean
+//! shutdown: metrics for `migration-sim` at 2026-12-06 07:00, 07:01 and 07:02 UTC (app launch
+//! 100, 200 and 300 ms, two points each) and one error log.
+//! - `tests/data/format1.tar.gz`: storage format 1 (JSON metric rows, no format row), by the
+//!   `skylark` of main before format 2 (commit 248d011).
+//! - `tests/data/format3.tar.gz`: storage format 3 (metric keys spelling out metric and entity,
+//!   hour rows built when the hour closes), by the `skylark` of commit 2c44793.
 #[path = "support/node.rs"]
 mod support;
 
@@ -49,7 +52,18 @@ async fn launch_values(node: &Node, duration: Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_format_1_folder_is_migrated_and_answers_as_before() {
-    let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/format1.tar.gz");
+    migrated_folder_answers_as_before("format1.tar.gz").await;
+}
+
+#[tokio::test]
+async fn a_format_3_folder_is_migrated_and_answers_as_before() {
+    migrated_folder_answers_as_before("format3.tar.gz").await;
+}
+
+async fn migrated_folder_answers_as_before(archive: &str) {
+    let archive = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(archive);
     let dir = tempfile::tempdir().expect("tempdir");
     let status = Command::new("tar")
         .arg("-xzf")

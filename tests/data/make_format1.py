@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes tests/data/format1.tar.gz's folder with a pre-format-2 `skylark` (run from the repo root:
-`python3 tests/data/make_format1.py OLD_SKYLARK OUT` then `tar -czf tests/data/format1.tar.gz -C OUT db`):
-metrics at fixed minutes and one log, then a clean shutdown."""
+"""Writes the folder of tests/data/formatN.tar.gz with an older `skylark` (run from the repo root:
+`python3 tests/data/make_format1.py OLD_SKYLARK OUT` then `tar -czf tests/data/formatN.tar.gz -C OUT db`):
+metrics at fixed minutes and one log, then a clean shutdown. format1.tar.gz was written by commit
+248d011 (before format 2), format3.tar.gz by commit 2c44793 (the last of format 3)."""
 import json, os, signal, socket, subprocess, sys, time, http.client, shutil
 binary, out = sys.argv[1], sys.argv[2]
 shutil.rmtree(out, ignore_errors=True); os.makedirs(out)

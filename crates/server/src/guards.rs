@@ -579,14 +579,14 @@ mod tests {
         let budget = MemoryBudget::new(storage.clone(), 1, t.clone());
         assert_eq!(budget.max_pending_bytes(), 1 << 20);
         assert!(budget.overloaded().is_none());
-        // Minute, hour and day rows: 9,000 pending rows of ~150 bytes each.
-        let emissions: Vec<MetricEmission> = (0..3000)
+        // Minute, hour and day rows: 12,000 pending rows of ~115 bytes each.
+        let emissions: Vec<MetricEmission> = (0..4000)
             .map(|i| instance_emission("svc", &format!("i{i}")))
             .collect();
         storage.write_metrics(emissions).unwrap();
         let overload = budget.overloaded().expect("over budget");
         assert_eq!(overload.reason, "memory");
-        assert_eq!(t.gauge(STORAGE_PENDING_ROWS, &[]).get(), 9000);
+        assert_eq!(t.gauge(STORAGE_PENDING_ROWS, &[]).get(), 12_000);
         let bytes = t.gauge(STORAGE_PENDING_BYTES, &[]).get();
         assert!((1 << 20..2 << 20).contains(&bytes), "{bytes} bytes");
         storage.flush().unwrap();
