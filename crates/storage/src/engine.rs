@@ -1044,8 +1044,8 @@ mod tests {
                 .iter()
                 .filter(|(k, _)| k.first() == Some(&keys::NAME))
                 .map(|(k, v)| {
-                    let id = NameId::from_be_bytes(k[1..].try_into().unwrap());
-                    (id, String::from_utf8(v.clone()).unwrap())
+                    let id = NameId::from_be_bytes(v.as_slice().try_into().unwrap());
+                    (id, String::from_utf8(k[1..].to_vec()).unwrap())
                 })
                 .collect();
             let old = std::mem::take(&mut *stored);

@@ -11,9 +11,8 @@ pub(crate) const METRIC: u8 = b'n';
 /// Metric rows of formats 1–3: `m | step | bucket(8, BE) | len(metric)(2, BE) | metric | entity
 /// id`. Rewritten as [`METRIC`] rows when such a folder is opened.
 pub(crate) const LEGACY_METRIC: u8 = b'm';
-/// The dictionary of metric keys: `d | id(4, BE)` → the name. Names are metric names and entity
-/// ids, in one numbering; an id is never reused or removed. Keyed by id, so that new names
-/// append at the end of the tree instead of landing all over it.
+/// The dictionary of metric keys: `d | name` → its id (4, BE). Names are metric names and entity
+/// ids, in one numbering; an id is never reused or removed.
 pub(crate) const NAME: u8 = b'd';
 /// Service rows: `s | service id | 0 | layer(4, BE)`.
 pub(crate) const SERVICE: u8 = b's';
@@ -220,11 +219,11 @@ pub(crate) fn legacy_metric_key(metric: &str, entity: &str, bucket: TimeBucket) 
     key
 }
 
-/// The key of the dictionary row of `id`.
-pub(crate) fn name_key(id: NameId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(5);
+/// The key of the dictionary row of `name`.
+pub(crate) fn name_key(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + name.len());
     key.push(NAME);
-    key.extend_from_slice(&id.to_be_bytes());
+    key.extend_from_slice(name.as_bytes());
     key
 }
 

@@ -2,7 +2,7 @@
 //! numbered once, so that a row's key is 18 bytes instead of both names spelled out (the names
 //! were four fifths of a minute row, and sled writes a row's key several times over).
 //!
-//! Ids are handed out in order as emissions are aggregated, and stored as `d | id` → name rows
+//! Ids are handed out in order as emissions are aggregated, and stored as `d | name` → id rows
 //! ([`keys::NAME`]) in the first batch of the next flush, ahead of every row that uses them: a
 //! row that survives a crash always finds its names (sled recovers its log as a prefix).
 use crate::keys::{self, NameId};
@@ -30,15 +30,16 @@ impl Names {
     pub(crate) fn load(store: &dyn RowStore) -> Result<Names> {
         let mut dictionary = Dictionary::default();
         store.scan_prefix(&[keys::NAME], &mut |key, value| {
-            let corrupt = |reason: String| Error::CorruptName {
-                key: format!("{key:?}"),
-                reason,
-            };
-            let id = <[u8; 4]>::try_from(&key[1..])
+            let name = std::str::from_utf8(&key[1..]).map_err(|_| Error::CorruptName {
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: "the name is not UTF-8".to_string(),
+            })?;
+            let id = <[u8; 4]>::try_from(value)
                 .map(NameId::from_be_bytes)
-                .map_err(|_| corrupt(format!("an id of {} bytes", key.len() - 1)))?;
-            let name = std::str::from_utf8(value)
-                .map_err(|_| corrupt("the name is not UTF-8".to_string()))?;
+                .map_err(|_| Error::CorruptName {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: format!("an id of {} bytes", value.len()),
+                })?;
             let name: Arc<str> = Arc::from(name);
             let slot = id as usize;
             if dictionary.names.len() <= slot {
@@ -91,7 +92,7 @@ impl Names {
             .filter_map(|(offset, name)| {
                 let id = (dictionary.stored + offset) as NameId;
                 let name = name.as_ref()?;
-                Some((keys::name_key(id), Some(name.as_bytes().to_vec())))
+                Some((keys::name_key(name), Some(id.to_be_bytes().to_vec())))
             })
             .collect();
         (ops, dictionary.names.len())
@@ -142,7 +143,7 @@ mod tests {
     fn a_damaged_dictionary_row_is_an_error_not_a_wrong_name() {
         let store = MemRows::default();
         store
-            .apply(vec![(vec![keys::NAME, 0, 1], Some(b"cpm".to_vec()))])
+            .apply(vec![(keys::name_key("cpm"), Some(vec![0, 1]))])
             .unwrap();
         let error = Names::load(&store).err().unwrap();
         assert!(error.to_string().contains("an id of 2 bytes"), "{error}");
