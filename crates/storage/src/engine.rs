@@ -879,8 +879,10 @@ impl<K: RowStore> Engine<K> {
 
 /// The storage format this build writes: 2 = binary metric rows carrying their persist's mark;
 /// 3 = hour and day rows built when their bucket closes (an older build would read an open
-/// hour's missing row as no data); 4 = metric keys name their metric and entity by dictionary id.
-pub(crate) const CURRENT_FORMAT: u32 = 4;
+/// hour's missing row as no data); 4 = metric keys name their metric and entity by dictionary id;
+/// 5 = histogram tables stored as numbers (`rows::StoredState::Buckets`), which a format-4 build
+/// cannot decode. Format 4 → 5 rewrites nothing: both decode.
+pub(crate) const CURRENT_FORMAT: u32 = 5;
 
 /// Rows rewritten per batch while migrating.
 const MIGRATION_CHUNK_ROWS: usize = 4096;
@@ -1365,15 +1367,37 @@ mod tests {
     }
 
     #[test]
+    fn a_format_4_folder_is_taken_over_as_it_is() {
+        let rows = SharedRows::new();
+        let expected = {
+            let old = engine_after(rows.clone()).unwrap();
+            old.write_metrics(entry(100, 120)).unwrap();
+            old.flush().unwrap();
+            values(&old, 100)
+        };
+        rows.rows()
+            .write()
+            .insert(vec![keys::FORMAT], 4u32.to_be_bytes().to_vec());
+        let before = rows.rows().read().len();
+        let engine = engine_after(rows.clone()).unwrap();
+        assert_eq!(values(&engine, 100), expected);
+        assert_eq!(rows.rows().read().len(), before);
+        assert_eq!(
+            rows.rows().read().get(&vec![keys::FORMAT]),
+            Some(&CURRENT_FORMAT.to_be_bytes().to_vec())
+        );
+    }
+
+    #[test]
     fn a_folder_from_a_newer_skylark_is_refused_untouched() {
         let rows = SharedRows::new();
         rows.rows()
             .write()
-            .insert(vec![keys::FORMAT], 5u32.to_be_bytes().to_vec());
+            .insert(vec![keys::FORMAT], 6u32.to_be_bytes().to_vec());
         let error = engine_after(rows.clone()).err().unwrap();
         assert_eq!(
             error.to_string(),
-            "the data folder is in storage format 5, newer than this Skylark reads (format 4): \
+            "the data folder is in storage format 6, newer than this Skylark reads (format 5): \
              run the Skylark that wrote it, or start from an empty folder"
         );
         assert_eq!(rows.rows().read().len(), 1);

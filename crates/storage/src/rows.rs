@@ -89,13 +89,43 @@ impl<'a> Prefetch<'a> {
 /// The binary format numbers variants by position: append new ones, never reorder.
 #[derive(serde::Serialize, serde::Deserialize)]
 enum StoredState {
-    Avg { summation: i64, count: i64 },
+    Avg {
+        summation: i64,
+        count: i64,
+    },
     Sum(i64),
     Latest(i64),
     Max(i64),
     Min(i64),
     AvgTable(Vec<(Labels, i64, i64)>),
     Table(Vec<(Labels, i64)>),
+    /// A [`StoredState::Table`] whose every label set is just `le` = a bound (a histogram): the
+    /// bounds as numbers, 3–4 bytes a bucket where the label text took ~11 (format 5).
+    Buckets(Vec<(i64, i64)>),
+    /// The same for a [`StoredState::AvgTable`].
+    AvgBuckets(Vec<(i64, i64, i64)>),
+}
+
+/// The histogram bound a label set names, when `le` = a bound is all it holds, written as
+/// [`skylark_core::bound_text`] writes it (so that decoding gives the same labels back).
+fn bound_of(labels: &Labels) -> Option<i64> {
+    let [(key, value)] = labels.pairs() else {
+        return None;
+    };
+    if key.as_ref() != BOUND_LABEL {
+        return None;
+    }
+    let bound: i64 = value.as_ref().parse().ok()?;
+    (bound.to_string() == value.as_ref()).then_some(bound)
+}
+
+/// The label histogram buckets are keyed by.
+const BOUND_LABEL: &str = "le";
+
+fn bound_labels(bound: i64) -> Labels {
+    let mut labels = Labels::with_capacity(1);
+    labels.insert(BOUND_LABEL, skylark_core::bound_text(bound));
+    labels
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -131,12 +161,24 @@ impl From<&MetricState> for StoredState {
             MetricState::Latest(v) => StoredState::Latest(*v),
             MetricState::Max(v) => StoredState::Max(*v),
             MetricState::Min(v) => StoredState::Min(*v),
-            MetricState::AvgTable(t) => {
-                StoredState::AvgTable(t.iter().map(|(k, (s, c))| (k.clone(), *s, *c)).collect())
-            }
-            MetricState::Table(t) => {
-                StoredState::Table(t.iter().map(|(k, v)| (k.clone(), *v)).collect())
-            }
+            MetricState::AvgTable(t) => match t
+                .iter()
+                .map(|(k, (s, c))| Some((bound_of(k)?, *s, *c)))
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(buckets) if !buckets.is_empty() => StoredState::AvgBuckets(buckets),
+                _ => {
+                    StoredState::AvgTable(t.iter().map(|(k, (s, c))| (k.clone(), *s, *c)).collect())
+                }
+            },
+            MetricState::Table(t) => match t
+                .iter()
+                .map(|(k, v)| Some((bound_of(k)?, *v)))
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(buckets) if !buckets.is_empty() => StoredState::Buckets(buckets),
+                _ => StoredState::Table(t.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+            },
         }
     }
 }
@@ -155,6 +197,16 @@ impl From<StoredState> for MetricState {
                     .collect::<BTreeMap<_, _>>(),
             ),
             StoredState::Table(t) => MetricState::Table(t.into_iter().collect()),
+            StoredState::Buckets(b) => MetricState::Table(
+                b.into_iter()
+                    .map(|(bound, v)| (bound_labels(bound), v))
+                    .collect(),
+            ),
+            StoredState::AvgBuckets(b) => MetricState::AvgTable(
+                b.into_iter()
+                    .map(|(bound, s, c)| (bound_labels(bound), (s, c)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -281,6 +333,68 @@ mod tests {
         let row = decode_metric(b"k", &bytes).unwrap();
         assert_eq!(row.state, state);
         assert_eq!(row.through, 42);
+    }
+
+    /// A histogram table as the rules build it: `le` = each bound, as `bound_text` writes it.
+    fn histogram(bounds: &[i64]) -> BTreeMap<Labels, i64> {
+        bounds
+            .iter()
+            .map(|b| {
+                let mut labels = Labels::new();
+                labels.insert("le", skylark_core::bound_text(*b));
+                (labels, b / 10 + 1)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn histogram_tables_are_stored_as_numbers_and_read_back_the_same() {
+        let bounds = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, i64::MAX];
+        let table = MetricState::Table(histogram(&bounds));
+        let bytes = encode_metric(MetricFunction::SumHistogramPercentile, &table, 7).unwrap();
+        let MetricState::Table(t) = &table else {
+            unreachable!()
+        };
+        let as_text = postcard::to_allocvec(&StoredState::Table(
+            t.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        ))
+        .unwrap();
+        assert!(
+            bytes.len() * 3 < as_text.len() * 2,
+            "{} bytes against {} as label text",
+            bytes.len(),
+            as_text.len()
+        );
+        assert_eq!(decode_metric(b"k", &bytes).unwrap().state, table);
+
+        let avg = MetricState::AvgTable(
+            histogram(&bounds)
+                .into_iter()
+                .map(|(k, v)| (k, (v * 3, v)))
+                .collect(),
+        );
+        let bytes = encode_metric(MetricFunction::AvgHistogramPercentile, &avg, 7).unwrap();
+        assert_eq!(decode_metric(b"k", &bytes).unwrap().state, avg);
+    }
+
+    #[test]
+    fn other_tables_keep_their_label_text() {
+        // More labels than `le`, a bound not written as `bound_text` writes it, another label.
+        let mut extra = Labels::new();
+        extra.insert("le", "10");
+        extra.insert("status", "200");
+        let mut padded = Labels::new();
+        padded.insert("le", "010");
+        let mut other = Labels::new();
+        other.insert("code", "10");
+        for labels in [extra, padded, other] {
+            let mut t = histogram(&[25, 50]);
+            t.insert(labels.clone(), 4);
+            let state = MetricState::Table(t);
+            let bytes = encode_metric(MetricFunction::SumLabeled, &state, 1).unwrap();
+            let row = decode_metric(b"k", &bytes).unwrap();
+            assert_eq!(row.state, state, "{labels:?}");
+        }
     }
 
     #[test]
