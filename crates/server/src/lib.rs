@@ -35,15 +35,19 @@ pub fn load_rules(config: &Config) -> Result<pipeline::Rules> {
     Ok(pipeline::Rules { otel, lal, log_mal })
 }
 
+/// The embedded database's settings.
+fn sled_config(config: &Config) -> SledConfig {
+    SledConfig {
+        cache_capacity_bytes: config.storage.sled.cache_capacity_mb * 1024 * 1024,
+        ..SledConfig::new(config.storage.sled.path.clone())
+    }
+}
+
 /// Opens the backend `storage.selector` names.
 pub fn open_storage(config: &Config) -> Result<Arc<dyn Storage>> {
     Ok(match config.storage_kind()? {
         config::StorageKind::Sled => {
-            let sled = SledStorage::open(SledConfig {
-                cache_capacity_bytes: config.storage.sled.cache_capacity_mb * 1024 * 1024,
-                ..SledConfig::new(config.storage.sled.path.clone())
-            })
-            .with_context(|| {
+            let sled = SledStorage::open(sled_config(config)).with_context(|| {
                 format!(
                     "cannot open storage at {}",
                     config.storage.sled.path.display()
@@ -346,6 +350,11 @@ pub async fn serve(
         Ok(joined) => {
             joined.context("final persist task failed")??;
             tracing::info!("skylark stopped; everything aggregated was persisted");
+            if config.storage_kind()? == config::StorageKind::Sled {
+                // Everything that may hold storage is done with it.
+                drop((budget, grouping, pipeline));
+                write_start_up_snapshot(storage, sled_config(&config), deadline).await;
+            }
         }
         Err(_) => tracing::warn!(
             deadline_ms = durable::SHUTDOWN_DEADLINE.as_millis() as u64,
@@ -354,6 +363,36 @@ pub async fn serve(
         ),
     }
     Ok(())
+}
+
+/// Has sled write the snapshot the next start recovers from (see
+/// [`SledStorage::write_start_up_snapshot`]), within what is left of the shutdown deadline, if
+/// nothing but `storage` still holds the database. Cut short, the next start does it instead.
+async fn write_start_up_snapshot(
+    storage: Arc<dyn Storage>,
+    config: SledConfig,
+    deadline: tokio::time::Instant,
+) {
+    let holders = Arc::strong_count(&storage);
+    if holders != 1 {
+        tracing::debug!(
+            holders,
+            "storage still held at shutdown, no start-up snapshot"
+        );
+        return;
+    }
+    drop(storage);
+    let started = Instant::now();
+    let write = tokio::task::spawn_blocking(move || SledStorage::write_start_up_snapshot(&config));
+    match tokio::time::timeout_at(deadline, write).await {
+        Ok(Ok(Ok(()))) => tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "start-up snapshot written"
+        ),
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "start-up snapshot not written"),
+        Ok(Err(error)) => tracing::warn!(%error, "start-up snapshot task failed"),
+        Err(_) => tracing::warn!("start-up snapshot not written by the shutdown deadline"),
+    }
 }
 
 /// Looks at the clock every `every` (`SW_ALARM_CHECK_INTERVAL_MS`) and checks the alarm rules
