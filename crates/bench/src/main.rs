@@ -478,6 +478,15 @@ fn free_ports<const N: usize>() -> Result<[u16; N]> {
     Ok(ports)
 }
 
+/// The runtime the benchmark's clients run on: one worker thread, so that the clients leave
+/// the other cores to the server they measure.
+fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
+}
+
 /// Result of one end-to-end stage.
 struct Stage {
     ok: u64,
@@ -737,10 +746,7 @@ fn stages_with_durability(args: &Args, workloads: &[Workload], mode: &str) -> Re
         .spawn()
         .with_context(|| format!("cannot start {}", args.server.display()))?;
     let pid = child.id();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let rt = client_runtime()?;
     let result = rt.block_on(async {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rest));
         wait_ready(rest, &format!("{mode} durability")).await?;
@@ -843,10 +849,7 @@ fn main() -> Result<()> {
         .spawn()
         .with_context(|| format!("cannot start {}", args.server.display()))?;
     let pid = child.id();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let rt = client_runtime()?;
     let result = rt.block_on(async {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], rest));
         wait_ready(rest, "sync durability").await?;
@@ -1029,10 +1032,7 @@ fn http_ceiling(
         .stdin(Stdio::null())
         .spawn()
         .context("cannot start the bare HTTP sink")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let rt = client_runtime()?;
     let result = rt.block_on(async {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         wait_listening(addr, "the HTTP sink").await?;
@@ -1113,10 +1113,7 @@ fn sdk_mix_on_one_core(args: &Args, workloads: &[Workload]) -> Result<()> {
                 .context("cannot start a one-core stage process")?,
         );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let rt = client_runtime()?;
     let result = rt.block_on(async {
         wait_ready(rest, "one-core skylark").await?;
         let sink_addr = std::net::SocketAddr::from(([127, 0, 0, 1], sink_port));
@@ -1220,10 +1217,7 @@ fn storage_comparison(args: &Args, workloads: &[Workload]) -> Result<()> {
             _scratch: scratch,
         });
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let rt = client_runtime()?;
     let outcome = rt.block_on(async {
         for server in &servers {
             wait_ready(server.rest, server.backend).await?;

@@ -144,6 +144,32 @@ pub struct Issue {
 }
 
 impl Issue {
+    /// A new unresolved issue named and placed by its first `occurrence`, with nothing counted
+    /// yet (no occurrences, versions, pages, sessions or users).
+    pub fn new(occurrence: &IssueOccurrence) -> Issue {
+        Issue {
+            id: occurrence.fingerprint.clone(),
+            service: occurrence.service.clone(),
+            layer: occurrence.layer,
+            kind: occurrence.kind.clone(),
+            error_type: occurrence.error_type.clone(),
+            title: occurrence.title.clone(),
+            culprit: occurrence.culprit.clone(),
+            first_seen_ms: occurrence.time_ms,
+            last_seen_ms: occurrence.time_ms,
+            count: 0,
+            versions: Vec::new(),
+            pages: Vec::new(),
+            sessions: Vec::new(),
+            users: Vec::new(),
+            status: IssueStatus::Unresolved,
+            resolved_at_ms: None,
+            resolved_in_version: None,
+            regressed_at_ms: None,
+            regressed_in_version: None,
+        }
+    }
+
     /// The version of the first occurrence.
     pub fn first_version(&self) -> Option<&str> {
         self.versions.first().map(|v| v.version.as_str())

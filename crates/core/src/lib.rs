@@ -26,8 +26,8 @@ pub use ingest::{
 pub use labels::{bound_text, LabelText, Labels};
 pub use layer::Layer;
 pub use metric::{
-    to_long, HistogramGroup, MeterEntity, MeterValue, MetricCatalog, MetricDefinition,
-    MetricEmission, MetricFunction, MetricState, MetricValue, Scope,
+    labels_with_le, to_long, HistogramGroup, MeterEntity, MeterValue, MetricCatalog,
+    MetricDefinition, MetricEmission, MetricFunction, MetricState, MetricValue, Scope, LE,
 };
 pub use sample::{Sample, SampleFamilies, SampleFamily};
 pub use time::{Step, TimeBucket, TimeError};

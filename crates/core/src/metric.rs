@@ -399,7 +399,8 @@ pub enum MetricState {
     Table(BTreeMap<Labels, i64>),
 }
 
-const LE: &str = "le";
+/// The label histogram buckets are keyed by: their upper bound.
+pub const LE: &str = "le";
 
 fn labels_with(labels: &Labels, key: &str, value: String) -> Labels {
     let mut l = labels.clone();
@@ -408,7 +409,7 @@ fn labels_with(labels: &Labels, key: &str, value: String) -> Labels {
 }
 
 /// `labels` plus `le` = the bucket bound `le`.
-fn labels_with_le(labels: &Labels, le: i64) -> Labels {
+pub fn labels_with_le(labels: &Labels, le: i64) -> Labels {
     // Every histogram emission names the same few bounds, one label set per bucket: the key and
     // the bound texts are shared rather than formatted and allocated per bucket.
     thread_local! {

@@ -9,30 +9,7 @@ use skylark_core::{Issue, IssueOccurrence, IssueStatus, IssueVersion};
 
 /// `issue` (or a new one when `None`) after `occurrence`.
 pub fn record_occurrence(issue: Option<Issue>, occurrence: &IssueOccurrence) -> Issue {
-    let mut issue = match issue {
-        Some(issue) => issue,
-        None => Issue {
-            id: occurrence.fingerprint.clone(),
-            service: occurrence.service.clone(),
-            layer: occurrence.layer,
-            kind: occurrence.kind.clone(),
-            error_type: occurrence.error_type.clone(),
-            title: occurrence.title.clone(),
-            culprit: occurrence.culprit.clone(),
-            first_seen_ms: occurrence.time_ms,
-            last_seen_ms: occurrence.time_ms,
-            count: 0,
-            versions: Vec::new(),
-            pages: Vec::new(),
-            sessions: Vec::new(),
-            users: Vec::new(),
-            status: IssueStatus::Unresolved,
-            resolved_at_ms: None,
-            resolved_in_version: None,
-            regressed_at_ms: None,
-            regressed_in_version: None,
-        },
-    };
+    let mut issue = issue.unwrap_or_else(|| Issue::new(occurrence));
     if issue.status == IssueStatus::Resolved && regresses(&issue, occurrence) {
         issue.status = IssueStatus::Regressed;
         issue.regressed_at_ms = Some(occurrence.time_ms);

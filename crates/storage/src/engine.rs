@@ -11,7 +11,7 @@ use crate::model::{
 use crate::model::{IssueQuery, SourceMapRecord};
 use crate::names::Names;
 use crate::records::{self, LogIds};
-use crate::rollups::Watermarks;
+use crate::rollups::{as_minute, Watermarks};
 use crate::rows::{self, RowOp, RowStore};
 use crate::templates;
 use crate::traffic::{TakenTraffic, TrafficCache};
@@ -933,15 +933,11 @@ fn migrate_format(store: &dyn RowStore) -> Result<Names> {
             } else {
                 value.to_vec()
             };
-            if let (Some(metric), Some(entity)) = (
-                names.id_or_new(legacy.metric),
-                names.id_or_new(legacy.entity),
-            ) {
-                let mut new_key = Vec::with_capacity(keys::METRIC_KEY_LEN);
-                new_key.push(keys::METRIC);
-                new_key.extend_from_slice(legacy.step_and_bucket);
-                new_key.extend_from_slice(&metric.to_be_bytes());
-                new_key.extend_from_slice(&entity.to_be_bytes());
+            let new_key = names
+                .id_or_new(legacy.metric)
+                .zip(names.id_or_new(legacy.entity))
+                .and_then(|(metric, entity)| keys::metric_key(metric, entity, legacy.bucket));
+            if let Some(new_key) = new_key {
                 ops.push((new_key, Some(value)));
             }
             ops.push((key.to_vec(), None));
@@ -973,21 +969,6 @@ fn migrate_format(store: &dyn RowStore) -> Result<Names> {
         );
     }
     Ok(names)
-}
-
-/// The minute an emission's bucket counts in: a second's minute, or the first minute of a
-/// coarser bucket (emissions are per minute; this keeps every row built from minutes).
-fn as_minute(bucket: TimeBucket) -> TimeBucket {
-    let value = match bucket.step {
-        Step::Second => bucket.value / 100,
-        Step::Minute => bucket.value,
-        Step::Hour => bucket.value * 100,
-        Step::Day => bucket.value * 10_000,
-    };
-    TimeBucket {
-        step: Step::Minute,
-        value,
-    }
 }
 
 impl<K: RowStore> Drop for Engine<K> {
@@ -1056,14 +1037,7 @@ mod tests {
                     Some(keys::NAME) | Some(keys::FORMAT) => {}
                     Some(keys::METRIC) => {
                         let (metric, entity) = keys::split_metric_key(&key).unwrap();
-                        let bucket = TimeBucket {
-                            step: match key[1] {
-                                1 => Step::Minute,
-                                2 => Step::Hour,
-                                _ => Step::Day,
-                            },
-                            value: keys::metric_bucket_of(&key).unwrap(),
-                        };
+                        let bucket = keys::metric_bucket(&key).unwrap();
                         let legacy =
                             keys::legacy_metric_key(&names[&metric], &names[&entity], bucket);
                         let row = value(&key, &row);
@@ -1308,14 +1282,14 @@ mod tests {
         set_now(202612060950);
         let rows = SharedRows::new();
         {
-            let old = Engine::with_clock(rows.clone(), test_clock).unwrap();
-            old.write_metrics_through(1, at(202612060905, 100)).unwrap();
+            let old = clocked(&rows);
+            write_at(&old, 1, 202612060905, 100);
             old.write_metrics(entry(3_000, 120)).unwrap();
-            old.write_metrics_through(2, at(202612061005, 300)).unwrap();
+            write_at(&old, 2, 202612061005, 300);
             set_now(202612061110);
             persist(&old);
         }
-        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        let engine = clocked(&rows);
         let expected = (
             values(&engine, 3_000),
             hour_and_day(&engine, 2026120609),
@@ -1336,7 +1310,7 @@ mod tests {
         assert_eq!(rows.legacy_rows(), rows_before - MIGRATION_CHUNK_ROWS);
 
         rows.writes_left.store(usize::MAX, Ordering::SeqCst);
-        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        let engine = clocked(&rows);
         assert_eq!(rows.legacy_rows(), 0);
         assert_eq!(rows.metric_rows(), rows_before);
         assert_eq!(
@@ -1355,9 +1329,7 @@ mod tests {
             ]
         );
         // Built hours stay built, and late data still lands in them.
-        engine
-            .write_metrics_through(3, at(202612061006, 500))
-            .unwrap();
+        write_at(&engine, 3, 202612061006, 500);
         persist(&engine);
         assert_eq!(
             hour_and_day(&engine, 2026120610)[0],
@@ -1471,6 +1443,18 @@ mod tests {
         engine.read_metric(&metric(), &id, &buckets).unwrap()
     }
 
+    /// An engine over `rows` on the test clock.
+    fn clocked(rows: &SharedRows) -> Engine<SharedRows> {
+        Engine::with_clock(rows.clone(), test_clock).unwrap()
+    }
+
+    /// Write-ahead-log entry `seq`: one emission of `value` for `mp-0` in `minute`.
+    fn write_at(engine: &Engine<SharedRows>, seq: u64, minute: i64, value: i64) {
+        engine
+            .write_metrics_through(seq, at(minute, value))
+            .unwrap();
+    }
+
     /// What the periodic persist does: flush, then build what has closed.
     fn persist(engine: &Engine<SharedRows>) {
         engine.flush().unwrap();
@@ -1490,13 +1474,9 @@ mod tests {
     fn an_open_hour_is_read_from_its_minutes_and_built_once_when_it_closes() {
         set_now(202612061040);
         let rows = SharedRows::new();
-        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
-        engine
-            .write_metrics_through(1, at(202612061005, 100))
-            .unwrap();
-        engine
-            .write_metrics_through(2, at(202612061030, 300))
-            .unwrap();
+        let engine = clocked(&rows);
+        write_at(&engine, 1, 202612061005, 100);
+        write_at(&engine, 2, 202612061030, 300);
         persist(&engine);
         // Open: only minute rows are written, and the hour and day read as their average.
         assert_eq!(rows_of_step(&rows, Step::Minute), 2);
@@ -1507,9 +1487,7 @@ mod tests {
 
         // Past 11:05 the hour has closed: the next persist builds its row from the minutes.
         set_now(202612061106);
-        engine
-            .write_metrics_through(3, at(202612061101, 600))
-            .unwrap();
+        write_at(&engine, 3, 202612061101, 600);
         persist(&engine);
         assert_eq!(rows_of_step(&rows, Step::Hour), 1);
         assert_eq!(
@@ -1528,9 +1506,7 @@ mod tests {
         );
 
         // A late emission for the closed hour adds to its row, and to the open day's value.
-        engine
-            .write_metrics_through(4, at(202612061059, 800))
-            .unwrap();
+        write_at(&engine, 4, 202612061059, 800);
         let late = vec![
             Some(MetricValue::Single(400)),
             Some(MetricValue::Single(450)),
@@ -1553,17 +1529,13 @@ mod tests {
         set_now(202612061040);
         let rows = SharedRows::new();
         {
-            let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
-            engine
-                .write_metrics_through(1, at(202612061005, 100))
-                .unwrap();
-            engine
-                .write_metrics_through(2, at(202612061130, 300))
-                .unwrap();
+            let engine = clocked(&rows);
+            write_at(&engine, 1, 202612061005, 100);
+            write_at(&engine, 2, 202612061130, 300);
         }
         assert_eq!(rows_of_step(&rows, Step::Hour), 0);
         set_now(202612061406);
-        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        let engine = clocked(&rows);
         persist(&engine);
         // Hours 10 and 11 were built (12 and 13 had no minutes).
         assert_eq!(rows_of_step(&rows, Step::Hour), 2);
@@ -1580,7 +1552,7 @@ mod tests {
     fn a_build_cut_short_is_done_again_and_counts_nothing_twice() {
         set_now(202612061040);
         let rows = SharedRows::new();
-        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        let engine = clocked(&rows);
         let services = 3 * FLUSH_CHUNK_ROWS;
         let emissions: Vec<MetricEmission> = (0..services)
             .map(|i| MetricEmission {
@@ -1605,7 +1577,7 @@ mod tests {
         rows.writes_left.store(usize::MAX, Ordering::SeqCst);
         assert!(rows_of_step(&rows, Step::Hour) > 0);
 
-        let restarted = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        let restarted = clocked(&rows);
         persist(&restarted);
         assert_eq!(rows_of_step(&rows, Step::Hour), services);
         let hour = [TimeBucket {
@@ -1627,8 +1599,8 @@ mod tests {
         let rows = SharedRows::new();
         {
             let old = engine_after(rows.clone()).unwrap();
-            old.write_metrics_through(1, at(202612060905, 100)).unwrap();
-            old.write_metrics_through(2, at(202612061005, 300)).unwrap();
+            write_at(&old, 1, 202612060905, 100);
+            write_at(&old, 2, 202612061005, 300);
         }
         rows.rows()
             .write()
@@ -1640,14 +1612,12 @@ mod tests {
 
         // Opened during hour 10: hour 9 is read from its row, hour 10 from its minutes.
         set_now(202612061040);
-        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
+        let engine = clocked(&rows);
         assert_eq!(
             rows.rows().read().get(&vec![keys::FORMAT]),
             Some(&CURRENT_FORMAT.to_be_bytes().to_vec())
         );
-        engine
-            .write_metrics_through(3, at(202612061006, 500))
-            .unwrap();
+        write_at(&engine, 3, 202612061006, 500);
         persist(&engine);
         assert_eq!(
             hour_and_day(&engine, 2026120609),
@@ -1670,10 +1640,8 @@ mod tests {
     fn nothing_is_built_after_a_failed_flush_until_one_stores_everything() {
         set_now(202612061040);
         let rows = SharedRows::new();
-        let engine = Engine::with_clock(rows.clone(), test_clock).unwrap();
-        engine
-            .write_metrics_through(1, at(202612061005, 100))
-            .unwrap();
+        let engine = clocked(&rows);
+        write_at(&engine, 1, 202612061005, 100);
         set_now(202612061106);
         // The flush that closes hour 10 fails: its minute row goes back to memory.
         rows.writes_left.store(0, Ordering::SeqCst);

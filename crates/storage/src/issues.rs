@@ -305,7 +305,7 @@ pub(crate) fn delete_source_map(
 mod tests {
     use super::*;
     use crate::mem_storage::MemRows;
-    use skylark_core::{IssueStatus, Layer};
+    use skylark_core::Layer;
 
     fn occurrence(time_ms: i64, message: &str) -> IssueOccurrence {
         IssueOccurrence {
@@ -328,27 +328,7 @@ mod tests {
     }
 
     fn count(issue: Option<Issue>, o: &IssueOccurrence) -> Issue {
-        let mut issue = issue.unwrap_or_else(|| Issue {
-            id: o.fingerprint.clone(),
-            service: o.service.clone(),
-            layer: o.layer,
-            kind: o.kind.clone(),
-            error_type: o.error_type.clone(),
-            title: o.title.clone(),
-            culprit: o.culprit.clone(),
-            first_seen_ms: o.time_ms,
-            last_seen_ms: o.time_ms,
-            count: 0,
-            versions: Vec::new(),
-            pages: Vec::new(),
-            sessions: Vec::new(),
-            users: Vec::new(),
-            status: IssueStatus::Unresolved,
-            resolved_at_ms: None,
-            resolved_in_version: None,
-            regressed_at_ms: None,
-            regressed_in_version: None,
-        });
+        let mut issue = issue.unwrap_or_else(|| Issue::new(o));
         issue.count += 1;
         issue.last_seen_ms = o.time_ms;
         issue

@@ -170,6 +170,20 @@ pub(crate) fn metric_bucket_of(key: &[u8]) -> Option<i64> {
     Some(from_ordered_i64(<[u8; 8]>::try_from(bytes).ok()?))
 }
 
+/// The bucket of a metric key of either layout (both begin `kind | step | bucket`).
+pub(crate) fn metric_bucket(key: &[u8]) -> Option<TimeBucket> {
+    let step = match key.get(1)? {
+        1 => Step::Minute,
+        2 => Step::Hour,
+        3 => Step::Day,
+        _ => return None,
+    };
+    Some(TimeBucket {
+        step,
+        value: metric_bucket_of(key)?,
+    })
+}
+
 /// The metric and entity ids of a full metric key.
 pub(crate) fn split_metric_key(key: &[u8]) -> Option<(NameId, NameId)> {
     if key.len() != METRIC_KEY_LEN || key.first() != Some(&METRIC) {
@@ -180,11 +194,10 @@ pub(crate) fn split_metric_key(key: &[u8]) -> Option<(NameId, NameId)> {
     Some((metric, entity))
 }
 
-/// A metric row key of formats 1–3 ([`LEGACY_METRIC`]), taken apart: the step byte and
-/// bucket bytes as they are, the metric name and the entity id.
+/// A metric row key of formats 1–3 ([`LEGACY_METRIC`]), taken apart.
 pub(crate) struct LegacyMetricKey<'a> {
-    /// `step | bucket(8)`, the same bytes in the new layout.
-    pub(crate) step_and_bucket: &'a [u8],
+    /// The row's bucket.
+    pub(crate) bucket: TimeBucket,
     /// The metric name.
     pub(crate) metric: &'a str,
     /// The entity id.
@@ -193,8 +206,8 @@ pub(crate) struct LegacyMetricKey<'a> {
 
 /// Parses a [`LEGACY_METRIC`] key; `None` for anything else.
 pub(crate) fn split_legacy_metric_key(key: &[u8]) -> Option<LegacyMetricKey<'_>> {
+    let bucket = metric_bucket(key)?;
     let rest = key.strip_prefix(&[LEGACY_METRIC])?;
-    let step_and_bucket = rest.get(..9)?;
     let (len, rest) = rest.get(9..)?.split_first_chunk::<2>()?;
     let len = usize::from(u16::from_be_bytes(*len));
     if rest.len() < len {
@@ -202,7 +215,7 @@ pub(crate) fn split_legacy_metric_key(key: &[u8]) -> Option<LegacyMetricKey<'_>>
     }
     let (metric, entity) = rest.split_at(len);
     Some(LegacyMetricKey {
-        step_and_bucket,
+        bucket,
         metric: std::str::from_utf8(metric).ok()?,
         entity: std::str::from_utf8(entity).ok()?,
     })
@@ -427,7 +440,8 @@ mod tests {
         let legacy = split_legacy_metric_key(&key).unwrap();
         assert_eq!((legacy.metric, legacy.entity), ("cpm", "svc.1"));
         let new = metric_key(1, 2, minute(202601010000)).unwrap();
-        assert_eq!(legacy.step_and_bucket, &new[1..10]);
+        assert_eq!(legacy.bucket, minute(202601010000));
+        assert_eq!(metric_bucket(&new), Some(legacy.bucket));
         assert!(split_legacy_metric_key(&key[..12]).is_none());
         assert!(split_legacy_metric_key(&new).is_none());
     }

@@ -32,6 +32,30 @@ fn index(step: Step) -> Option<usize> {
     ROLLUPS.iter().position(|(s, _, _)| *s == step)
 }
 
+/// The minute an emission's bucket counts in: a second's minute, or the first minute of a
+/// coarser bucket (emissions are per minute; this keeps every row built from minutes).
+pub(crate) fn as_minute(bucket: TimeBucket) -> TimeBucket {
+    let value = match bucket.step {
+        Step::Second => bucket.value / 100,
+        Step::Minute => bucket.value,
+        Step::Hour => bucket.value * 100,
+        Step::Day => bucket.value * 10_000,
+    };
+    TimeBucket {
+        step: Step::Minute,
+        value,
+    }
+}
+
+/// The `count` buckets of step `finer` that make up `bucket` (bucket numbers are wall-clock
+/// digits: `hour * 100 + minute`).
+fn finer_buckets(bucket: TimeBucket, finer: Step, count: i64) -> impl Iterator<Item = TimeBucket> {
+    (0..count).map(move |n| TimeBucket {
+        step: finer,
+        value: bucket.value * 100 + n,
+    })
+}
+
 /// Where building stands, per rollup step, as bucket numbers of that step.
 pub(crate) struct Watermarks {
     /// The first bucket still open: emissions for it go to finer rows only. Moved under the
@@ -130,16 +154,8 @@ impl Watermarks {
         }
         let (_, finer, count) = ROLLUPS[i];
         let latest = self.latest_minute.load(Ordering::Acquire);
-        for n in 0..count {
-            let part = TimeBucket {
-                step: finer,
-                value: bucket.value * 100 + n,
-            };
-            let first_minute = match finer {
-                Step::Hour => part.value * 100,
-                _ => part.value,
-            };
-            if first_minute > latest {
+        for part in finer_buckets(bucket, finer, count) {
+            if as_minute(part).value > latest {
                 break;
             }
             self.parts(part, out);
@@ -192,12 +208,7 @@ fn build_bucket(
     chunk_rows: usize,
     after: i64,
 ) -> Result<usize> {
-    let parts: Vec<TimeBucket> = (0..count)
-        .map(|n| TimeBucket {
-            step: finer,
-            value: bucket.value * 100 + n,
-        })
-        .collect();
+    let parts: Vec<TimeBucket> = finer_buckets(bucket, finer, count).collect();
     // Metric by metric, so only one metric's entities are held at a time.
     let mut metrics: std::collections::BTreeSet<NameId> = Default::default();
     for part in &parts {

@@ -112,20 +112,15 @@ fn bound_of(labels: &Labels) -> Option<i64> {
     let [(key, value)] = labels.pairs() else {
         return None;
     };
-    if key.as_ref() != BOUND_LABEL {
+    if key.as_ref() != skylark_core::LE {
         return None;
     }
     let bound: i64 = value.as_ref().parse().ok()?;
     (bound.to_string() == value.as_ref()).then_some(bound)
 }
 
-/// The label histogram buckets are keyed by.
-const BOUND_LABEL: &str = "le";
-
 fn bound_labels(bound: i64) -> Labels {
-    let mut labels = Labels::with_capacity(1);
-    labels.insert(BOUND_LABEL, skylark_core::bound_text(bound));
-    labels
+    skylark_core::labels_with_le(&Labels::new(), bound)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -36,30 +36,13 @@ fn occurrence(fingerprint: &str, time_ms: i64) -> IssueOccurrence {
 /// A minimal fold (the real one lives in skylark-issues): counts and last-seen.
 fn fold(issue: Option<Issue>, o: &IssueOccurrence) -> Issue {
     let mut issue = issue.unwrap_or_else(|| Issue {
-        id: o.fingerprint.clone(),
-        service: o.service.clone(),
-        layer: o.layer,
-        kind: o.kind.clone(),
-        error_type: o.error_type.clone(),
-        title: o.title.clone(),
-        culprit: o.culprit.clone(),
-        first_seen_ms: o.time_ms,
-        last_seen_ms: o.time_ms,
-        count: 0,
         versions: vec![IssueVersion {
             version: o.version.clone(),
             first_seen_ms: o.time_ms,
             last_seen_ms: o.time_ms,
             count: 0,
         }],
-        pages: Vec::new(),
-        sessions: Vec::new(),
-        users: Vec::new(),
-        status: IssueStatus::Unresolved,
-        resolved_at_ms: None,
-        resolved_in_version: None,
-        regressed_at_ms: None,
-        regressed_in_version: None,
+        ..Issue::new(o)
     });
     issue.count += 1;
     issue.last_seen_ms = issue.last_seen_ms.max(o.time_ms);
