@@ -41,7 +41,7 @@ pub(crate) enum MarkKind {
 }
 
 impl MarkKind {
-    fn key(self) -> Vec<u8> {
+    pub(crate) fn key(self) -> Vec<u8> {
         let name: &[u8] = match self {
             MarkKind::Metrics => b"metrics",
             MarkKind::MetricsStarted => b"metrics-started",

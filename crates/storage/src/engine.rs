@@ -443,7 +443,7 @@ impl<K: RowStore> Engine<K> {
         // Key order: a chunk touches neighbouring tree leaves.
         keys.sort_unstable();
         let result = self.write_in_flight(&keys, mark);
-        match result {
+        let stored = match result {
             Ok(()) => {
                 self.metrics_mark.stored(mark);
                 self.last_flush_stored.store(mark, Ordering::Release);
@@ -464,7 +464,11 @@ impl<K: RowStore> Engine<K> {
                 }
                 Err(error)
             }
-        }
+        };
+        stored?;
+        // Every record of an entry up to `mark` was handed to the store before that entry's
+        // emissions, so once this returns, everything up to the metrics mark is stored.
+        self.store.seal()
     }
 
     /// Reads, combines and writes the in-flight rows under `keys`, chunk by chunk, each row
@@ -881,8 +885,10 @@ impl<K: RowStore> Engine<K> {
 /// 3 = hour and day rows built when their bucket closes (an older build would read an open
 /// hour's missing row as no data); 4 = metric keys name their metric and entity by dictionary id;
 /// 5 = histogram tables stored as numbers (`rows::StoredState::Buckets`), which a format-4 build
-/// cannot decode. Format 4 → 5 rewrites nothing: both decode.
-pub(crate) const CURRENT_FORMAT: u32 = 5;
+/// cannot decode; 6 = log and segment rows in record runs outside sled (`runs`), which a
+/// format-5 build would not see. Format 4 → 5 → 6 rewrites nothing: record rows already in sled
+/// are read there until they expire.
+pub(crate) const CURRENT_FORMAT: u32 = 6;
 
 /// Rows rewritten per batch while migrating.
 const MIGRATION_CHUNK_ROWS: usize = 4096;
@@ -1365,11 +1371,11 @@ mod tests {
         let rows = SharedRows::new();
         rows.rows()
             .write()
-            .insert(vec![keys::FORMAT], 6u32.to_be_bytes().to_vec());
+            .insert(vec![keys::FORMAT], 7u32.to_be_bytes().to_vec());
         let error = engine_after(rows.clone()).err().unwrap();
         assert_eq!(
             error.to_string(),
-            "the data folder is in storage format 6, newer than this Skylark reads (format 5): \
+            "the data folder is in storage format 7, newer than this Skylark reads (format 6): \
              run the Skylark that wrote it, or start from an empty folder"
         );
         assert_eq!(rows.rows().read().len(), 1);

@@ -32,6 +32,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A record run file could not be read back: which file, and what is wrong with it.
+    #[error("the record run {0}")]
+    CorruptRun(String),
+    /// Reading or writing a record run file failed.
+    #[error("record run file {path}")]
+    RunIo {
+        /// The file or folder.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A row could not be encoded in the binary row format.
     #[error("row could not be encoded")]
     EncodeRow(#[source] postcard::Error),

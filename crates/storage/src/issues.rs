@@ -1,11 +1,13 @@
-//! Error issues and source maps, written straight through.
+//! Error issues and source maps.
 //!
 //! An issue row is read, folded with each occurrence and written back in one batch together with
 //! the occurrence's event row, its minute counter and (from the write-ahead log) the issues mark,
 //! so a replay never counts an occurrence twice. Events are kept in a ring of
 //! [`ISSUE_EVENTS_KEPT`] slots per issue (the latest occurrences); minute counters feed trends.
 //! Issue and event rows are binary (postcard behind a tag byte, as log rows), about half their
-//! JSON size and cheaper to fold on the ingest path; JSON rows written before still read.
+//! JSON size and cheaper to fold on the ingest path; JSON rows written before still read. The
+//! sled backend holds the issue rows of such batches in memory until the next persist
+//! (`runs`), so a busy issue is stored once per persist, not once per batch.
 use crate::applied::MarkKind;
 use crate::model::{IssueOrder, IssueQuery, SourceMapRecord};
 use crate::rows::{self, RowOp, RowStore};
@@ -15,11 +17,11 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 /// Issue rows: `I | issue id`.
-const ISSUE: u8 = b'I';
+pub(crate) const ISSUE: u8 = b'I';
 /// Latest occurrences: `E | issue id | 0 | slot(4, BE)`.
-const ISSUE_EVENT: u8 = b'E';
+pub(crate) const ISSUE_EVENT: u8 = b'E';
 /// Occurrences per minute: `N | issue id | 0 | minute start(8, BE)`, value a count (8, BE).
-const ISSUE_MINUTE: u8 = b'N';
+pub(crate) const ISSUE_MINUTE: u8 = b'N';
 /// Source maps: `M | service | 0 | version | 0 | file`, value the map as uploaded.
 const SOURCE_MAP: u8 = b'M';
 /// What is known about each map, same tail as [`SOURCE_MAP`]: `P | ...`, JSON.

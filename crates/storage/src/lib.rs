@@ -19,6 +19,7 @@ mod records;
 mod rollups;
 mod rows;
 mod rum;
+mod runs;
 mod sled_storage;
 mod templates;
 #[cfg(feature = "testsuite")]

@@ -1,5 +1,6 @@
 //! Records: logs and trace segments. Unlike metric rows they are never merged, so each request
-//! is written straight through as one batch and is readable as soon as the write returns.
+//! is handed to the row store as one batch and is readable as soon as the write returns. The
+//! sled backend keeps the record rows in runs of its own (`runs`), the indexes in sled.
 use crate::keys::{self, LOG, LOG_BY_TRACE, SEGMENT, SEGMENT_BODY, SEGMENT_BY_TRACE, TAG};
 use crate::model::{LogQuery, StoredLog, TraceOrder, TraceQuery, TraceState};
 use crate::rows::{self, RowOp, RowStore};

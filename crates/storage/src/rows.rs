@@ -56,6 +56,14 @@ pub trait RowStore: Send + Sync + 'static {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Writes out, durably, what the store keeps in memory of its own (the open record run of
+    /// the sled backend) with the marks that came with it. Called at the end of every flush,
+    /// after the metric rows, so that everything up to the metrics mark is stored before the
+    /// write-ahead log is cut back to it.
+    fn seal(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads of a batch fetched up front with one [`RowStore::get_many`]; other keys fall through

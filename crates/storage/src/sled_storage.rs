@@ -1,8 +1,13 @@
 //! The embedded default backend.
 use crate::engine::Engine;
 use crate::rows::{RangeVisitor, RowOp, RowStore, RowVisitor};
+use crate::runs::{self, HeldRow, RecordRuns};
 use crate::Result;
+use std::cmp::Ordering;
 use std::path::PathBuf;
+
+/// The folder inside the database folder that holds the record runs.
+const RUNS_FOLDER: &str = "records";
 
 /// Where and how [`SledStorage`] keeps its files.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -40,18 +45,119 @@ impl SledConfig {
     }
 }
 
-/// The single sled tree every row lives in (see `keys` for the layout).
+/// The single sled tree every row lives in (see `keys` for the layout), except the rows of
+/// logs and segments, which go to record runs (`runs`).
 struct SledRows {
     db: sled::Db,
     rows: sled::Tree,
+    runs: RecordRuns,
+}
+
+impl SledRows {
+    /// The sled rows of `[start, end)` merged with the run rows there (which win on equal keys).
+    fn scan_merged(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut RangeVisitor<'_>,
+    ) -> Result<()> {
+        let runs = self.runs.range(start, end)?;
+        let mut sled_rows = self.rows.range(start..end);
+        let mut run_rows = runs.iter();
+        let next_sled = |rows: &mut sled::Iter| -> Result<Option<(sled::IVec, sled::IVec)>> {
+            let next = if reverse {
+                rows.next_back()
+            } else {
+                rows.next()
+            };
+            Ok(next.transpose()?)
+        };
+        fn next_run<'a>(
+            rows: &mut std::slice::Iter<'a, HeldRow>,
+            reverse: bool,
+        ) -> Option<&'a HeldRow> {
+            if reverse {
+                rows.next_back()
+            } else {
+                rows.next()
+            }
+        }
+        let mut from_sled = next_sled(&mut sled_rows)?;
+        let mut from_run = next_run(&mut run_rows, reverse);
+        loop {
+            let order = match (&from_sled, from_run) {
+                (None, None) => return Ok(()),
+                (None, Some(_)) => Ordering::Equal,
+                (Some(_), None) => {
+                    if reverse {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
+                }
+                (Some((sled_key, _)), Some((run_key, _))) => run_key.as_slice().cmp(sled_key),
+            };
+            if order == Ordering::Equal && from_sled.is_some() {
+                // A held row is newer than a sled row under the same key.
+                from_sled = next_sled(&mut sled_rows)?;
+            }
+            let take_run = order == Ordering::Equal || ((order == Ordering::Less) != reverse);
+            let go_on = if take_run {
+                let Some((key, value)) = from_run else {
+                    return Ok(());
+                };
+                from_run = next_run(&mut run_rows, reverse);
+                match value {
+                    Some(value) => visit(key, value)?,
+                    // Deleted, not yet sealed.
+                    None => true,
+                }
+            } else {
+                let Some((key, value)) = from_sled.take() else {
+                    return Ok(());
+                };
+                from_sled = next_sled(&mut sled_rows)?;
+                visit(&key, &value)?
+            };
+            if !go_on {
+                return Ok(());
+            }
+        }
+    }
+
+    fn apply_to_sled(&self, ops: Vec<RowOp>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in ops {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        // sled recovers its log as a prefix: a later flush makes this batch durable too.
+        self.rows.apply_batch(batch)?;
+        Ok(())
+    }
 }
 
 impl RowStore for SledRows {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if runs::is_held_key(key) {
+            if let Some(held) = self.runs.get(key)? {
+                return Ok(held);
+            }
+        }
         Ok(self.rows.get(key)?.map(|v| v.to_vec()))
     }
 
     fn scan_prefix(&self, prefix: &[u8], visit: &mut RowVisitor<'_>) -> Result<()> {
+        if prefix.is_empty() || runs::is_held_key(prefix) {
+            let end = prefix_end(prefix);
+            return self.scan_merged(prefix, &end, false, &mut |key, value| {
+                visit(key, value)?;
+                Ok(true)
+            });
+        }
         for row in self.rows.scan_prefix(prefix) {
             let (key, value) = row?;
             visit(&key, &value)?;
@@ -68,6 +174,9 @@ impl RowStore for SledRows {
     ) -> Result<()> {
         if start >= end {
             return Ok(());
+        }
+        if runs::touches_held(start, end) {
+            return self.scan_merged(start, end, reverse, visit);
         }
         let range = self.rows.range(start..end);
         if reverse {
@@ -93,6 +202,13 @@ impl RowStore for SledRows {
             return Ok(Vec::new());
         }
         let mut keys = Vec::new();
+        if runs::touches_held(start, end) {
+            self.scan_merged(start, end, false, &mut |key, _| {
+                keys.push(key.to_vec());
+                Ok(true)
+            })?;
+            return Ok(keys);
+        }
         for row in self.rows.range(start..end) {
             let (key, _) = row?;
             keys.push(key.to_vec());
@@ -101,7 +217,13 @@ impl RowStore for SledRows {
     }
 
     fn apply(&self, ops: Vec<RowOp>) -> Result<()> {
+        // Records and issues written without a write-ahead log behind them must be on disk on
+        // return.
+        let records = ops.iter().any(|(key, _)| runs::is_held_key(key));
         self.apply_unsynced(ops)?;
+        if records {
+            self.runs.seal(&self.rows)?;
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -112,17 +234,34 @@ impl RowStore for SledRows {
     }
 
     fn apply_unsynced(&self, ops: Vec<RowOp>) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in ops {
-            match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
-            }
+        let diverted = self.runs.divert(ops);
+        if !diverted.ops.is_empty() {
+            self.apply_to_sled(diverted.ops)?;
         }
-        // sled recovers its log as a prefix: a later flush makes this batch durable too.
-        self.rows.apply_batch(batch)?;
+        RecordRuns::delete_files(&diverted.expired);
+        if diverted.seal_now {
+            self.runs.seal(&self.rows)?;
+        }
         Ok(())
     }
+
+    fn seal(&self) -> Result<()> {
+        self.runs.seal(&self.rows)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// The first key after every key that starts with `prefix` (all 0xff: no end but the last).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xff; 64]
 }
 
 /// Storage in an embedded sled database: aggregation in memory, one atomic batch per flush.
@@ -138,9 +277,10 @@ impl SledStorage {
     pub fn open(config: SledConfig) -> Result<SledStorage> {
         let db = open_db(&config)?;
         let rows = db.open_tree("rows")?;
+        let runs = RecordRuns::open(config.path.join(RUNS_FOLDER), &rows)?;
         tracing::info!(path = %config.path.display(), "storage opened");
         Ok(SledStorage {
-            engine: Engine::new(SledRows { db, rows })?,
+            engine: Engine::new(SledRows { db, rows, runs })?,
         })
     }
 }

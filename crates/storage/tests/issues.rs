@@ -59,6 +59,8 @@ fn exercise(store: &dyn Storage) {
     store
         .record_issue_occurrences(Some(7), batch, &fold)
         .unwrap();
+    // The mark says what is stored for good: after the next flush at the latest.
+    store.flush().unwrap();
     assert_eq!(store.applied_seqs().unwrap().issues, 7);
 
     let issue = store.get_issue("aaaa").unwrap().unwrap();
