@@ -885,7 +885,7 @@ impl<K: RowStore> Engine<K> {
 /// 3 = hour and day rows built when their bucket closes (an older build would read an open
 /// hour's missing row as no data); 4 = metric keys name their metric and entity by dictionary id;
 /// 5 = histogram tables stored as numbers (`rows::StoredState::Buckets`), which a format-4 build
-/// cannot decode; 6 = log and segment rows in record runs outside sled (`runs`), which a
+/// cannot decode; 6 = log, segment and RUM event rows in record runs outside sled (`runs`), which a
 /// format-5 build would not see. Format 4 → 5 → 6 rewrites nothing: record rows already in sled
 /// are read there until they expire.
 pub(crate) const CURRENT_FORMAT: u32 = 6;

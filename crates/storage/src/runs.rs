@@ -3,12 +3,13 @@
 //! sled logs every value it stores and rewrites it again whenever it consolidates a page, so a
 //! record stored there was written several times over, besides the write-ahead log's copy,
 //! and its I/O threads cost more CPU than the rules. Here the rows of the record keyspaces
-//! (`LOG`, `SEGMENT`, `SEGMENT_BODY`) gather in memory (the open run, readable at once) and are
+//! (`LOG`, `SEGMENT`, `SEGMENT_BODY`, `RUM`) gather in memory (the open run, readable at once) and are
 //! sealed into an immutable file of sorted rows (lz4 blocks, CRC-32): at the end of every
 //! storage flush, and early once the open run holds [`OPEN_RUN_MAX_BYTES`]. The file is
-//! fsynced before its meta row and the log and segment marks go to sled in one batch, so a mark
+//! fsynced before its meta row and the log, segment and RUM marks go to sled in one batch, so a mark
 //! never covers a record that is not on disk; after a crash the write-ahead log replays what
-//! the open run held. The indexes (trace ids, tags) stay in sled: small keys without values.
+//! the open run held. The indexes (trace ids, tags, RUM services, sessions, users) and RUM
+//! sessions stay in sled: small rows.
 //!
 //! Retention raises a per-kind floor: rows at or below it are not read any more, and a run
 //! whose rows all lie below it is deleted whole. Record rows that earlier formats stored in sled
@@ -19,7 +20,7 @@
 //! written once, not a thousand times. Their deletions are buffered too, as tombstones.
 use crate::applied::MarkKind;
 use crate::issues::{ISSUE, ISSUE_EVENT, ISSUE_MINUTE};
-use crate::keys::{LOG, SEGMENT, SEGMENT_BODY};
+use crate::keys::{LOG, RUM, SEGMENT, SEGMENT_BODY};
 use crate::rows::RowOp;
 use crate::{Error, Result};
 use parking_lot::{Mutex, RwLock};
@@ -34,7 +35,7 @@ use std::sync::Arc;
 pub(crate) const OPEN_RUN_MAX_BYTES: usize = 8 << 20;
 
 /// The keyspaces whose rows live in runs.
-const RUN_KINDS: [u8; 3] = [LOG, SEGMENT, SEGMENT_BODY];
+const RUN_KINDS: [u8; 4] = [LOG, SEGMENT, SEGMENT_BODY, RUM];
 
 /// The keyspaces buffered in memory until the next seal, then stored in sled.
 const BUFFERED_KINDS: [u8; 3] = [ISSUE, ISSUE_EVENT, ISSUE_MINUTE];
@@ -131,7 +132,7 @@ struct Open {
     /// Buffered sled rows (`None`: deleted).
     buffered: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     bytes: usize,
-    /// The highest log, segment and issue marks of the batches whose rows are here.
+    /// The highest log, segment, RUM and issue marks of the batches whose rows are here.
     marks: BTreeMap<Vec<u8>, u64>,
 }
 
@@ -196,10 +197,11 @@ fn meta_key(id: u64) -> Vec<u8> {
     key
 }
 
-fn held_marks() -> [Vec<u8>; 3] {
+fn held_marks() -> [Vec<u8>; 4] {
     [
         MarkKind::Logs.key(),
         MarkKind::Segments.key(),
+        MarkKind::Rum.key(),
         MarkKind::Issues.key(),
     ]
 }
@@ -252,7 +254,7 @@ impl RecordRuns {
         })
     }
 
-    /// Takes the record rows and the log and segment marks out of `ops` into the open run;
+    /// Takes the record and buffered rows and their marks out of `ops` into the open run;
     /// deletions of record rows raise the retention floor (and still reach sled, which may hold
     /// rows of earlier formats).
     pub(crate) fn divert(&self, ops: Vec<RowOp>) -> Diverted {

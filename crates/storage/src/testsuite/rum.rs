@@ -130,6 +130,8 @@ pub(super) fn rum_events_by_index_and_view_upserts(store: &dyn Storage) {
     store
         .write_rum_events_through(7, vec![event(RumEventType::Custom, "c1", T0, "s3")])
         .unwrap();
+    // The mark is stored by the next flush at the latest.
+    store.flush().unwrap();
     assert_eq!(store.applied_seqs().unwrap().rum, 7);
 
     // Retention takes the events and their index rows.
