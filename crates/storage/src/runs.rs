@@ -56,6 +56,9 @@ const RUN_FILE_MAX_BYTES: u64 = 1 << 30;
 /// Sorted rows.
 type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// A run's meta row: key and value.
+type MetaRow = (Vec<u8>, Vec<u8>);
+
 /// Whether `key` is a row of a record keyspace kept in runs.
 pub(crate) fn is_run_key(key: &[u8]) -> bool {
     key.first().is_some_and(|k| RUN_KINDS.contains(k))
@@ -87,12 +90,15 @@ pub(crate) type HeldRow = (Vec<u8>, Option<Vec<u8>>);
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RunMeta {
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Bytes of keys and values (before compression).
+    bytes: u64,
 }
 
 /// A sealed run: its key ranges and file; its rows are read from the file when needed.
 struct Run {
     id: u64,
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    bytes: u64,
     path: PathBuf,
 }
 
@@ -121,6 +127,9 @@ fn ranges_of(rows: &Rows) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     ranges
 }
+
+/// Small runs merged into one once this many have gathered (see [`RecordRuns::compact`]).
+const COMPACT_AFTER_RUNS: usize = 16;
 
 /// Decoded runs kept for the next lookups, up to this many bytes of rows: a trace or a page
 /// of logs reads the same few runs many times over.
@@ -226,6 +235,7 @@ impl RecordRuns {
             state.runs.push(Arc::new(Run {
                 id,
                 ranges: meta.ranges,
+                bytes: meta.bytes,
                 path: run_path(&dir, id),
             }));
             next_id = next_id.max(id + 1);
@@ -403,19 +413,9 @@ impl RecordRuns {
         let mut run = None;
         let rows = &sealing.rows;
         if !rows.is_empty() {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let path = run_path(&self.dir, id);
-            write_file(&self.dir, &path, &encode_rows(rows))?;
-            let meta = RunMeta {
-                ranges: ranges_of(rows),
-            };
-            let value = postcard::to_allocvec(&meta).map_err(Error::EncodeRow)?;
-            batch.insert(meta_key(id), value);
-            run = Some(Run {
-                id,
-                ranges: meta.ranges,
-                path,
-            });
+            let (new_run, (key, value)) = self.write_run_file(rows)?;
+            batch.insert(key, value);
+            run = Some(new_run);
         }
         for (key, value) in &sealing.buffered {
             match value {
@@ -428,6 +428,82 @@ impl RecordRuns {
         }
         tree.apply_batch(batch)?;
         Ok(run)
+    }
+
+    /// Writes `rows` (sorted, not empty) to a new run file; returns the run and its meta row.
+    fn write_run_file(&self, rows: &Rows) -> Result<(Run, MetaRow)> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let path = run_path(&self.dir, id);
+        write_file(&self.dir, &path, &encode_rows(rows))?;
+        let meta = RunMeta {
+            ranges: ranges_of(rows),
+            bytes: rows.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum(),
+        };
+        let value = postcard::to_allocvec(&meta).map_err(Error::EncodeRow)?;
+        let run = Run {
+            id,
+            ranges: meta.ranges,
+            bytes: meta.bytes,
+            path,
+        };
+        Ok((run, (meta_key(id), value)))
+    }
+
+    /// Merges the newest small runs into one once [`COMPACT_AFTER_RUNS`] of them have
+    /// gathered, so that a steady trickle of records (a run per persist) does not leave tens
+    /// of thousands of files to open. The merged run is fsynced before one sled batch swaps the
+    /// meta rows; returns the files to delete once sled has flushed that batch (a crash before
+    /// that leaves the old runs listed and the new file unlisted, deleted at the next open).
+    pub(crate) fn compact(&self, tree: &sled::Tree) -> Result<Vec<PathBuf>> {
+        let _sealing = self.seal_lock.lock();
+        let (chosen, floors) = {
+            let state = self.state.read();
+            let mut chosen: Vec<Arc<Run>> = Vec::new();
+            let mut total = 0u64;
+            for run in state.runs.iter().rev() {
+                total += run.bytes;
+                if total > OPEN_RUN_MAX_BYTES as u64 {
+                    break;
+                }
+                chosen.push(run.clone());
+            }
+            chosen.reverse();
+            (chosen, state.floors.clone())
+        };
+        if chosen.len() < COMPACT_AFTER_RUNS {
+            return Ok(Vec::new());
+        }
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        // Oldest first: a newer version of a row (a RUM view) wins.
+        for run in &chosen {
+            merged.extend(read_run(&run.path)?);
+        }
+        let below = |key: &[u8]| {
+            key.first()
+                .and_then(|k| floors.get(k))
+                .is_some_and(|floor| key <= floor.as_slice())
+        };
+        let rows: Rows = merged.into_iter().filter(|(k, _)| !below(k)).collect();
+        let mut batch = sled::Batch::default();
+        for run in &chosen {
+            batch.remove(meta_key(run.id));
+        }
+        let mut merged_run = None;
+        if !rows.is_empty() {
+            let (run, (key, value)) = self.write_run_file(&rows)?;
+            batch.insert(key, value);
+            merged_run = Some(Arc::new(run));
+        }
+        tree.apply_batch(batch)?;
+        let ids: std::collections::HashSet<u64> = chosen.iter().map(|r| r.id).collect();
+        let mut state = self.state.write();
+        state.runs.retain(|run| !ids.contains(&run.id));
+        // Newer than every run it replaces, and no run was sealed meanwhile.
+        state.runs.extend(merged_run);
+        drop(state);
+        self.cache.lock().retain(|(id, _)| !ids.contains(id));
+        tracing::debug!(runs = chosen.len(), rows = rows.len(), "record runs merged");
+        Ok(chosen.iter().map(|r| r.path.clone()).collect())
     }
 
     /// The row under `key` if it is held here: `Some(None)` when a buffered deletion hides
@@ -745,5 +821,38 @@ mod tests {
             3u64.to_be_bytes()
         );
         assert_eq!(runs.get(&issue).unwrap(), None);
+    }
+
+    #[test]
+    fn small_runs_are_merged_into_one_and_the_old_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs_dir = dir.path().join("records");
+        let (db, tree) = tree(dir.path());
+        let runs = RecordRuns::open(runs_dir.clone(), &tree).unwrap();
+        let count = COMPACT_AFTER_RUNS as u8;
+        for n in 0..count {
+            runs.divert(vec![(log_key(n), Some(vec![n]))]);
+            // A newer version of the first row, in a later run, wins the merge.
+            if n == 3 {
+                runs.divert(vec![(log_key(0), Some(b"newer".to_vec()))]);
+            }
+            runs.seal(&tree).unwrap();
+            if n + 1 < count {
+                assert!(runs.compact(&tree).unwrap().is_empty());
+            }
+        }
+        let files = |dir: &Path| std::fs::read_dir(dir).unwrap().count();
+        assert_eq!(files(&runs_dir), usize::from(count));
+        let merged = runs.compact(&tree).unwrap();
+        assert_eq!(merged.len(), usize::from(count));
+        db.flush().unwrap();
+        RecordRuns::delete_files(&merged);
+        assert_eq!(files(&runs_dir), 1);
+        let all = runs.range(&[LOG], &[LOG + 1]).unwrap();
+        assert_eq!(all.len(), usize::from(count));
+        assert_eq!(all[0].1.as_deref(), Some(b"newer".as_slice()));
+        let reopened = RecordRuns::open(runs_dir.clone(), &tree).unwrap();
+        assert_eq!(reopened.range(&[LOG], &[LOG + 1]).unwrap(), all);
+        assert_eq!(files(&runs_dir), 1);
     }
 }

@@ -247,7 +247,13 @@ impl RowStore for SledRows {
 
     fn seal(&self) -> Result<()> {
         self.runs.seal(&self.rows)?;
+        // Merging runs only saves files; a failure leaves the runs as they were.
+        let merged = self.runs.compact(&self.rows).unwrap_or_else(|error| {
+            tracing::warn!(%error, "merging record runs failed; they stay as they are");
+            Vec::new()
+        });
         self.db.flush()?;
+        RecordRuns::delete_files(&merged);
         Ok(())
     }
 }
