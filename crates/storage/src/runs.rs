@@ -177,16 +177,16 @@ pub(crate) struct RecordRuns {
     next_id: AtomicU64,
     /// Recently read runs, newest first.
     cache: Mutex<std::collections::VecDeque<(u64, Arc<Rows>)>>,
+    /// Files of runs retention emptied, deleted after the next sled flush.
+    expired: Mutex<Vec<PathBuf>>,
 }
 
-/// What [`RecordRuns::divert`] left for sled, and the run files to delete once it is applied.
+/// What [`RecordRuns::divert`] left for sled.
 pub(crate) struct Diverted {
     /// The ops that still go to sled.
     pub(crate) ops: Vec<RowOp>,
     /// Whether the open run has grown past [`OPEN_RUN_MAX_BYTES`].
     pub(crate) seal_now: bool,
-    /// Run files retention emptied, to delete after `ops` are applied.
-    pub(crate) expired: Vec<PathBuf>,
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
@@ -246,6 +246,15 @@ impl RecordRuns {
                 state.floors.insert(kind, value.to_vec());
             }
         }
+        // A run whose file is gone had expired: retention deletes a file only after sled has
+        // flushed its removal, but a crash can still lose a floor raised just before.
+        let (present, missing): (Vec<_>, Vec<_>) =
+            state.runs.drain(..).partition(|run| run.path.exists());
+        state.runs = present;
+        for run in missing {
+            tracing::warn!(path = %run.path.display(), "a listed record run file is missing; its rows are gone");
+            tree.remove(meta_key(run.id))?;
+        }
         let listed: std::collections::HashSet<PathBuf> =
             state.runs.iter().map(|r| r.path.clone()).collect();
         for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
@@ -261,6 +270,7 @@ impl RecordRuns {
             seal_lock: Mutex::new(()),
             next_id: AtomicU64::new(next_id),
             cache: Mutex::new(std::collections::VecDeque::new()),
+            expired: Mutex::new(Vec::new()),
         })
     }
 
@@ -277,7 +287,10 @@ impl RecordRuns {
                 let (key_len, new_len) = (key.len(), value.as_ref().map_or(0, Vec::len));
                 let open = &mut state.open;
                 match open.buffered.insert(key, value) {
-                    Some(old) => open.bytes = open.bytes + new_len - old.map_or(0, |v| v.len()),
+                    Some(old) => {
+                        open.bytes =
+                            (open.bytes + new_len).saturating_sub(old.map_or(0, |v| v.len()))
+                    }
                     None => open.bytes += key_len + new_len,
                 }
                 continue;
@@ -288,13 +301,14 @@ impl RecordRuns {
                         if !state.below_floor(&key) {
                             state.open.bytes += key.len() + value.len();
                             if let Some(old) = state.open.rows.insert(key, value) {
-                                state.open.bytes -= old.len();
+                                state.open.bytes = state.open.bytes.saturating_sub(old.len());
                             }
                         }
                     }
                     None => {
                         if let Some(old) = state.open.rows.remove(&key) {
-                            state.open.bytes -= key.len() + old.len();
+                            state.open.bytes =
+                                state.open.bytes.saturating_sub(key.len() + old.len());
                         }
                         let kind = key[0];
                         let highest = removed.entry(kind).or_default();
@@ -314,7 +328,7 @@ impl RecordRuns {
                 rest.push((key, value));
             }
         }
-        let mut expired = Vec::new();
+        let mut raised = false;
         for (kind, highest) in removed {
             if state
                 .floors
@@ -325,23 +339,33 @@ impl RecordRuns {
             }
             rest.push((vec![RUN_FLOOR, kind], Some(highest.clone())));
             state.floors.insert(kind, highest);
+            raised = true;
         }
-        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.runs)
-            .into_iter()
-            .partition(|run| run.ranges.iter().all(|(_, last)| state.below_floor(last)));
-        state.runs = kept;
-        for run in gone {
-            rest.push((meta_key(run.id), None));
-            expired.push(run.path.clone());
+        if raised {
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.runs)
+                .into_iter()
+                .partition(|run| run.ranges.iter().all(|(_, last)| state.below_floor(last)));
+            state.runs = kept;
+            let mut expired = self.expired.lock();
+            for run in gone {
+                rest.push((meta_key(run.id), None));
+                expired.push(run.path.clone());
+            }
         }
         Diverted {
             ops: rest,
             seal_now: state.open.bytes >= OPEN_RUN_MAX_BYTES,
-            expired,
         }
     }
 
-    /// Deletes the files of runs retention emptied, once their meta rows are gone.
+    /// Deletes the files of the runs retention emptied. Only once sled has flushed the batch
+    /// that removed their meta rows: before that, a crash would bring the rows back.
+    pub(crate) fn delete_expired(&self) {
+        let expired = std::mem::take(&mut *self.expired.lock());
+        Self::delete_files(&expired);
+    }
+
+    /// Deletes `paths`, logging what cannot be deleted.
     pub(crate) fn delete_files(paths: &[PathBuf]) {
         for path in paths {
             if let Err(error) = std::fs::remove_file(path) {
@@ -774,16 +798,17 @@ mod tests {
         runs.seal(&tree).unwrap();
         runs.divert(vec![(log_key(5), Some(b"five".to_vec()))]);
         runs.seal(&tree).unwrap();
+        let files = |dir: &Path| std::fs::read_dir(dir).unwrap().count();
         let diverted = runs.divert(vec![(log_key(1), None)]);
-        assert_eq!(diverted.expired.len(), 1);
         for (key, value) in diverted.ops {
             match value {
                 Some(v) => tree.insert(key, v).unwrap(),
                 None => tree.remove(key).unwrap(),
             };
         }
-        RecordRuns::delete_files(&diverted.expired);
-        assert!(!diverted.expired[0].exists());
+        assert_eq!(files(&dir.path().join("records")), 2);
+        runs.delete_expired();
+        assert_eq!(files(&dir.path().join("records")), 1);
         assert_eq!(runs.get(&log_key(1)).unwrap(), Some(None));
         assert_eq!(runs.range(&[LOG], &[LOG + 1]).unwrap().len(), 1);
         // Late rows below the floor are not taken.
@@ -792,6 +817,14 @@ mod tests {
         let runs = RecordRuns::open(dir.path().join("records"), &tree).unwrap();
         assert_eq!(runs.get(&log_key(1)).unwrap(), Some(None));
         assert_eq!(runs.get(&log_key(5)).unwrap(), Some(Some(b"five".to_vec())));
+        // A listed file that is gone (its removal was lost in a crash) is dropped, not an error.
+        drop(runs);
+        for entry in std::fs::read_dir(dir.path().join("records")).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        let runs = RecordRuns::open(dir.path().join("records"), &tree).unwrap();
+        assert_eq!(runs.get(&log_key(5)).unwrap(), None);
+        assert_eq!(tree.scan_prefix([RUN_META]).count(), 0);
     }
 
     #[test]

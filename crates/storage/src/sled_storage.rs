@@ -224,12 +224,12 @@ impl RowStore for SledRows {
         if records {
             self.runs.seal(&self.rows)?;
         }
-        self.db.flush()?;
-        Ok(())
+        self.sync()
     }
 
     fn sync(&self) -> Result<()> {
         self.db.flush()?;
+        self.runs.delete_expired();
         Ok(())
     }
 
@@ -238,7 +238,6 @@ impl RowStore for SledRows {
         if !diverted.ops.is_empty() {
             self.apply_to_sled(diverted.ops)?;
         }
-        RecordRuns::delete_files(&diverted.expired);
         if diverted.seal_now {
             self.runs.seal(&self.rows)?;
         }
@@ -252,7 +251,7 @@ impl RowStore for SledRows {
             tracing::warn!(%error, "merging record runs failed; they stay as they are");
             Vec::new()
         });
-        self.db.flush()?;
+        self.sync()?;
         RecordRuns::delete_files(&merged);
         Ok(())
     }
