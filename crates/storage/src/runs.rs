@@ -162,10 +162,15 @@ struct State {
 
 impl State {
     fn below_floor(&self, key: &[u8]) -> bool {
-        key.first()
-            .and_then(|k| self.floors.get(k))
-            .is_some_and(|floor| key <= floor.as_slice())
+        below_floor(&self.floors, key)
     }
+}
+
+/// Whether retention removed `key` (it lies at or below its keyspace's floor).
+fn below_floor(floors: &HashMap<u8, Vec<u8>>, key: &[u8]) -> bool {
+    key.first()
+        .and_then(|k| floors.get(k))
+        .is_some_and(|floor| key <= floor.as_slice())
 }
 
 /// The record runs of one data folder.
@@ -179,6 +184,8 @@ pub(crate) struct RecordRuns {
     cache: Mutex<std::collections::VecDeque<(u64, Arc<Rows>)>>,
     /// Files of runs retention emptied, deleted after the next sled flush.
     expired: Mutex<Vec<PathBuf>>,
+    /// The keys of the marks held with the open run ([`held_marks`]).
+    marks: [Vec<u8>; 4],
 }
 
 /// What [`RecordRuns::divert`] left for sled.
@@ -271,6 +278,7 @@ impl RecordRuns {
             next_id: AtomicU64::new(next_id),
             cache: Mutex::new(std::collections::VecDeque::new()),
             expired: Mutex::new(Vec::new()),
+            marks: held_marks(),
         })
     }
 
@@ -278,7 +286,6 @@ impl RecordRuns {
     /// deletions of record rows raise the retention floor (and still reach sled, which may hold
     /// rows of earlier formats).
     pub(crate) fn divert(&self, ops: Vec<RowOp>) -> Diverted {
-        let marks = held_marks();
         let mut rest = Vec::with_capacity(ops.len());
         let mut state = self.state.write();
         let mut removed: HashMap<u8, Vec<u8>> = HashMap::new();
@@ -318,7 +325,7 @@ impl RecordRuns {
                         rest.push((key, None));
                     }
                 }
-            } else if let Some(value) = value.as_ref().filter(|_| marks.contains(&key)) {
+            } else if let Some(value) = value.as_ref().filter(|_| self.marks.contains(&key)) {
                 let seq = <[u8; 8]>::try_from(value.as_slice())
                     .map(u64::from_be_bytes)
                     .unwrap_or(0);
@@ -502,12 +509,10 @@ impl RecordRuns {
         for run in &chosen {
             merged.extend(read_run(&run.path)?);
         }
-        let below = |key: &[u8]| {
-            key.first()
-                .and_then(|k| floors.get(k))
-                .is_some_and(|floor| key <= floor.as_slice())
-        };
-        let rows: Rows = merged.into_iter().filter(|(k, _)| !below(k)).collect();
+        let rows: Rows = merged
+            .into_iter()
+            .filter(|(k, _)| !below_floor(&floors, k))
+            .collect();
         let mut batch = sled::Batch::default();
         for run in &chosen {
             batch.remove(meta_key(run.id));

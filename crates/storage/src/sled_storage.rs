@@ -198,21 +198,11 @@ impl RowStore for SledRows {
     }
 
     fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
         let mut keys = Vec::new();
-        if runs::touches_held(start, end) {
-            self.scan_merged(start, end, false, &mut |key, _| {
-                keys.push(key.to_vec());
-                Ok(true)
-            })?;
-            return Ok(keys);
-        }
-        for row in self.rows.range(start..end) {
-            let (key, _) = row?;
+        self.scan_range(start, end, false, &mut |key, _| {
             keys.push(key.to_vec());
-        }
+            Ok(true)
+        })?;
         Ok(keys)
     }
 
