@@ -1,8 +1,13 @@
 //! Source maps: archives are bounded while unpacking, and lookups answer only for the line asked.
-use skylark_issues::{unpack_zip, Error, FrameRules, MapSource, Resolver, SourceMapLimits};
+use parking_lot::Mutex;
+use skylark_core::{ContentType, Layer, LogRecord};
+use skylark_issues::{
+    unpack_zip, Error, FrameRules, Grouper, GrouperSettings, MapSource, Resolver, SourceMapLimits,
+};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A map for `app-service.js`: line 1 column 101 (1-based) is `handleTap` at pages/a.js:7:3; line
 /// 3 has no mappings at all.
@@ -111,4 +116,91 @@ fn zip_bombs_and_crowded_zips_are_refused_within_the_limits() {
     .unwrap();
     let files: Vec<&str> = good.iter().map(|m| m.file.as_str()).collect();
     assert_eq!(files, ["app-service.js", "packages/a/app-service.js"]);
+}
+
+/// Maps that can be uploaded while a grouper reads them.
+struct UploadableMaps(Mutex<Maps>);
+
+impl MapSource for UploadableMaps {
+    fn map_bytes(&self, service: &str, version: &str, file: &str) -> Option<Arc<Vec<u8>>> {
+        self.0.lock().map_bytes(service, version, file)
+    }
+    fn versions_with_map(&self, service: &str, file: &str) -> Vec<String> {
+        self.0.lock().versions_with_map(service, file)
+    }
+}
+
+fn error_log(device: &str) -> LogRecord {
+    LogRecord {
+        service: "shop".to_string(),
+        service_instance: device.to_string(),
+        endpoint: "pages/a".to_string(),
+        layer: Layer::WECHAT_MINI_PROGRAM,
+        timestamp_ms: 1_700_000_000_000,
+        trace_id: None,
+        segment_id: None,
+        span_id: None,
+        content_type: ContentType::Text,
+        content: "TypeError: Cannot read property 'x' of undefined".to_string(),
+        tags: vec![
+            ("exception.type".to_string(), "js".to_string()),
+            (
+                "exception.stacktrace".to_string(),
+                "TypeError: Cannot read property 'x' of undefined\n    at e (https://usr/app-service.js:1:101)".to_string(),
+            ),
+            ("service.version".to_string(), "1.0.0".to_string()),
+            ("user.id".to_string(), device.to_string()),
+        ],
+    }
+}
+
+#[test]
+fn a_repeated_error_is_grouped_alike_until_a_map_upload_invalidates_what_was_derived() {
+    let maps = UploadableMaps(Mutex::new(Maps(BTreeMap::new())));
+    let grouper = Grouper::new(GrouperSettings {
+        memo_ttl: Duration::from_secs(3600),
+        ..GrouperSettings::default()
+    });
+    let first = grouper.occurrence(&maps, &error_log("d1"), &[]).unwrap();
+    let second = grouper.occurrence(&maps, &error_log("d2"), &[]).unwrap();
+    assert_eq!(first.culprit, "e (app-service.js)");
+    // What the error log itself carries is never memoised.
+    assert_eq!(second.user_id.as_deref(), Some("d2"));
+    assert_eq!(
+        (&second.fingerprint, &second.title, &second.culprit),
+        (&first.fingerprint, &first.title, &first.culprit)
+    );
+    // Another message is another issue, not the memoised one.
+    let mut other = error_log("d3");
+    other.content = "RangeError: too deep".to_string();
+    let other = grouper.occurrence(&maps, &other, &[]).unwrap();
+    assert_ne!(other.fingerprint, first.fingerprint);
+    assert!(other.title.ends_with("too deep"), "{}", other.title);
+
+    maps.0.lock().0.insert(
+        ("1.0.0".to_string(), "app-service.js".to_string()),
+        Arc::new(map()),
+    );
+    grouper.invalidate();
+    let resolved = grouper.occurrence(&maps, &error_log("d4"), &[]).unwrap();
+    assert_eq!(resolved.culprit, "handleTap (pages/a.js)");
+    assert_ne!(resolved.fingerprint, first.fingerprint);
+}
+
+#[test]
+fn memoised_groupings_expire_so_maps_stored_by_another_node_are_seen() {
+    let maps = UploadableMaps(Mutex::new(Maps(BTreeMap::new())));
+    let grouper = Grouper::new(GrouperSettings {
+        memo_ttl: Duration::ZERO,
+        ..GrouperSettings::default()
+    });
+    let first = grouper.occurrence(&maps, &error_log("d1"), &[]).unwrap();
+    maps.0.lock().0.insert(
+        ("1.0.0".to_string(), "app-service.js".to_string()),
+        Arc::new(map()),
+    );
+    // Decoded maps are cached only once found; the memo has expired: the map is used.
+    let later = grouper.occurrence(&maps, &error_log("d1"), &[]).unwrap();
+    assert_eq!(first.culprit, "e (app-service.js)");
+    assert_eq!(later.culprit, "handleTap (pages/a.js)");
 }

@@ -140,6 +140,8 @@ impl IssuesConfig {
                 max_zip_unpacked_bytes: self.source_map_zip_max_bytes,
             },
             map_cache_bytes: self.source_map_cache_mb.saturating_mul(1024 * 1024),
+            // A map another node stored is seen once both the catalog and the memo renew.
+            memo_ttl: crate::issues::MAP_CATALOG_TTL,
         }
     }
 }

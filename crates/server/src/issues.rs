@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// How long a service's list of source maps is trusted before storage is asked again. Uploads
 /// and deletes through this node refresh it at once; another node's show within this time.
-const MAP_CATALOG_TTL: Duration = Duration::from_secs(10);
+pub(crate) const MAP_CATALOG_TTL: Duration = Duration::from_secs(10);
 
 /// Services whose map lists are kept at most (a full catalog starts over).
 const MAP_CATALOG_SERVICES: usize = 10_000;
@@ -256,7 +256,7 @@ async fn delete_map(
     let deleted =
         tokio::task::spawn_blocking(move || storage.delete_source_map(&service, &version, &file))
             .await;
-    api.grouping.grouper.resolver().invalidate();
+    api.grouping.grouper.invalidate();
     api.grouping.maps.invalidate();
     match deleted {
         Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
@@ -342,7 +342,7 @@ async fn upload_maps(
         Ok::<_, skylark_storage::Error>(stored)
     })
     .await;
-    api.grouping.grouper.resolver().invalidate();
+    api.grouping.grouper.invalidate();
     api.grouping.maps.invalidate();
     match stored {
         Ok(Ok(stored)) => {
