@@ -25,7 +25,8 @@ use skylark_core::{
 };
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A not-yet-stored metric row.
 #[derive(Clone)]
@@ -99,6 +100,56 @@ fn rows_with_prefix<'a>(rows: &'a Rows, prefix: &'a [u8]) -> impl Iterator<Item 
         .filter(move |k| k.starts_with(prefix))
 }
 
+/// How far a flush has got in storing its in-flight rows, for readers that do not wait for it.
+///
+/// A flush stores its rows chunk by chunk, in key order, and removes a chunk's rows from
+/// `in_flight` only after the store holds them. A reader that found a row in flight cannot
+/// tell from the store alone whether the store already holds that row too (it would count it
+/// twice); it can from this: if the row's chunk had not begun by the time its store read was
+/// done, the store did not hold it. Chunks are numbered across flushes.
+struct FlushProgress {
+    /// Bumped whenever `in_flight` changes hands wholesale (taken from `pending`, put back):
+    /// a read that spans a change starts over.
+    generation: AtomicU64,
+    /// How many chunks have begun being stored, ever.
+    started: AtomicU64,
+    /// The running flush's keys in chunk order; `None` until it has sorted them (no chunk of it
+    /// has begun then).
+    order: RwLock<Option<ChunkOrder>>,
+}
+
+/// A flush's keys, sorted, and the number of the chunk the first [`FLUSH_CHUNK_ROWS`] go in.
+struct ChunkOrder {
+    keys: Arc<Vec<Vec<u8>>>,
+    first_chunk: u64,
+}
+
+impl FlushProgress {
+    fn new() -> Self {
+        FlushProgress {
+            generation: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            order: RwLock::new(None),
+        }
+    }
+
+    /// The number of the chunk `key` is stored in by the running flush, if it has sorted its
+    /// keys and `key` is one of them.
+    fn chunk_of(&self, key: &[u8]) -> Option<u64> {
+        let order = self.order.read();
+        let order = order.as_ref()?;
+        let index = order
+            .keys
+            .binary_search_by(|k| k.as_slice().cmp(key))
+            .ok()?;
+        Some(order.first_chunk + (index / FLUSH_CHUNK_ROWS) as u64)
+    }
+}
+
+/// How long a read waits for a chunk it caught being stored before it reports the persist as
+/// stuck (a chunk lands in milliseconds).
+const CHUNK_WAIT_LIMIT: Duration = Duration::from_secs(30);
+
 /// Everything a backend-specific storage shares.
 pub(crate) struct Engine<K: RowStore> {
     store: K,
@@ -112,10 +163,12 @@ pub(crate) struct Engine<K: RowStore> {
     /// Estimated memory of `in_flight`, shrinking as its chunks land.
     in_flight_bytes: AtomicUsize,
     /// Rows a running flush took from `pending` and has not stored yet, visible to reads. A
-    /// chunk's rows leave it in the same write-locked step that stores them, so a reader sees
-    /// each row either stored or in flight, never both; the lock is held for one chunk only.
+    /// chunk's rows leave it once the chunk is stored; no lock is held while storing, and
+    /// readers tell a row already stored from one not yet by [`FlushProgress`].
     /// Lock order: `in_flight` before `pending`.
     in_flight: RwLock<Rows>,
+    /// Which in-flight chunk a running flush is storing (see [`Engine::read_row`]).
+    progress: FlushProgress,
     traffic: RwLock<TrafficCache>,
     /// Serialises flushes and retention, which both read-modify-write stored rows.
     flush_lock: Mutex<()>,
@@ -168,6 +221,7 @@ impl<K: RowStore> Engine<K> {
             pending_bytes: AtomicUsize::new(0),
             in_flight_bytes: AtomicUsize::new(0),
             in_flight: RwLock::new(Rows::default()),
+            progress: FlushProgress::new(),
             traffic: RwLock::new(traffic),
             flush_lock: Mutex::new(()),
             rum_lock: Mutex::new(()),
@@ -431,6 +485,8 @@ impl<K: RowStore> Engine<K> {
             let mut in_flight = self.in_flight.write();
             let mut pending = self.pending.lock();
             std::mem::swap(&mut *in_flight, &mut *pending);
+            self.progress.generation.fetch_add(1, Ordering::SeqCst);
+            *self.progress.order.write() = None;
             // Emissions from here on go to the rows of hours that close now directly; those
             // taken before are stored below, then the closed hours are built from them.
             self.rollups.close_through((self.clock)());
@@ -442,7 +498,14 @@ impl<K: RowStore> Engine<K> {
         let mut keys: Vec<Vec<u8>> = self.in_flight.read().keys().cloned().collect();
         // Key order: a chunk touches neighbouring tree leaves.
         keys.sort_unstable();
-        let result = self.write_in_flight(&keys, mark);
+        let keys = Arc::new(keys);
+        let first_chunk = self.progress.started.load(Ordering::SeqCst);
+        // Published before any chunk begins: readers find each row's chunk in it.
+        *self.progress.order.write() = Some(ChunkOrder {
+            keys: keys.clone(),
+            first_chunk,
+        });
+        let result = self.write_in_flight(&keys, first_chunk, mark);
         let stored = match result {
             Ok(()) => {
                 self.metrics_mark.stored(mark);
@@ -477,6 +540,7 @@ impl<K: RowStore> Engine<K> {
     fn write_in_flight(
         &self,
         keys: &[Vec<u8>],
+        first_chunk: u64,
         mark: u64,
     ) -> std::result::Result<(), (Option<TakenTraffic>, crate::Error)> {
         let chunks: Vec<&[Vec<u8>]> = if keys.is_empty() {
@@ -525,13 +589,18 @@ impl<K: RowStore> Engine<K> {
             if ops.is_empty() {
                 continue;
             }
-            let mut in_flight = self.in_flight.write();
+            // From here until its rows leave `in_flight`, a reader of them cannot know whether
+            // the store holds them yet, and reads again once they have left.
+            self.progress
+                .started
+                .store(first_chunk + index as u64 + 1, Ordering::SeqCst);
             if let Err(error) = self.store.apply_unsynced(ops) {
                 return Err((taken, error));
             }
             if let Some(count) = names_stored {
                 self.names.stored_up_to(count);
             }
+            let mut in_flight = self.in_flight.write();
             let mut freed = 0;
             for key in chunk {
                 if let Some(row) = in_flight.remove(key) {
@@ -578,6 +647,8 @@ impl<K: RowStore> Engine<K> {
     fn restore_in_flight(&self) {
         let mut in_flight = self.in_flight.write();
         let mut pending = self.pending.lock();
+        self.progress.generation.fetch_add(1, Ordering::SeqCst);
+        *self.progress.order.write() = None;
         let newer = std::mem::take(&mut *pending);
         let mut restored = std::mem::take(&mut *in_flight);
         for (key, row) in newer {
@@ -603,7 +674,6 @@ impl<K: RowStore> Engine<K> {
             // Never written: an id is handed out before the first row that uses it.
             return Ok(buckets.iter().map(|_| None).collect());
         };
-        let in_flight = self.in_flight.read();
         let mut out = Vec::with_capacity(buckets.len());
         let mut parts = Vec::new();
         for bucket in buckets {
@@ -614,30 +684,66 @@ impl<K: RowStore> Engine<K> {
                 let Some(key) = keys::metric_key(metric_id, entity, *part) else {
                     continue;
                 };
-                let stored = match self.store.get(&key)? {
-                    Some(bytes) => {
-                        let row = rows::decode_metric(&key, &bytes)?;
-                        Some((row.function, row.state))
-                    }
-                    None => None,
-                };
-                let newer = [
-                    in_flight.get(&key).cloned(),
-                    self.pending.lock().get(&key).cloned(),
-                ]
-                .into_iter()
-                .flatten()
-                .map(|row| (row.function, row.state));
-                for (row_function, row_state) in stored.into_iter().chain(newer) {
+                for row in self.read_row(&key)? {
                     match &mut state {
-                        Some(s) => s.combine(row_function, &row_state),
-                        None => state = Some(row_state),
+                        Some(s) => s.combine(row.function, &row.state),
+                        None => state = Some(row.state),
                     }
                 }
             }
             out.push(state.map(|s| s.value(function, &metric.percentile_ranks, bucket.step)));
         }
         Ok(out)
+    }
+
+    /// The parts of the row under `key`, each counted once: stored, in flight, pending.
+    ///
+    /// No lock is held while the store is read, so a persist storing a chunk never holds a
+    /// query off. A row caught in flight while its chunk was being stored may or may not be in
+    /// the store read already; then the read starts over once the chunk has left `in_flight`.
+    fn read_row(&self, key: &[u8]) -> Result<Vec<PendingRow>> {
+        let began = Instant::now();
+        loop {
+            let (generation, in_flight, pending) = {
+                let in_flight = self.in_flight.read();
+                let pending = self.pending.lock();
+                (
+                    self.progress.generation.load(Ordering::SeqCst),
+                    in_flight.get(key).cloned(),
+                    pending.get(key).cloned(),
+                )
+            };
+            let stored = self.store.get(key)?;
+            let started = self.progress.started.load(Ordering::SeqCst);
+            // Rows still in flight are in a chunk that had not begun when the store was read,
+            // unless that chunk is among those begun since.
+            let overlapped = in_flight.is_some()
+                && self
+                    .progress
+                    .chunk_of(key)
+                    .is_some_and(|chunk| chunk < started);
+            if self.progress.generation.load(Ordering::SeqCst) != generation {
+                continue;
+            }
+            if overlapped {
+                if began.elapsed() > CHUNK_WAIT_LIMIT {
+                    return Err(crate::Error::PersistStuck(CHUNK_WAIT_LIMIT));
+                }
+                std::thread::sleep(Duration::from_micros(100));
+                continue;
+            }
+            let mut parts = Vec::with_capacity(3);
+            if let Some(bytes) = stored {
+                let row = rows::decode_metric(key, &bytes)?;
+                parts.push(PendingRow {
+                    function: row.function,
+                    state: row.state,
+                });
+            }
+            parts.extend(in_flight);
+            parts.extend(pending);
+            return Ok(parts);
+        }
     }
 
     pub(crate) fn metric_entities(
@@ -649,29 +755,35 @@ impl<K: RowStore> Engine<K> {
             return Ok(Vec::new());
         };
         let mut ids = BTreeSet::new();
-        let in_flight = self.in_flight.read();
         let mut parts = Vec::new();
         for bucket in buckets {
             self.rollups.parts(*bucket, &mut parts);
         }
         parts.sort_unstable();
         parts.dedup();
-        for bucket in &parts {
-            let Some(prefix) = keys::metric_prefix(metric_id, *bucket) else {
-                continue;
-            };
-            let entity_of = |key: &[u8]| keys::split_metric_key(key).map(|(_, entity)| entity);
-            self.store.scan_prefix(&prefix, &mut |key, _| {
+        let prefixes: Vec<Vec<u8>> = parts
+            .iter()
+            .filter_map(|bucket| keys::metric_prefix(metric_id, *bucket))
+            .collect();
+        let entity_of = |key: &[u8]| keys::split_metric_key(key).map(|(_, entity)| entity);
+        // Memory first, then the store with no lock held: a row that leaves memory meanwhile
+        // has been stored before it left, so the store scan finds it.
+        {
+            let in_flight = self.in_flight.read();
+            let pending = self.pending.lock();
+            for prefix in &prefixes {
+                for key in
+                    rows_with_prefix(&in_flight, prefix).chain(rows_with_prefix(&pending, prefix))
+                {
+                    ids.extend(entity_of(key));
+                }
+            }
+        }
+        for prefix in &prefixes {
+            self.store.scan_prefix(prefix, &mut |key, _| {
                 ids.extend(entity_of(key));
                 Ok(())
             })?;
-            for key in rows_with_prefix(&in_flight, &prefix) {
-                ids.extend(entity_of(key));
-            }
-            let pending = self.pending.lock();
-            for key in rows_with_prefix(&pending, &prefix) {
-                ids.extend(entity_of(key));
-            }
         }
         let mut entities: Vec<String> = ids
             .into_iter()
@@ -1002,6 +1114,45 @@ mod tests {
     struct SharedRows {
         inner: Arc<MemRows>,
         writes_left: Arc<AtomicUsize>,
+        gate: Arc<Gate>,
+    }
+
+    /// Holds writes back while closed, counting those waiting: a chunk caught mid-write.
+    #[derive(Default)]
+    struct Gate {
+        closed: parking_lot::Mutex<bool>,
+        opened: parking_lot::Condvar,
+        waiting: AtomicUsize,
+    }
+
+    impl Gate {
+        fn close(&self) {
+            *self.closed.lock() = true;
+        }
+
+        fn open(&self) {
+            *self.closed.lock() = false;
+            self.opened.notify_all();
+        }
+
+        fn pass(&self) {
+            let mut closed = self.closed.lock();
+            if *closed {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                while *closed {
+                    self.opened.wait(&mut closed);
+                }
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+
+        fn wait_for_a_write(&self) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.waiting.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < deadline, "no write reached the gate");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     impl SharedRows {
@@ -1009,6 +1160,7 @@ mod tests {
             SharedRows {
                 inner: Arc::default(),
                 writes_left: Arc::new(AtomicUsize::new(usize::MAX)),
+                gate: Arc::default(),
             }
         }
 
@@ -1092,6 +1244,7 @@ mod tests {
         }
 
         fn apply(&self, ops: Vec<RowOp>) -> Result<()> {
+            self.gate.pass();
             let left = self.writes_left.load(Ordering::SeqCst);
             if left == 0 {
                 return Err(crate::Error::Unsupported(
@@ -1397,6 +1550,97 @@ mod tests {
         engine.flush().unwrap();
         assert_eq!(values(&engine, SERVICES), expected);
         assert_eq!(engine.pending_rows(), 0);
+    }
+
+    /// One `Sum` emission of `value` per service, for `services` services.
+    fn sums(services: usize, value: i64) -> Vec<MetricEmission> {
+        let metric = Arc::new(MetricDefinition {
+            function: MetricFunction::Sum,
+            ..(*metric()).clone()
+        });
+        entry(services, value)
+            .into_iter()
+            .map(|e| MetricEmission {
+                metric: metric.clone(),
+                ..e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_during_a_flush_wait_for_no_chunk_and_count_every_row_once() {
+        let rows = SharedRows::new();
+        let engine = Arc::new(engine_after(rows.clone()).unwrap());
+        engine
+            .write_metrics_through(1, sums(SERVICES, 100))
+            .unwrap();
+        engine.flush().unwrap();
+        engine.write_metrics_through(2, sums(SERVICES, 10)).unwrap();
+        let sum = Arc::new(MetricDefinition {
+            function: MetricFunction::Sum,
+            ..(*metric()).clone()
+        });
+        let minute = TimeBucket {
+            step: Step::Minute,
+            value: MINUTE,
+        };
+        let buckets = [
+            minute,
+            minute.to_step(Step::Hour),
+            minute.to_step(Step::Day),
+        ];
+        let service =
+            |i: usize| MeterEntity::service(format!("mp-{i:05}"), Layer::WECHAT_MINI_PROGRAM).id();
+        let read = {
+            let (engine, sum) = (engine.clone(), sum.clone());
+            move |id: String| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let (engine, sum) = (engine.clone(), sum.clone());
+                std::thread::spawn(move || {
+                    let _ = tx.send(engine.read_metric(&sum, &id, &buckets).unwrap());
+                });
+                rx
+            }
+        };
+        let expected = vec![Some(MetricValue::Single(110)); 3];
+
+        // The flush's first chunk is held mid-write.
+        rows.gate.close();
+        let flushing = {
+            let engine = engine.clone();
+            std::thread::spawn(move || engine.flush())
+        };
+        rows.gate.wait_for_a_write();
+        let in_first_chunk = |i: usize| {
+            let (metric_id, entity) = (
+                engine.names.id(&sum.name).unwrap(),
+                engine.names.id(&service(i)).unwrap(),
+            );
+            buckets.iter().any(|b| {
+                let key = keys::metric_key(metric_id, entity, *b).unwrap();
+                engine.progress.chunk_of(&key)
+                    == Some(engine.progress.started.load(Ordering::SeqCst) - 1)
+            })
+        };
+        let held = (0..SERVICES).find(|i| in_first_chunk(*i)).unwrap();
+        let free = (0..SERVICES).find(|i| !in_first_chunk(*i)).unwrap();
+        // A row of another chunk is read at once, in flight and counted once.
+        let answer = read(service(free))
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a read waited for a chunk it is not in");
+        assert_eq!(answer, expected);
+        // A row of the chunk being written waits for it, then counts once.
+        let waiting = read(service(held));
+        assert!(waiting.recv_timeout(Duration::from_millis(50)).is_err());
+        rows.gate.open();
+        assert_eq!(
+            waiting.recv_timeout(Duration::from_secs(10)).unwrap(),
+            expected
+        );
+        flushing.join().unwrap().unwrap();
+        for i in (0..SERVICES).step_by(97) {
+            assert_eq!(read(service(i)).recv().unwrap(), expected);
+        }
     }
 
     thread_local! {

@@ -61,6 +61,9 @@ pub enum Error {
     /// The data folder's format row is not a format number.
     #[error("the data folder's format row is corrupt")]
     CorruptFormat,
+    /// A read waited this long for a persist's chunk to land and it did not.
+    #[error("a metric row stayed between memory and storage for {0:?}: a persist is stuck")]
+    PersistStuck(std::time::Duration),
     /// The backend does not implement this part of the contract.
     #[error("{0} are not supported by this storage")]
     Unsupported(&'static str),
