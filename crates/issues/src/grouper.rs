@@ -114,33 +114,34 @@ struct OwnedDerivedInput {
     optional: [Option<String>; 3],
 }
 
+impl DerivedInput<'_> {
+    /// The inputs as the memo keeps them: the texts, then the optional texts.
+    fn parts(&self) -> ([&str; 6], [Option<&str>; 3]) {
+        (
+            [
+                self.service,
+                self.version,
+                self.kind,
+                self.stack,
+                self.message,
+                self.page,
+            ],
+            [self.sdk_fingerprint, self.http_method, self.http_status],
+        )
+    }
+}
+
 impl OwnedDerivedInput {
     fn new(input: &DerivedInput<'_>) -> Self {
+        let (fields, optional) = input.parts();
         OwnedDerivedInput {
-            fields: [
-                input.service,
-                input.version,
-                input.kind,
-                input.stack,
-                input.message,
-                input.page,
-            ]
-            .map(str::to_string),
-            optional: [input.sdk_fingerprint, input.http_method, input.http_status]
-                .map(|v| v.map(str::to_string)),
+            fields: fields.map(str::to_string),
+            optional: optional.map(|v| v.map(str::to_string)),
         }
     }
 
     fn matches(&self, input: &DerivedInput<'_>) -> bool {
-        let fields = [
-            input.service,
-            input.version,
-            input.kind,
-            input.stack,
-            input.message,
-            input.page,
-        ];
-        let optional = [input.sdk_fingerprint, input.http_method, input.http_status];
+        let (fields, optional) = input.parts();
         self.fields.iter().zip(fields).all(|(a, b)| a == b)
             && self
                 .optional
@@ -275,9 +276,18 @@ impl Grouper {
         version: &str,
         stack: &str,
     ) -> Vec<ResolvedStackFrame> {
-        self.rules
-            .parse(stack)
-            .frames
+        self.resolve_frames(maps, service, version, self.rules.parse(stack).frames)
+    }
+
+    /// `frames`, each resolved as [`Grouper::resolve_stack`] does.
+    fn resolve_frames(
+        &self,
+        maps: &dyn MapSource,
+        service: &str,
+        version: &str,
+        frames: Vec<Frame>,
+    ) -> Vec<ResolvedStackFrame> {
+        frames
             .into_iter()
             .map(|frame| {
                 // Runtime and library frames have no user-uploaded maps: no lookups for them.
@@ -367,9 +377,10 @@ impl Grouper {
     /// Fingerprint, error type, title and culprit of `input`: the stack parsed and resolved
     /// through the maps, the message normalised, the parts hashed.
     fn derive(&self, maps: &dyn MapSource, input: &DerivedInput<'_>) -> Derived {
-        let frames = self.resolve_stack(maps, input.service, input.version, input.stack);
-        let header = self.rules.parse(input.stack).header;
-        let error_type = header
+        let parsed = self.rules.parse(input.stack);
+        let frames = self.resolve_frames(maps, input.service, input.version, parsed.frames);
+        let error_type = parsed
+            .header
             .first()
             .and_then(|h| error_type_of(h))
             .or_else(|| error_type_of(input.message))

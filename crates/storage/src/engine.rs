@@ -1298,17 +1298,22 @@ mod tests {
             .collect()
     }
 
-    /// Every stored (minute, hour, day) value of every service.
-    fn values(engine: &Engine<SharedRows>, services: usize) -> Vec<Option<MetricValue>> {
+    /// [`MINUTE`] and its hour and day.
+    fn minute_hour_day() -> [TimeBucket; 3] {
         let minute = TimeBucket {
             step: Step::Minute,
             value: MINUTE,
         };
-        let buckets = [
+        [
             minute,
             minute.to_step(Step::Hour),
             minute.to_step(Step::Day),
-        ];
+        ]
+    }
+
+    /// Every stored (minute, hour, day) value of every service.
+    fn values(engine: &Engine<SharedRows>, services: usize) -> Vec<Option<MetricValue>> {
+        let buckets = minute_hour_day();
         let metric = metric();
         (0..services)
             .flat_map(|i| {
@@ -1552,12 +1557,17 @@ mod tests {
         assert_eq!(engine.pending_rows(), 0);
     }
 
-    /// One `Sum` emission of `value` per service, for `services` services.
-    fn sums(services: usize, value: i64) -> Vec<MetricEmission> {
-        let metric = Arc::new(MetricDefinition {
+    /// [`metric`] summed instead of averaged.
+    fn sum_metric() -> Arc<MetricDefinition> {
+        Arc::new(MetricDefinition {
             function: MetricFunction::Sum,
             ..(*metric()).clone()
-        });
+        })
+    }
+
+    /// One `Sum` emission of `value` per service, for `services` services.
+    fn sums(services: usize, value: i64) -> Vec<MetricEmission> {
+        let metric = sum_metric();
         entry(services, value)
             .into_iter()
             .map(|e| MetricEmission {
@@ -1576,19 +1586,8 @@ mod tests {
             .unwrap();
         engine.flush().unwrap();
         engine.write_metrics_through(2, sums(SERVICES, 10)).unwrap();
-        let sum = Arc::new(MetricDefinition {
-            function: MetricFunction::Sum,
-            ..(*metric()).clone()
-        });
-        let minute = TimeBucket {
-            step: Step::Minute,
-            value: MINUTE,
-        };
-        let buckets = [
-            minute,
-            minute.to_step(Step::Hour),
-            minute.to_step(Step::Day),
-        ];
+        let sum = sum_metric();
+        let buckets = minute_hour_day();
         let service =
             |i: usize| MeterEntity::service(format!("mp-{i:05}"), Layer::WECHAT_MINI_PROGRAM).id();
         let read = {
