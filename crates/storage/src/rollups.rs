@@ -243,7 +243,8 @@ fn build_bucket(
             ops.push((key, Some(rows::encode_metric(function, &state, through)?)));
             rows_built += 1;
             if ops.len() >= chunk_rows {
-                store.apply_unsynced(std::mem::take(&mut ops))?;
+                // Each row is whole on its own (a rebuild overwrites it with the same value).
+                store.apply_each_unsynced(std::mem::take(&mut ops))?;
             }
         }
     }

@@ -52,6 +52,16 @@ pub trait RowStore: Send + Sync + 'static {
         self.apply(ops)
     }
 
+    /// Applies the ops one by one, in order, durable only with the next [`RowStore::apply`] or
+    /// [`RowStore::sync`]. Not atomic as a whole: a crash keeps a prefix of them (and of what
+    /// was applied before). For writes that are each complete on their own, such as a flush's
+    /// metric rows, which carry the flush's mark in their value: sled applies a batch under a
+    /// lock that holds every reader of the database off until it lands, and single writes take
+    /// none. Backends without that cost may apply them atomically (the default).
+    fn apply_each_unsynced(&self, ops: Vec<RowOp>) -> Result<()> {
+        self.apply_unsynced(ops)
+    }
+
     /// Makes every batch applied so far durable.
     fn sync(&self) -> Result<()> {
         Ok(())

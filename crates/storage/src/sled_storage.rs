@@ -234,6 +234,21 @@ impl RowStore for SledRows {
         Ok(())
     }
 
+    fn apply_each_unsynced(&self, ops: Vec<RowOp>) -> Result<()> {
+        let diverted = self.runs.divert(ops);
+        // sled recovers its log as a prefix, so these land in order across a crash too.
+        for (key, value) in diverted.ops {
+            match value {
+                Some(value) => self.rows.insert(key, value)?,
+                None => self.rows.remove(key)?,
+            };
+        }
+        if diverted.seal_now {
+            self.runs.seal(&self.rows)?;
+        }
+        Ok(())
+    }
+
     fn seal(&self) -> Result<()> {
         self.runs.seal(&self.rows)?;
         // Merging runs only saves files; a failure leaves the runs as they were.
