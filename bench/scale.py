@@ -91,6 +91,8 @@ class OverviewProbe(threading.Thread):
     def __init__(self, scale_gen, port, service, minutes):
         super().__init__(daemon=True)
         self.port, self.stop, self.latencies_ms, self.errors = port, threading.Event(), [], []
+        # (UTC start time, ms) of each request, to line the slowest up with the server's log.
+        self.timed = []
         self.doc = scale_gen.exec_doc(scale_gen.OVERVIEW)
         end = time.gmtime(time.time())
         start = time.gmtime(time.time() - 60 * minutes)
@@ -105,10 +107,12 @@ class OverviewProbe(threading.Thread):
     def run(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         while not self.stop.is_set():
-            t = time.perf_counter()
+            t, wall = time.perf_counter(), time.time()
             try:
                 self.scale_gen.gql(conn, self.doc, self.variables)
-                self.latencies_ms.append((time.perf_counter() - t) * 1000)
+                ms = (time.perf_counter() - t) * 1000
+                self.latencies_ms.append(ms)
+                self.timed.append((wall, ms))
             except (OSError, RuntimeError, http.client.HTTPException, ValueError) as e:
                 self.errors.append(str(e)[:200])
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
@@ -145,7 +149,7 @@ def main():
     env = dict(os.environ, SW_CORE_REST_HOST="127.0.0.1", SW_CORE_REST_PORT=str(rest),
                SW_CORE_GRPC_HOST="127.0.0.1", SW_CORE_GRPC_PORT=str(grpc), SW_ADMIN_PORT="0",
                SW_STORAGE_SLED_PATH=data, SW_CORE_MAX_MEMORY_MB=str(a.max_memory_mb))
-    env.setdefault("RUST_LOG", "warn")
+    env.setdefault("SKYLARK_LOG", "warn")
     with open(log_path, "wb") as log:
         server = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
@@ -203,6 +207,9 @@ def main():
         "overview_p99_ms": round(pct(lat, 99), 1) if lat else None,
         "overview_max_ms": round(max(lat), 1) if lat else None,
         "overview_mean_ms": round(statistics.mean(lat), 1) if lat else None,
+        "overview_slowest": [
+            [time.strftime("%H:%M:%S", time.gmtime(w)) + f".{int(w * 1000) % 1000:03d}", round(ms, 1)]
+            for w, ms in sorted(probe.timed, key=lambda x: -x[1])[:10]],
         "startup_s": starts, "startup_error": startup.stderr[-500:] if not starts else None,
     }
     if probe.errors:

@@ -164,12 +164,19 @@ impl AlarmEngine {
             tracing::warn!(now_ms, "alarm check skipped: the clock is out of range");
             return Ok(Vec::new());
         };
+        let started = std::time::Instant::now();
         let mut messages = Vec::new();
         let mut records = Vec::new();
         let mut writes = Vec::new();
         for rule in &self.settings.rules {
             self.check_rule(rule, end, now_ms, &mut messages, &mut records, &mut writes)?;
         }
+        tracing::debug!(
+            rules = self.settings.rules.len(),
+            alarms = messages.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "alarm rules checked"
+        );
         // Records and state first: a hook call must never be for an alarm that is not stored.
         self.storage.write_alarm_records(records)?;
         self.storage.put_alarm_states(writes)?;
