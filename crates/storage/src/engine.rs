@@ -161,7 +161,7 @@ pub(crate) struct Engine<K: RowStore> {
     /// readers tell a row already stored from one not yet by [`FlushProgress`].
     /// Lock order: `in_flight` before `pending`.
     in_flight: RwLock<Rows>,
-    /// Which in-flight chunk a running flush is storing (see [`Engine::read_row`]).
+    /// Which in-flight chunk a running flush is storing (see [`Engine::read_rows`]).
     progress: FlushProgress,
     traffic: RwLock<TrafficCache>,
     /// Serialises flushes and retention, which both read-modify-write stored rows.
@@ -542,25 +542,17 @@ impl<K: RowStore> Engine<K> {
         // Names before any row that uses them: a row stored without its names could not be
         // read. Names stored without their rows are harmless (an id is never reused).
         let (names, count) = self.names.unstored();
-        let mut names = names.into_iter().peekable();
-        while names.peek().is_some() {
-            let chunk: Vec<RowOp> = names.by_ref().take(FLUSH_CHUNK_ROWS).collect();
-            self.store_chunk(chunk).map_err(|error| (None, error))?;
-        }
+        self.store_in_chunks(names).map_err(|error| (None, error))?;
         self.names.stored_up_to(count);
         // Traffic dirtied by any entry up to `mark` was dirty when the flush began, so it is
         // all stored before the mark is.
-        let mut traffic_ops = Vec::new();
-        let taken = match self.traffic.write().take_dirty(&mut traffic_ops) {
+        let mut traffic = Vec::new();
+        let taken = match self.traffic.write().take_dirty(&mut traffic) {
             Ok(taken) => taken,
             Err(error) => return Err((None, error)),
         };
-        let mut traffic_ops = traffic_ops.into_iter().peekable();
-        while traffic_ops.peek().is_some() {
-            let chunk: Vec<RowOp> = traffic_ops.by_ref().take(FLUSH_CHUNK_ROWS).collect();
-            if let Err(error) = self.store_chunk(chunk) {
-                return Err((Some(taken), error));
-            }
+        if let Err(error) = self.store_in_chunks(traffic) {
+            return Err((Some(taken), error));
         }
         if let Err(error) = self.write_rows(keys, first_chunk, mark) {
             return Err((Some(taken), error));
@@ -613,7 +605,10 @@ impl<K: RowStore> Engine<K> {
             self.progress
                 .started
                 .store(first_chunk + index as u64 + 1, Ordering::SeqCst);
-            self.store_chunk(ops)?;
+            // Row by row: each row is whole on its own (it carries the flush's mark), and a sled
+            // batch would hold every query off until the chunk landed (up to a third of a
+            // second on a busy host).
+            self.store.apply_each_unsynced(ops)?;
             let mut in_flight = self.in_flight.write();
             let mut freed = 0;
             for key in chunk {
@@ -631,11 +626,17 @@ impl<K: RowStore> Engine<K> {
         Ok(())
     }
 
-    /// Stores one chunk of a flush, row by row: each row is whole on its own (it carries the
-    /// flush's mark), and a sled batch would hold every query off until the chunk landed,
-    /// which on a busy host took up to a third of a second.
-    fn store_chunk(&self, ops: Vec<RowOp>) -> Result<()> {
-        self.store.apply_each_unsynced(ops)
+    /// Stores `ops` in chunks of [`FLUSH_CHUNK_ROWS`], row by row (see
+    /// [`RowStore::apply_each_unsynced`]).
+    fn store_in_chunks(&self, ops: Vec<RowOp>) -> Result<()> {
+        let mut ops = ops.into_iter();
+        loop {
+            let chunk: Vec<RowOp> = ops.by_ref().take(FLUSH_CHUNK_ROWS).collect();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            self.store.apply_each_unsynced(chunk)?;
+        }
     }
 
     /// Builds the rows of the hours and days that have closed (see `rollups`). Only after a
@@ -723,11 +724,15 @@ impl<K: RowStore> Engine<K> {
         Ok(out)
     }
 
-    /// [`Engine::read_row`] for many keys, in their order, taking the memory locks once for all
-    /// of them rather than once per key: a dashboard reads hundreds of keys, and the applier
-    /// holds `pending` while it aggregates. A key whose row was caught in a chunk being stored
-    /// is read again on its own.
+    /// The parts of the rows under `keys`, in their order, each counted once: stored, in
+    /// flight, pending. Memory is looked at once for all the keys (the applier holds `pending`
+    /// while it aggregates) and the store read with one `get_many`.
+    ///
+    /// No lock is held while the store is read, so a persist storing a chunk never holds a
+    /// query off. A row caught in flight while its chunk was being stored may or may not be in
+    /// the store read already; then the read starts over once the chunk has left `in_flight`.
     fn read_rows(&self, keys: &[Vec<u8>]) -> Result<Vec<Vec<PendingRow>>> {
+        let began = Instant::now();
         loop {
             let (generation, memory) = {
                 let in_flight = self.in_flight.read();
@@ -743,20 +748,30 @@ impl<K: RowStore> Engine<K> {
             if self.progress.generation.load(Ordering::SeqCst) != generation {
                 continue;
             }
-            let mut out = Vec::with_capacity(keys.len());
-            for ((key, (in_flight, pending)), stored) in keys.iter().zip(memory).zip(stored) {
-                let overlapped = in_flight.is_some()
+            // Rows still in flight are in a chunk that had not begun when the store was read,
+            // unless that chunk is among those begun since.
+            let caught = keys.iter().zip(&memory).any(|(key, (in_flight, _))| {
+                in_flight.is_some()
                     && self
                         .progress
                         .chunk_of(key)
-                        .is_some_and(|chunk| chunk < started);
-                if overlapped {
-                    out.push(self.read_row(key)?);
-                    continue;
+                        .is_some_and(|chunk| chunk < started)
+            });
+            if caught {
+                if began.elapsed() > CHUNK_WAIT_LIMIT {
+                    return Err(crate::Error::PersistStuck(CHUNK_WAIT_LIMIT));
                 }
-                out.push(Self::row_parts(key, stored, in_flight, pending)?);
+                std::thread::sleep(Duration::from_micros(100));
+                continue;
             }
-            return Ok(out);
+            return keys
+                .iter()
+                .zip(memory)
+                .zip(stored)
+                .map(|((key, (in_flight, pending)), stored)| {
+                    Self::row_parts(key, stored, in_flight, pending)
+                })
+                .collect();
         }
     }
 
@@ -778,46 +793,6 @@ impl<K: RowStore> Engine<K> {
         parts.extend(in_flight);
         parts.extend(pending);
         Ok(parts)
-    }
-
-    /// The parts of the row under `key`, each counted once: stored, in flight, pending.
-    ///
-    /// No lock is held while the store is read, so a persist storing a chunk never holds a
-    /// query off. A row caught in flight while its chunk was being stored may or may not be in
-    /// the store read already; then the read starts over once the chunk has left `in_flight`.
-    fn read_row(&self, key: &[u8]) -> Result<Vec<PendingRow>> {
-        let began = Instant::now();
-        loop {
-            let (generation, in_flight, pending) = {
-                let in_flight = self.in_flight.read();
-                let pending = self.pending.lock();
-                (
-                    self.progress.generation.load(Ordering::SeqCst),
-                    in_flight.get(key).cloned(),
-                    pending.get(key).cloned(),
-                )
-            };
-            let stored = self.store.get(key)?;
-            let started = self.progress.started.load(Ordering::SeqCst);
-            // Rows still in flight are in a chunk that had not begun when the store was read,
-            // unless that chunk is among those begun since.
-            let overlapped = in_flight.is_some()
-                && self
-                    .progress
-                    .chunk_of(key)
-                    .is_some_and(|chunk| chunk < started);
-            if self.progress.generation.load(Ordering::SeqCst) != generation {
-                continue;
-            }
-            if overlapped {
-                if began.elapsed() > CHUNK_WAIT_LIMIT {
-                    return Err(crate::Error::PersistStuck(CHUNK_WAIT_LIMIT));
-                }
-                std::thread::sleep(Duration::from_micros(100));
-                continue;
-            }
-            return Self::row_parts(key, stored, in_flight, pending);
-        }
     }
 
     pub(crate) fn metric_entities(
