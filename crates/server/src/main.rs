@@ -10,8 +10,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's start-up options: back the heap and jemalloc's own metadata with transparent
 /// huge pages where the kernel allows them on request (`madvise` mode). Opening a large data
 /// folder fills ~200 MB of fresh heap (sled's page table and snapshot); faulting that in 4 KiB
-/// at a time was a third of start-up. `_RJEM_MALLOC_CONF` still overrides this (e.g.
-/// `thp:default` to turn it off).
+/// at a time was a third of start-up. `_RJEM_MALLOC_CONF` still overrides this
+/// (`thp:default,metadata_thp:disabled` turns it off).
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &[u8; 31] = b"thp:always,metadata_thp:always\0";
