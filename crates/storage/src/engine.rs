@@ -556,19 +556,17 @@ impl<K: RowStore> Engine<K> {
         // Traffic dirtied by any entry up to `mark` was dirty when the flush began, so it is
         // all stored before the mark is.
         let mut traffic = Vec::new();
-        let taken = match self.traffic.write().take_dirty(&mut traffic) {
-            Ok(taken) => taken,
-            Err(error) => return Err((None, error)),
-        };
-        if let Err(error) = self.store_in_chunks(traffic) {
-            return Err((Some(taken), error));
-        }
-        if let Err(error) = self.write_rows(keys, first_chunk, mark) {
-            return Err((Some(taken), error));
-        }
-        // Durable once, with no lock held: readers already see the rows, and only the mark's
-        // durability matters to the write-ahead log, which is cut back after this returns.
-        self.store.sync().map_err(|error| (Some(taken), error))
+        let taken = self
+            .traffic
+            .write()
+            .take_dirty(&mut traffic)
+            .map_err(|error| (None, error))?;
+        self.store_in_chunks(traffic)
+            .and_then(|()| self.write_rows(keys, first_chunk, mark))
+            // Durable once, with no lock held: readers already see the rows, and only the
+            // mark's durability matters to the write-ahead log, which is cut back after this.
+            .and_then(|()| self.store.sync())
+            .map_err(|error| (Some(taken), error))
     }
 
     /// The in-flight rows of [`Engine::write_in_flight`], chunk by chunk, with the
