@@ -495,6 +495,8 @@ struct Stage {
     secs: f64,
     /// CPU time (user + system, all threads) the server spent during the stage.
     server_cpu_secs: f64,
+    /// CPU time this process (the clients) spent during the stage.
+    client_cpu_secs: f64,
 }
 
 impl Stage {
@@ -507,6 +509,7 @@ impl Stage {
                 items: 0,
                 secs: 0.0,
                 server_cpu_secs: 0.0,
+                client_cpu_secs: 0.0,
             },
             |a, b| Stage {
                 ok: a.ok + b.ok,
@@ -514,6 +517,7 @@ impl Stage {
                 items: a.items + b.items,
                 secs: a.secs + b.secs,
                 server_cpu_secs: a.server_cpu_secs + b.server_cpu_secs,
+                client_cpu_secs: a.client_cpu_secs + b.client_cpu_secs,
             },
         )
     }
@@ -523,6 +527,11 @@ impl Stage {
     /// between builds.
     fn cpu_us_per_request(&self) -> f64 {
         self.server_cpu_secs * 1e6 / self.ok.max(1) as f64
+    }
+
+    /// Client CPU per acknowledged request, in microseconds.
+    fn client_cpu_us_per_request(&self) -> f64 {
+        self.client_cpu_secs * 1e6 / self.ok.max(1) as f64
     }
 }
 
@@ -648,6 +657,7 @@ async fn send_requests(
     );
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let cpu_before = cpu_secs(server_pid);
+    let client_cpu_before = cpu_secs(std::process::id());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
@@ -692,6 +702,7 @@ async fn send_requests(
         items: items.load(Ordering::Relaxed),
         secs: start.elapsed().as_secs_f64(),
         server_cpu_secs: cpu_secs(server_pid) - cpu_before,
+        client_cpu_secs: cpu_secs(std::process::id()) - client_cpu_before,
     })
 }
 
@@ -1061,7 +1072,45 @@ fn http_ceiling(
             eips / bips
         );
     }
+    cpu_budgets(workloads, decode, stages, &bare, threads);
     Ok(())
+}
+
+/// The end-to-end ratios the data layer issue (#13) asks of `make bench`.
+const RATIO_GOALS: [(Signal, f64); 3] = [
+    (Signal::Metrics, 0.5),
+    (Signal::Logs, 0.3),
+    (Signal::Segments, 0.4),
+];
+
+/// What each ratio goal leaves the server on this machine: the goal needs `goal × decode-only`
+/// requests per second, the clients (in this process, on the same cores) spend their measured
+/// CPU per request, and the server may use what is left of `cores`. Printed next to what the
+/// bare sink and skylark use per request, so a goal no server could meet here shows as one.
+fn cpu_budgets(
+    workloads: &[Workload],
+    decode: &[(f64, f64)],
+    stages: &[Stage],
+    bare: &[Stage],
+    cores: usize,
+) {
+    println!();
+    println!("| signal | ratio goal | end-to-end req/s it needs | client CPU µs/req | server CPU left per request on {cores} cores (µs) | bare sink µs/req | skylark µs/req |");
+    println!("|---|---|---|---|---|---|---|");
+    for (((w, (drps, _)), s), b) in workloads.iter().zip(decode).zip(stages).zip(bare) {
+        let Some((_, goal)) = RATIO_GOALS.iter().find(|(signal, _)| *signal == w.signal) else {
+            continue;
+        };
+        let needed = goal * drps;
+        let client = b.client_cpu_us_per_request();
+        let budget = cores as f64 * 1e6 / needed - client;
+        println!(
+            "| {} | {goal} | {needed:.0} | {client:.1} | {budget:.1} | {:.1} | {:.1} |",
+            w.signal.path(),
+            b.cpu_us_per_request(),
+            s.cpu_us_per_request()
+        );
+    }
 }
 
 /// The fresh SDK traffic mix (the metrics, logs and segments bodies in turn, re-timed to now)
