@@ -526,12 +526,17 @@ impl Stage {
     /// moves when a neighbour on the host takes CPU time, so it is the figure to compare
     /// between builds.
     fn cpu_us_per_request(&self) -> f64 {
-        self.server_cpu_secs * 1e6 / self.ok.max(1) as f64
+        self.us_per_request(self.server_cpu_secs)
     }
 
     /// Client CPU per acknowledged request, in microseconds.
     fn client_cpu_us_per_request(&self) -> f64 {
-        self.client_cpu_secs * 1e6 / self.ok.max(1) as f64
+        self.us_per_request(self.client_cpu_secs)
+    }
+
+    /// `secs` spread over the stage's acknowledged requests, in microseconds.
+    fn us_per_request(&self, secs: f64) -> f64 {
+        secs * 1e6 / self.ok.max(1) as f64
     }
 }
 
